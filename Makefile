@@ -1,0 +1,46 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv if missing
+# and install the pinned set (requirements.txt) in one pip command, torch included.
+# Bring your own CUDA torch: `make demo TORCH=system` reuses the interpreter's torch and skips the pins.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= pinned
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(TORCH)
+DEMO_DATA ?= data/synthetic
+PYTEST_ARGS ?=
+
+ifeq ($(TORCH),system)
+VENV_FLAGS := --system-site-packages
+REQS_CMD   := grep -vE '^(torch|torchvision)==' requirements.txt
+else
+VENV_FLAGS :=
+REQS_CMD   := cat requirements.txt
+endif
+
+.PHONY: demo test lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(REQS_CMD) > $(VENV)/requirements.effective.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r $(VENV)/requirements.effective.txt -e .
+	touch $@
+
+$(DEMO_DATA)/.complete: | $(STAMP)
+	$(BIN)/cloudseg synth $(DEMO_DATA) --train-scenes 6 --test-scenes 2 --scene-size 800 800 --seed 0
+	touch $@
+
+demo: $(STAMP) $(DEMO_DATA)/.complete
+	$(BIN)/cloudseg prepare $(DEMO_DATA)
+	$(BIN)/cloudseg stats $(DEMO_DATA)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) data/synthetic exports sweeps.db* .pytest_cache
