@@ -1,0 +1,3 @@
+"""`cloudseg` predict commands; registered on import by cloudseg.cli."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`cloudseg` train commands; registered on import by cloudseg.cli."""
+
+from __future__ import annotations
