@@ -1,0 +1,53 @@
+"""What a training run returns: the resolved config, the per-epoch history and the best epoch.
+
+Plain frozen dataclasses, shared by `cloudseg.fit`, the CLI tables and the sweep objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudseg.config import RunConfig
+from cloudseg.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val: Metrics  # counts summed over the whole validation set
+    seconds: float  # wall time of the epoch, training + validation
+    images_per_s: float  # training throughput
+
+    def as_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "seconds": self.seconds,
+            "images_per_s": self.images_per_s,
+            **self.val.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FitResult:
+    config: RunConfig  # resolved: pos_weight "auto" and band statistics filled in
+    history: tuple[EpochRecord, ...]
+    best_epoch: int  # epoch with the best validation IoU
+    stopped_early: bool  # a callback asked to stop
+    fit_seconds: float
+    peak_memory_mb: float | None  # CUDA peak allocated; None on CPU
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    extras: dict = field(default_factory=dict)  # e.g. data summary (patch counts, pos_weight)
+
+    @property
+    def best(self) -> Metrics:
+        return self.history[self.best_epoch - 1].val
+
+    @property
+    def images_per_s(self) -> float:
+        return sum(r.images_per_s for r in self.history) / max(len(self.history), 1)
