@@ -41,3 +41,25 @@ __all__ = [
     "load_run_config",
     "parse_run_config",
 ]
+
+# Torch-backed entry points load on first use, so `import cloudseg` (and `cloudseg --help`)
+# never imports torch.
+_LAZY = {
+    "fit": "cloudseg.train",
+    "run_training": "cloudseg.pipeline",
+    "load_bundle": "cloudseg.checkpoint",
+    "save_bundle": "cloudseg.checkpoint",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cloudseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,275 @@
+"""fit(): one training run, readable top to bottom (in the spirit of nanoGPT's train.py).
+
+The loop receives objects (model, loss, loaders, callbacks), never names, so the CLI, the sweep
+and a notebook call it the same way. Batches arrive as uint16 and are normalised on the device.
+On CUDA it trains with AMP and channels_last; on the CPU in plain fp32, deterministically.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from cloudseg.checkpoint import save_bundle
+from cloudseg.config import OptimConfig, RunConfig, TrainConfig
+from cloudseg.device import DeviceSetup, select_device
+from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
+from cloudseg.metrics import ConfusionMeter, Metrics
+from cloudseg.normalise import nodata_mask, normalise
+from cloudseg.results import EpochRecord, FitResult
+
+# Reading the loss back to the host waits for the GPU; doing it every few steps (for the
+# divergence check and the progress bar) keeps the kernel queue full in between.
+LOSS_READBACK_EVERY = 10
+
+
+class Callback(Protocol):
+    """Anything with this method; returning True stops training after this epoch."""
+
+    def on_epoch_end(self, epoch: int, record: EpochRecord) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a progress hook sees every few steps."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float  # mean training loss of the steps since the last report
+    images_per_s: float  # training throughput so far in this epoch
+
+
+ProgressHook = Callable[[StepInfo], Any]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (every device): same seed on the CPU → same run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    config: RunConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    progress: ProgressHook | Any | None = None,
+) -> FitResult:
+    """Train `model` for `config.train.epochs`, validating after each epoch.
+
+    Batches are `(images uint16 (B,4,H,W), masks uint8 (B,1,H,W) {0,1})`. `progress` is a
+    callable taking StepInfo, a rich Progress, or None (silent). Checkpoint bundles go to
+    `checkpoint_dir/best` (best validation IoU) and `checkpoint_dir/last`.
+    """
+    t_fit = time.perf_counter()
+    tcfg, ocfg = config.train, config.optim
+    seed_everything(tcfg.seed)
+    setup = select_device(tcfg)
+    steps = len(train_loader)  # type: ignore[arg-type]
+    if tcfg.max_steps_per_epoch is not None:
+        steps = min(steps, tcfg.max_steps_per_epoch)
+    if steps == 0 or len(val_loader) == 0:  # type: ignore[arg-type]
+        raise ConfigError("fit: the training and validation loaders must yield at least one batch")
+
+    model = model.to(setup.device, memory_format=setup.memory_format)
+    loss_fn = loss_fn.to(setup.device)  # a loss may hold buffers (e.g. pos_weight)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=ocfg.lr, weight_decay=ocfg.weight_decay,
+        fused=True if setup.is_cuda else None,
+    )
+    scheduler = make_scheduler(optimizer, ocfg, steps, tcfg.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=setup.needs_scaler)  # fp16 only
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if setup.is_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest
+        torch.cuda.reset_peak_memory_stats(setup.device)
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)  # free on the CPU
+    report = _Reporter(progress, tcfg.epochs, steps)
+
+    history: list[EpochRecord] = []
+    best: EpochRecord | None = None
+    best_dir = last_dir = None
+    stopped_early = False
+    oom_detail: str | None = None
+    try:
+        for epoch in range(1, tcfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            model.train()
+            losses: list[torch.Tensor] = []  # per-step losses still on the device
+            loss_sum, n_images, done_steps = 0.0, 0, 0
+            for step, (images, masks) in enumerate(itertools.islice(train_loader, steps), 1):
+                raw, x, y = _to_device(images, masks, setup, tcfg)
+                with setup.autocast():
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)  # the loss in fp32, whatever the forward ran in
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if ocfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    nn.utils.clip_grad_norm_(model.parameters(), ocfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(loss.detach())
+                n_images += raw.shape[0]
+                if len(losses) == LOSS_READBACK_EVERY or step == steps:
+                    values = _finite_losses(losses, epoch, step)
+                    loss_sum += sum(values)
+                    losses, done_steps = [], step
+                    rate = n_images / (time.perf_counter() - t_epoch)
+                    mean = sum(values) / len(values)
+                    report(StepInfo(epoch, tcfg.epochs, step, steps, mean, rate))
+            setup.synchronize()
+            train_seconds = time.perf_counter() - t_epoch
+
+            val_loss, val_metrics = validate(model, loss_fn, val_loader, setup, tcfg)
+            record = EpochRecord(
+                epoch=epoch, train_loss=loss_sum / max(done_steps, 1), val_loss=val_loss,
+                val=val_metrics, seconds=time.perf_counter() - t_epoch,
+                images_per_s=n_images / train_seconds,
+            )
+            history.append(record)
+            if best is None or record.val.iou > best.val.iou:
+                best = record
+                if checkpoint_dir is not None:
+                    best_dir = Path(checkpoint_dir) / "best"
+                    save_bundle(best_dir, model, config, record.as_dict())
+            # Every callback sees every epoch (a sweep reports, a logger logs); any may stop.
+            if any([bool(cb.on_epoch_end(epoch, record)) for cb in callbacks]):
+                stopped_early = True
+                break
+    except torch.cuda.OutOfMemoryError as err:
+        # Leave this block first: the exception's frames pin the batch tensors.
+        oom_detail = str(err).splitlines()[0] if str(err) else "CUDA out of memory"
+    finally:
+        report.close()
+        torch.use_deterministic_algorithms(was_deterministic)
+
+    if oom_detail is not None:
+        del optimizer, scheduler, scaler
+        model.to("cpu")  # the caller may keep model and loss; their GPU memory must go
+        loss_fn.to("cpu")
+        gc.collect()
+        torch.cuda.empty_cache()
+        raise OutOfMemoryError(ocfg.batch_size, oom_detail)
+
+    assert best is not None  # at least one epoch ran (epochs >= 1 is validated)
+    if checkpoint_dir is not None:
+        last_dir = save_bundle(Path(checkpoint_dir) / "last", model, config, history[-1].as_dict())
+    peak = torch.cuda.max_memory_allocated(setup.device) / 2**20 if setup.is_cuda else None
+    return FitResult(
+        config=config, history=tuple(history), best_epoch=best.epoch,
+        stopped_early=stopped_early, fit_seconds=time.perf_counter() - t_fit,
+        peak_memory_mb=peak, best_checkpoint=best_dir, last_checkpoint=last_dir,
+        extras={"device": setup.describe(), "steps_per_epoch": steps},
+    )
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loss_fn: nn.Module, loader: Iterable, setup: DeviceSetup, tcfg: TrainConfig
+) -> tuple[float, Metrics]:
+    """Mean loss per image and confusion counts over the whole loader (no-data pixels out of
+    the counts when `train.ignore_nodata`)."""
+    model.eval()
+    meter = ConfusionMeter(tcfg.threshold)
+    loss_sum = torch.zeros((), device=setup.device)
+    n = 0
+    for images, masks in loader:
+        raw, x, y = _to_device(images, masks, setup, tcfg)
+        with setup.autocast():
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += loss_fn(logits, y) * raw.shape[0]
+        n += raw.shape[0]
+        meter.update_from_logits(logits, y, ~nodata_mask(raw) if tcfg.ignore_nodata else None)
+    return loss_sum.item() / max(n, 1), meter.metrics
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, ocfg: OptimConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step learning-rate schedule: linear warmup, then cosine decay to 0 or constant;
+    "onecycle" is torch's OneCycleLR with the warmup as its rising phase (default 30%)."""
+    total = steps_per_epoch * epochs
+    warmup = min(ocfg.warmup_epochs * steps_per_epoch, total)
+    if ocfg.schedule == "onecycle":
+        pct = warmup / total if warmup else 0.3
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=ocfg.lr, total_steps=max(total, 2), pct_start=min(pct, 0.99)
+        )
+
+    def factor(step: int) -> float:  # step = optimizer steps taken so far
+        if step < warmup:
+            return (step + 1) / warmup
+        if ocfg.schedule == "constant":
+            return 1.0
+        done = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _to_device(
+    images: torch.Tensor, masks: torch.Tensor, setup: DeviceSetup, tcfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint16 images travel as uint16 (half the bytes) and become floats on the device."""
+    raw = images.to(setup.device, non_blocking=True)
+    target = masks.to(setup.device, non_blocking=True)
+    if target.ndim == 3:  # (B, H, W) masks: add the channel axis the logits have
+        target = target.unsqueeze(1)
+    x = normalise(raw, tcfg).contiguous(memory_format=setup.memory_format)
+    return raw, x, target.float()
+
+
+def _finite_losses(losses: list[torch.Tensor], epoch: int, last_step: int) -> list[float]:
+    """Read pending losses back; the first non-finite one raises with its own step number."""
+    values = torch.stack(losses).tolist()
+    first_step = last_step - len(values) + 1
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            raise DivergedError(epoch=epoch, step=first_step + i, loss=value)
+    return values
+
+
+class _Reporter:
+    """Adapts the optional `progress` argument: None, a callable, or a rich Progress."""
+
+    def __init__(self, progress: Any, epochs: int, steps: int):
+        self.progress, self.epochs, self.steps = progress, epochs, steps
+        self.task = None
+        if progress is not None and hasattr(progress, "add_task"):
+            self.task = progress.add_task(f"epoch 1/{epochs}", total=steps, loss=math.nan, ips=0.0)
+
+    def __call__(self, info: StepInfo) -> None:
+        if self.task is not None:
+            self.progress.update(
+                self.task, completed=info.step, description=f"epoch {info.epoch}/{info.epochs}",
+                loss=info.loss, ips=info.images_per_s,
+            )
+        elif self.progress is not None:
+            self.progress(info)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
