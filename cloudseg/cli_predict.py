@@ -1,3 +1,137 @@
-"""`cloudseg` predict commands; registered on import by cloudseg.cli."""
+"""`cloudseg` predict commands; registered on import by cloudseg.cli.
+
+`cloudseg predict BUNDLE DATA --out DIR` writes whole-scene probability and mask GeoTIFFs;
+`cloudseg evaluate PRED_DIR GT_DIR` scores them with the 38-Cloud protocol.
+"""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cloudseg.cli import command
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", type=Path, help="checkpoint bundle (config.yaml + model.safetensors)")
+    p.add_argument("data", type=Path, help="38-Cloud / 95-Cloud data root")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the GeoTIFFs")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x cost)")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="sliding-window overlap in pixels, blended to remove seams (e.g. 64)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--threshold",
+        default=None,
+        help="binary mask threshold (default: the bundle's train.threshold)",
+    )
+
+
+@command("predict", "predict whole-scene cloud masks as GeoTIFFs", _predict_args)
+def predict(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cloudseg.evaluate import parse_threshold
+    from cloudseg.predict import predict_scenes
+
+    threshold = None if args.threshold is None else parse_threshold(args.threshold)
+    result = predict_scenes(
+        args.bundle,
+        args.data,
+        args.out,
+        args.split,
+        tta=args.tta,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        threshold=threshold,
+        progress=True,
+    )
+    table = Table(title=f"{len(result.scenes)} scenes → {args.out}")
+    for col in ("scene", "height × width", "patches", "georeferenced"):
+        table.add_column(col)
+    for s in result.scenes:
+        table.add_row(s.scene, f"{s.shape[0]} × {s.shape[1]}", str(s.patches), str(s.georeferenced))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{result.patches} patches in {result.seconds:.1f} s "
+        f"({result.patches_per_s:.1f} patches/s) on {result.device}"
+    )
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred_dir", type=Path, help="folder with <scene>_prob.tif (cloudseg predict)")
+    p.add_argument("gt_dir", type=Path, help="Entire_scene_gts/ or a folder that contains it")
+    p.add_argument("--threshold", default="12/255", help="cloud where probability > this")
+    p.add_argument(
+        "--protocol",
+        choices=("per-scene", "pooled"),
+        default="per-scene",
+        help="which summary leads (both are printed and saved)",
+    )
+    p.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="per-scene CSV (default PRED_DIR/evaluation.csv); summary JSON beside it",
+    )
+
+
+@command("evaluate", "score scene predictions with the 38-Cloud protocol", _evaluate_args)
+def evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cloudseg.evaluate import (
+        SCENE_METRICS,
+        evaluate_scenes,
+        parse_threshold,
+        write_scene_csv,
+        write_summary_json,
+    )
+
+    report = evaluate_scenes(args.pred_dir, args.gt_dir, parse_threshold(args.threshold))
+    csv_path = args.csv or args.pred_dir / "evaluation.csv"
+    write_scene_csv(report, csv_path)
+    json_path = write_summary_json(report, csv_path.with_suffix(".json"), args.protocol)
+
+    names = [col for _, col in SCENE_METRICS]
+    scenes = Table(title=f"per scene (prediction > {report.threshold:.6f})")
+    for col in ("scene", *names):
+        scenes.add_column(col, justify="left" if col == "scene" else "right")
+    for s in report.scenes:
+        scenes.add_row(s.scene, *(f"{100 * getattr(s.metrics, a):.2f}" for a, _ in SCENE_METRICS))
+
+    mean, pooled = report.mean, report.pooled
+    summaries = {
+        "per-scene": (
+            f"38-Cloud protocol: mean over {len(report.scenes)} scenes (%)",
+            [100 * mean[a] for a, _ in SCENE_METRICS],
+        ),
+        "pooled": (
+            "pooled: counts summed over all scenes first, NOT comparable with papers (%)",
+            [100 * getattr(pooled, a) for a, _ in SCENE_METRICS],
+        ),
+    }
+    order = [args.protocol, *(p for p in summaries if p != args.protocol)]
+    console = Console()
+    console.print(scenes)
+    for key in order:
+        title, values = summaries[key]
+        table = Table(title=title)
+        for col in names:
+            table.add_column(col, justify="right")
+        table.add_row(*(f"{v:.2f}" for v in values))
+        console.print(table)
+    console.print(f"per-scene CSV: {csv_path}  summary: {json_path}")
+    return 0

@@ -1,0 +1,89 @@
+"""Scene masks as GeoTIFFs (rasterio): compressed, tiled uint8, georeferenced when the source is.
+
+38-Cloud's patches and whole-scene gts are plain TIFFs without a CRS, so their masks carry none;
+a tree whose scene gt or patches do carry one passes it on. A patch's transform is shifted back
+to the scene origin using the patch's (row, col) in the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 256  # GeoTIFF tile side (a multiple of 16, as the format requires)
+
+
+@dataclass(frozen=True)
+class Georef:
+    crs: object | None = None  # rasterio CRS
+    transform: object | None = None  # affine.Affine
+
+    @property
+    def present(self) -> bool:
+        return self.crs is not None
+
+
+def open_raster(path: str | Path):
+    """rasterio.open for reading, quiet about the missing georeference of 38-Cloud TIFFs."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
+def read_georef(path: str | Path) -> Georef:
+    """The CRS and transform of a raster, or an empty Georef for a plain TIFF."""
+    with open_raster(path) as src:
+        return Georef(src.crs, src.transform) if src.crs is not None else Georef()
+
+
+def scene_georef_from_patch(path: str | Path, row: int, col: int, patch: int) -> Georef:
+    """A georeferenced patch (row, col) → the transform of its scene's top-left corner."""
+    from affine import Affine
+
+    ref = read_georef(path)
+    if not ref.present:
+        return ref
+    return Georef(
+        ref.crs, ref.transform * Affine.translation(-(col - 1) * patch, -(row - 1) * patch)
+    )
+
+
+def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) -> Path:
+    """One-band uint8 GeoTIFF, deflate + horizontal predictor, 256×256 tiles."""
+    import rasterio
+
+    if array.dtype != np.uint8 or array.ndim != 2:
+        raise ValueError(f"expected a 2-D uint8 array, got {array.dtype} {array.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "driver": "GTiff",
+        "height": array.shape[0],
+        "width": array.shape[1],
+        "count": 1,
+        "dtype": "uint8",
+        "compress": "deflate",
+        "predictor": 2,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+    }
+    if georef.present:
+        profile.update(crs=georef.crs, transform=georef.transform)
+    tmp = path.with_name(path.name + ".tmp")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(array, 1)
+    tmp.replace(path)  # a reader never sees half a mask
+    return path
+
+
+def to_uint8_probability(prob: np.ndarray) -> np.ndarray:
+    """[0, 1] float → 0..255 uint8, rounded."""
+    return np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)

@@ -1,0 +1,129 @@
+"""Patches ↔ scenes: the 38-Cloud patch grid, cropping, and a blended sliding window.
+
+38-Cloud cuts each scene, zero-padded to a multiple of 384, into a row-major grid of 384×384
+patches named by (row, col), 1-based. Stitching places patch (r, c) at ((r-1)·384, (c-1)·384)
+and crops the canvas back to the scene size (which only the whole-scene gt knows).
+
+A network with zero padding is least reliable near the borders of its input window, so
+predicting the grid patch by patch leaves seams. `window_offsets` + `blend_weights` +
+`BlendCanvas` instead slide a window with `overlap` pixels of overlap and average the
+predictions with weights that ramp linearly to ~0 at each window border: every seam pixel is then
+dominated by a window whose centre covers it. overlap=0 reproduces the plain patch grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from cloudseg.errors import ConfigError, LayoutError
+
+PATCH = 384
+
+
+def grid_size(cells: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """(rows, cols) of a scene's grid from its patches' 1-based (row, col)."""
+    cells = list(cells)
+    return max(r for r, _ in cells), max(c for _, c in cells)
+
+
+def check_complete(scene: str, cells: Iterable[tuple[int, int]], rows: int, cols: int) -> None:
+    """A gap in the grid would silently become a hole of "clear" pixels: refuse it."""
+    have = set(cells)
+    missing = [
+        f"{r}_by_{c}" for r in range(1, rows + 1) for c in range(1, cols + 1) if (r, c) not in have
+    ]
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise LayoutError(
+            scene,
+            [
+                f"scene {scene}: {len(missing)} of {rows * cols} patches missing "
+                f"from its {rows}x{cols} grid: {shown}"
+            ],
+        )
+
+
+def stitch(
+    patches: Iterable[tuple[int, int, np.ndarray]],
+    rows: int,
+    cols: int,
+    shape: tuple[int, int] | None = None,
+    patch: int = PATCH,
+) -> np.ndarray:
+    """Place (row, col, array[..., patch, patch]) on a rows×cols canvas; crop to `shape` (H, W)."""
+    canvas = None
+    for r, c, a in patches:
+        if not (1 <= r <= rows and 1 <= c <= cols) or a.shape[-2:] != (patch, patch):
+            raise LayoutError(
+                "stitch",
+                [
+                    f"patch {r}_by_{c} {a.shape} does not fit a {rows}x{cols} "
+                    f"grid of {patch}-pixel patches"
+                ],
+            )
+        if canvas is None:
+            canvas = np.zeros((*a.shape[:-2], rows * patch, cols * patch), a.dtype)
+        canvas[..., (r - 1) * patch : r * patch, (c - 1) * patch : c * patch] = a
+    if canvas is None:
+        raise LayoutError("stitch", ["no patches to stitch"])
+    return crop(canvas, shape) if shape is not None else canvas
+
+
+def crop(canvas: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Top-left (H, W) of a padded canvas; a scene larger than its canvas is an error."""
+    h, w = shape
+    if h > canvas.shape[-2] or w > canvas.shape[-1]:
+        raise LayoutError(
+            "crop",
+            [f"scene size {h}x{w} exceeds the patch canvas {canvas.shape[-2]}x{canvas.shape[-1]}"],
+        )
+    return canvas[..., :h, :w]
+
+
+def check_overlap(overlap: int, window: int = PATCH) -> None:
+    if not 0 <= overlap < window:
+        raise ConfigError(f"overlap: must be in [0, {window}) pixels, got {overlap}")
+
+
+def window_offsets(length: int, window: int = PATCH, overlap: int = 0) -> list[int]:
+    """Start offsets of windows covering [0, length): stride window-overlap, last one flush."""
+    check_overlap(overlap, window)
+    if length < window:
+        raise ConfigError(f"a {length}-pixel extent is smaller than the {window}-pixel window")
+    offsets = list(range(0, length - window + 1, window - overlap))
+    if offsets[-1] != length - window:
+        offsets.append(length - window)
+    return offsets
+
+
+def blend_weights(window: int = PATCH, overlap: int = 0) -> np.ndarray:
+    """(window, window) float32 weights: 1 inside, a linear ramp over `overlap` pixels to
+    0.5/overlap at the border (never 0, so a pixel seen by one window keeps its value)."""
+    check_overlap(overlap, window)
+    if overlap == 0:
+        return np.ones((window, window), np.float32)
+    i = np.arange(window, dtype=np.float64) + 0.5
+    ramp = np.minimum(1.0, np.minimum(i, window - i) / overlap)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+class BlendCanvas:
+    """Weighted average of overlapping window predictions over an (H, W) canvas."""
+
+    def __init__(self, shape: tuple[int, int], window: int = PATCH, overlap: int = 0):
+        self.window = window
+        self.weights = blend_weights(window, overlap)
+        self.total = np.zeros(shape, np.float32)
+        self.norm = np.zeros(shape, np.float32)
+
+    def add(self, y: int, x: int, prediction: np.ndarray) -> None:
+        s = self.window
+        self.total[y : y + s, x : x + s] += prediction * self.weights
+        self.norm[y : y + s, x : x + s] += self.weights
+
+    def result(self) -> np.ndarray:
+        if not np.all(self.norm > 0):
+            raise LayoutError("blend", ["some pixels were covered by no window"])
+        return self.total / self.norm

@@ -1,0 +1,167 @@
+"""The 38-Cloud evaluation protocol on hand-built scenes with hand-counted errors, and the
+authors' published Cloud-Net table reproduced by the same per-scene mean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from cloudseg.cli import main
+from cloudseg.evaluate import (
+    EvaluationError,
+    evaluate_scenes,
+    mean_over_scenes,
+    parse_threshold,
+    read_scene_table,
+    score_scene,
+    write_scene_csv,
+    write_summary_json,
+)
+from cloudseg.metrics import Metrics
+
+CLOUDNET_CSV = (
+    Path(__file__).resolve().parents[2]
+    / "shared/realdata/38cloud_sample/derived/cloudnet_38cloud_test_per_scene.csv"
+)
+
+
+def write_tif(path: Path, array: np.ndarray) -> None:
+    """A plain TIFF like the 38-Cloud files (no CRS)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=array.shape[0],
+        width=array.shape[1],
+        count=1,
+        dtype=array.dtype,
+    ) as dst:
+        dst.write(array, 1)
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    """Scene A (50x70): top 20 rows cloud; 5 cloud pixels predicted at exactly 12/255 (not
+    cloud: the threshold is strict) and 3 clear pixels at 13/255 (cloud).
+    Scene B (40x40): top 10 rows cloud, all found; 100 clear pixels predicted at 200/255."""
+    gt_dir, pred_dir = tmp_path / "gt" / "Entire_scene_gts", tmp_path / "pred"
+    a = np.zeros((50, 70), np.uint8)
+    a[:20] = 255
+    pa = a.copy()
+    pa[0, :5] = 12  # 5 FN
+    pa[30, :3] = 13  # 3 FP
+    b = np.zeros((40, 40), np.uint8)
+    b[:10] = 255
+    pb = b.copy()
+    pb[20:25, :20] = 200  # 100 FP
+    for name, gt, pred in (("SCENE_A", a, pa), ("SCENE_B", b, pb)):
+        write_tif(gt_dir / f"edited_corrected_gts_{name}.TIF", gt)
+        write_tif(pred_dir / f"{name}_prob.tif", pred)
+    return pred_dir, tmp_path / "gt"
+
+
+def test_hand_counted_per_scene_and_pooled(scenes):
+    report = evaluate_scenes(*scenes)
+    got = {s.scene: s.metrics for s in report.scenes}
+    assert got["SCENE_A"] == Metrics(tp=1395, fp=3, fn=5, tn=2097)
+    assert got["SCENE_B"] == Metrics(tp=400, fp=100, fn=0, tn=1100)
+    a, b = got["SCENE_A"], got["SCENE_B"]
+    assert a.iou == pytest.approx(1395 / 1403) and b.iou == pytest.approx(0.8)
+    assert a.precision == pytest.approx(1395 / 1398) and a.recall == pytest.approx(1395 / 1400)
+    assert a.specificity == pytest.approx(2097 / 2100) and a.accuracy == pytest.approx(3492 / 3500)
+    assert b.specificity == pytest.approx(1100 / 1200) and b.accuracy == pytest.approx(1500 / 1600)
+    mean = report.mean
+    assert mean["iou"] == pytest.approx((1395 / 1403 + 0.8) / 2)
+    assert mean["precision"] == pytest.approx((1395 / 1398 + 0.8) / 2)
+    assert mean["recall"] == pytest.approx((1395 / 1400 + 1.0) / 2)
+    pooled = report.pooled
+    assert pooled == Metrics(1795, 103, 5, 3197)
+    assert pooled.iou == pytest.approx(1795 / 1903)
+    assert pooled.iou != pytest.approx(mean["iou"])  # the two protocols differ
+
+
+def test_csv_and_summary_round_trip(scenes, tmp_path):
+    report = evaluate_scenes(*scenes)
+    rows = read_scene_table(write_scene_csv(report, tmp_path / "out" / "scenes.csv"))
+    assert [s for s, _ in rows] == ["SCENE_A", "SCENE_B"]
+    assert mean_over_scenes(r for _, r in rows)["iou"] == pytest.approx(
+        report.mean["iou"], abs=1e-6
+    )
+    summary = json.loads(write_summary_json(report, tmp_path / "out" / "summary.json").read_text())
+    assert summary["n_scenes"] == 2 and summary["headline"] == "per-scene"
+    assert summary["per_scene_mean_percent"]["Jaccard"] == pytest.approx(100 * report.mean["iou"])
+    assert summary["pooled_counts"] == {"tp": 1795, "fp": 103, "fn": 5, "tn": 3197}
+
+
+@pytest.mark.skipif(not CLOUDNET_CSV.is_file(), reason="real 38-Cloud reference table not present")
+def test_cloudnet_published_per_scene_mean_is_reproduced():
+    rows = read_scene_table(CLOUDNET_CSV)
+    assert len(rows) == 20
+    mean = {k: round(100 * v, 2) for k, v in mean_over_scenes(r for _, r in rows).items()}
+    assert mean == {
+        "iou": 78.50,
+        "precision": 91.24,
+        "recall": 84.86,
+        "specificity": 98.68,
+        "accuracy": 96.49,
+    }
+
+
+def test_mean_accepts_metrics_and_published_rows_alike():
+    m = Metrics(tp=8, fp=2, fn=2, tn=88)
+    as_row = {k: getattr(m, k) for k in ("precision", "recall", "specificity", "iou", "accuracy")}
+    assert mean_over_scenes([m, m]) == pytest.approx(mean_over_scenes([as_row, as_row]))
+
+
+def test_missing_prediction_names_the_scene(scenes):
+    pred_dir, gt_dir = scenes
+    (pred_dir / "SCENE_B_prob.tif").unlink()
+    with pytest.raises(EvaluationError, match=r"scene SCENE_B: no prediction"):
+        evaluate_scenes(pred_dir, gt_dir)
+
+
+def test_prediction_without_ground_truth_names_the_scene(scenes):
+    pred_dir, gt_dir = scenes
+    write_tif(pred_dir / "SCENE_C_prob.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(EvaluationError, match=r"scene SCENE_C: .* has no ground truth"):
+        evaluate_scenes(pred_dir, gt_dir)
+
+
+def test_size_mismatch_names_the_scene_and_sizes(scenes):
+    pred_dir, gt_dir = scenes
+    write_tif(pred_dir / "SCENE_A_prob.tif", np.zeros((48, 70), np.uint8))
+    with pytest.raises(EvaluationError, match=r"scene SCENE_A: prediction is 48x70 .* is 50x70"):
+        evaluate_scenes(pred_dir, gt_dir)
+
+
+def test_float_predictions_and_threshold_parsing():
+    gt = np.array([[255, 0], [255, 0]], np.uint8)
+    pred = np.array([[0.9, 0.04], [0.047, 0.6]], np.float32)
+    assert score_scene(pred, gt, parse_threshold("12/255")) == Metrics(tp=1, fp=1, fn=1, tn=1)
+    assert parse_threshold("0.5") == 0.5
+    for bad in ("x", "3/0", "1.5"):
+        with pytest.raises(Exception, match="threshold"):
+            parse_threshold(bad)
+
+
+def test_cli_evaluate_writes_tables(scenes, tmp_path, capsys):
+    pred_dir, gt_dir = scenes
+    csv_path = tmp_path / "res.csv"
+    assert main(["evaluate", str(pred_dir), str(gt_dir), "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SCENE_A" in out and "pooled" in out.lower() and "mean over 2 scenes" in out.lower()
+    assert len(read_scene_table(csv_path)) == 2
+    assert json.loads(csv_path.with_suffix(".json").read_text())["n_scenes"] == 2
+
+
+def test_cli_evaluate_missing_scene_exits_2_naming_it(scenes, capsys):
+    pred_dir, gt_dir = scenes
+    (pred_dir / "SCENE_A_prob.tif").unlink()
+    assert main(["evaluate", str(pred_dir), str(gt_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "SCENE_A" in err and "Traceback" not in err
