@@ -1,0 +1,76 @@
+"""A torch Dataset over the packed cache. It returns raw uint16 DN (normalisation happens on the
+device, in training) and draws its crop and flips from a per-item RNG seeded by
+(seed, epoch, index), so a run is reproducible whatever the number of DataLoader workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cloudseg.data.cache import PatchCache
+from cloudseg.data.layout import PATCH_SIZE
+from cloudseg.errors import ConfigError
+
+
+class PatchDataset(Dataset):
+    """Item i -> (image uint16 (4,H,W) R G B NIR, mask uint8 (1,H,W) {0,1}) of patch indices[i].
+
+    `crop` (None = 384) takes a random window when `random_crop`, else the centred one.
+    `augment` applies one of the 8 flips/rotations identically to image and mask. Call
+    `set_epoch(e)` each epoch for fresh draws; the same (seed, epoch, i) gives the same item."""
+
+    def __init__(self, cache: PatchCache, indices: Sequence[int] | np.ndarray | None = None,
+                 crop: int | None = None, augment: bool = False, random_crop: bool = True,
+                 seed: int = 0):
+        self.cache = cache
+        n = len(cache)
+        idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
+            raise ConfigError(f"indices must be a 1-D array of rows in 0..{n - 1}")
+        if crop is not None and not 1 <= crop <= PATCH_SIZE:
+            raise ConfigError(f"crop must be in 1..{PATCH_SIZE} or None, got {crop}")
+        self.indices = idx
+        self.crop = crop or PATCH_SIZE
+        self.augment = augment
+        self.random_crop = random_crop
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random draws (crop, flips) for the next pass; workers pick it up when the
+        DataLoader re-creates them (the default, persistent_workers=False)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def window(self, i: int) -> tuple[int, int, int]:
+        """(top, left, transform 0..7) for item i: deterministic in (seed, epoch, i)."""
+        size = PATCH_SIZE - self.crop
+        if not (self.random_crop and size) and not self.augment:
+            return size // 2, size // 2, 0
+        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        top, left = (rng.integers(0, size + 1, 2) if self.random_crop and size
+                     else (size // 2, size // 2))
+        return int(top), int(left), int(rng.integers(0, 8)) if self.augment else 0
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = int(self.indices[i])
+        top, left, t = self.window(i)
+        win = np.s_[top:top + self.crop, left:left + self.crop]
+        image = self.cache.images[row][(slice(None), *win)]
+        mask = self.cache.masks[row][win][None]
+        if t:
+            image, mask = _transform(image, t), _transform(mask, t)
+        # one copy out of the page cache into memory torch owns
+        return (torch.from_numpy(np.ascontiguousarray(image)),
+                torch.from_numpy(np.ascontiguousarray(mask)))
+
+
+def _transform(a: np.ndarray, t: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes: rot90^(t%4), then a flip."""
+    a = np.rot90(a, t % 4, axes=(-2, -1))
+    return a[..., ::-1] if t >= 4 else a

@@ -1,0 +1,154 @@
+"""Scan a data root into a patch index and validate the whole tree once, so a bad file is one
+clear LayoutError at start-up listing every problem, never a traceback in trial 17."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cloudseg.data.layout import (
+    BANDS,
+    EXPECTED_TREE,
+    GT,
+    DatasetLayout,
+    NotADatasetError,
+    PatchId,
+    find_layout,
+    format_patch_name,
+    parse_csv_name,
+    parse_patch_name,
+)
+from cloudseg.data.progress import parallel_map
+from cloudseg.data.tiff import check_file, read_band
+from cloudseg.errors import LayoutError
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """One patch: its id, one file per band (+ "gt" for training), and what we know of it."""
+
+    id: PatchId
+    files: dict[str, Path]
+    nonempty: bool  # at least one valid (non-zero) pixel
+    cloud_fraction: float | None  # fraction of gt pixels that are cloud; None without gt
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+
+def read_csv_names(path: Path) -> set[str]:
+    """The `name` column of a 38-Cloud patch CSV (first column when the header differs)."""
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return set()
+    header = [h.strip().lower() for h in rows[0]]
+    col = header.index("name") if "name" in header else 0
+    start = 1 if parse_csv_name(rows[0][col]) is None else 0
+    return {r[col].strip() for r in rows[start:] if len(r) > col and r[col].strip()}
+
+
+def _scan(layout: DatasetLayout, folders: dict[str, list[Path]], problems: list[str]
+          ) -> dict[PatchId, dict[str, Path]]:
+    """Group the files of every band folder by patch; strays and duplicates become problems."""
+    patches: dict[PatchId, dict[str, Path]] = defaultdict(dict)
+    for band, dirs in folders.items():
+        for folder in dirs:
+            for path in sorted(folder.iterdir()):
+                rel = path.relative_to(layout.root)
+                try:
+                    got, pid = parse_patch_name(path.name)
+                except LayoutError:
+                    got, pid = None, None
+                if got != band or not path.is_file():
+                    problems.append(f"stray file {rel}: not a {band}_patch_*.TIF patch file")
+                elif band in patches[pid]:
+                    first = patches[pid][band].relative_to(layout.root)
+                    problems.append(f"duplicate patch {pid.name} ({band}): {first} and {rel}")
+                else:
+                    patches[pid][band] = path
+    return patches
+
+
+def _check_patch(item: tuple[PatchId, dict[str, Path], bool]
+                 ) -> tuple[list[str], float | None, bool | None]:
+    """Header checks for one patch; cloud fraction from its gt; non-empty from pixels if asked."""
+    pid, files, need_pixels = item
+    problems, shapes = [], {}
+    for band, path in files.items():
+        problem, shapes[band] = check_file(path, "uint8" if band == GT else "uint16")
+        if problem:
+            problems.append(problem)
+    known = {b: s for b, s in shapes.items() if s is not None}
+    if len(set(known.values())) > 1:
+        problems.append(f"{pid.name}: bands disagree in shape (" + ", ".join(
+            f"{b} {s[0]}x{s[1]}" for b, s in known.items()) + ")")
+    if problems:
+        return problems, None, None
+    fraction = None
+    if GT in files:
+        gt = read_band(files[GT])
+        if not np.isin(gt, (0, 255)).all():
+            return [f"{files[GT].name}: gt values {np.unique(gt)[:6].tolist()}, expected 0/255"
+                    ], None, None
+        fraction = float(np.count_nonzero(gt)) / gt.size
+    nonempty = any(read_band(files[b]).any() for b in BANDS) if need_pixels else None
+    return [], fraction, nonempty
+
+
+def index_dataset(root: str | Path, split: str = "train", include_additional: bool = True,
+                  progress: bool = False) -> list[PatchRecord]:
+    """Every patch of `split` ("train" or "test") under `root`, sorted by scene, row, col.
+
+    Raises one LayoutError listing every problem (missing band/gt, wrong shape or dtype,
+    unreadable or truncated TIFF, duplicates, stray files, CSV entries without files)."""
+    if split not in ("train", "test"):
+        raise LayoutError(root, [f"split must be 'train' or 'test', got {split!r}"])
+    layout = find_layout(root)
+    if split == "train":
+        wanted = {b: d if include_additional else d[:1] for b, d in layout.train_dirs.items()}
+        bands, where, csvs = (*BANDS, GT), "38-Cloud_training/train_", layout.train_csvs
+    else:
+        wanted = {b: [d] for b, d in layout.test_dirs.items()}
+        bands, where, csvs = BANDS, "38-Cloud_test/test_", layout.test_csvs
+    if not wanted:
+        raise NotADatasetError(layout.root, f"no {split} folders in {layout.root}; expected "
+                                            f"{EXPECTED_TREE}")
+    problems = [f"missing folder {where}{b}/" for b in bands if b not in wanted]
+    patches = _scan(layout, wanted, problems)
+    for pid, files in sorted(patches.items()):
+        for band in bands:
+            if band not in files and band in wanted:
+                problems.append(f"{pid.name}: missing {band} ({where}{band}/"
+                                f"{format_patch_name(band, pid)})")
+    for path in csvs:
+        listed = {n for n in read_csv_names(path) if parse_csv_name(n)}
+        missing = sorted(listed - {p.name for p in patches})
+        problems += [f"{path.name} lists {n} but its files are missing" for n in missing]
+
+    nonempty_names: set[str] = set()
+    for path in layout.nonempty_csvs if split == "train" else []:
+        nonempty_names |= read_csv_names(path)
+    covered = {parse_csv_name(n).scene for n in nonempty_names if parse_csv_name(n)}
+    complete = sorted((pid, files) for pid, files in patches.items()
+                      if all(b in files for b in bands))
+    items = [(pid, files, pid.scene not in covered) for pid, files in complete]
+    records = []
+    for (pid, files, _), (errs, fraction, nonempty) in zip(
+            items, parallel_map(_check_patch, items, len(items), f"index {split}", progress),
+            strict=True):
+        problems += errs
+        if not errs:
+            flag = pid.name in nonempty_names if nonempty is None else nonempty
+            records.append(PatchRecord(pid, dict(files), flag, fraction))
+    if problems:
+        raise LayoutError(layout.root, problems)
+    if not records:
+        raise NotADatasetError(layout.root, f"no {split} patches under {layout.root}; expected "
+                                            f"{EXPECTED_TREE}")
+    return records

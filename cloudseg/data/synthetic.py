@@ -1,0 +1,191 @@
+"""A seeded synthetic data set in the exact 38-Cloud layout and file format, for tests, the CPU
+demo and benchmarks. Clouds are learnable but not trivial: soft-edged coherent blobs with thin
+(unlabelled) haze, bright in every band including NIR, next to bright snow (lower NIR than
+visible) and sand (red > blue) that a colour threshold alone confuses with cloud."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cloudseg.data.layout import (
+    BANDS,
+    GT,
+    NONEMPTY_CSV,
+    PATCH_SIZE,
+    SCENE_GT_PREFIX,
+    SCENE_GTS_DIR,
+    TEST_CSV,
+    TEST_DIR,
+    TRAIN_CSV,
+    TRAIN_DIR,
+    PatchId,
+    format_patch_name,
+    scene_grid,
+)
+from cloudseg.data.tiff import write_band
+from cloudseg.errors import ConfigError
+
+# Typical Landsat-8 L1 DN per band (R, G, B, NIR), from the real sample's clear/cloud means.
+_LAND = np.array([8200, 8900, 9800, 17000], np.float32)
+_WATER = np.array([7000, 8000, 9600, 6400], np.float32)
+_SAND = np.array([17000, 15000, 12500, 19500], np.float32)
+_SNOW = np.array([26000, 26500, 27000, 15500], np.float32)
+_CLOUD = np.array([25000, 25500, 26000, 29000], np.float32)
+CLOUD_OPACITY_LABEL = 0.4  # haze thinner than this is not labelled cloud
+
+
+def _upsample(small: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear upsampling in numpy (no scipy): smooth fields from a few random numbers."""
+    h, w = small.shape
+    ys, xs = np.linspace(0, h - 1, height), np.linspace(0, w - 1, width)
+    y0, x0 = np.minimum(ys.astype(int), h - 2), np.minimum(xs.astype(int), w - 2)
+    wy, wx = (ys - y0)[:, None].astype(np.float32), (xs - x0)[None, :].astype(np.float32)
+    a, b = small[y0][:, x0], small[y0][:, x0 + 1]
+    c, d = small[y0 + 1][:, x0], small[y0 + 1][:, x0 + 1]
+    return (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy
+
+
+def _noise(rng: np.random.Generator, height: int, width: int, scales: tuple[int, ...]
+           ) -> np.ndarray:
+    """Multi-octave value noise in [0, 1]; `scales` are cell sizes in pixels."""
+    out = np.zeros((height, width), np.float32)
+    for i, s in enumerate(scales):
+        small = rng.random((height // s + 2, width // s + 2), dtype=np.float32)
+        out += _upsample(small, height, width) * 0.5**i
+    out -= out.min()
+    return out / max(float(out.max()), 1e-6)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def _footprint(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A tilted rectangle like a Landsat path/row footprint: corners outside are no-data."""
+    angle = np.deg2rad(rng.uniform(-13, 13))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yc, xc = yy - height / 2, xx - width / 2
+    u = xc * np.cos(angle) + yc * np.sin(angle)
+    v = -xc * np.sin(angle) + yc * np.cos(angle)
+    return (np.abs(u) < width * 0.47) & (np.abs(v) < height * 0.47)
+
+
+def make_scene(rng: np.random.Generator, height: int, width: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(bands uint16 (4,H,W), gt uint8 (H,W) {0,255}) for one scene."""
+    big = max(8, min(height, width) // 6)
+    ground = _noise(rng, height, width, (big, big // 4 + 1, 6))
+    water = _smoothstep(_noise(rng, height, width, (big, 12)), 0.72, 0.78)
+    sand = _smoothstep(_noise(rng, height, width, (big, 16)), 0.68, 0.74) * rng.uniform(0, 1)
+    snow = _smoothstep(_noise(rng, height, width, (big // 2 + 1, 8, 3)), 0.7, 0.73)
+    snow *= rng.uniform(0.3, 1.0)
+    coverage = rng.uniform(0.25, 0.75)  # how cloudy this scene is
+    field = _noise(rng, height, width, (big, big // 3 + 1, 10, 4))
+    opacity = _smoothstep(field, 1.0 - coverage, 1.0 - coverage + 0.18)
+    haze = 0.25 * _smoothstep(field, 0.85 - coverage, 1.05 - coverage)  # thin, unlabelled
+    opacity = np.maximum(opacity, haze) * rng.uniform(0.85, 1.0)
+
+    texture = (0.8 + 0.4 * ground)[None]
+    surface = _LAND[:, None, None] * texture
+    for cover, colour in ((water, _WATER), (sand, _SAND), (snow, _SNOW)):
+        surface += cover[None] * (colour[:, None, None] * texture - surface)
+    cloud = _CLOUD[:, None, None] * (0.85 + 0.3 * field[None])
+    image = surface + opacity[None] * (cloud - surface)
+    image += rng.normal(0, 150, image.shape).astype(np.float32)
+    valid = _footprint(rng, height, width)
+    bands = np.where(valid[None], np.clip(image, 1, 60000), 0).astype(np.uint16)
+    gt = np.where(valid & (opacity >= CLOUD_OPACITY_LABEL), 255, 0).astype(np.uint8)
+    return bands, gt
+
+
+def _scene_id(i: int, split: str) -> str:
+    path_row = f"{100 + i:03d}{30 + (split == 'test') * 20:03d}"
+    return f"LC08_L1TP_{path_row}_2020{1 + i % 12:02d}15_2020{1 + i % 12:02d}28_01_T1"
+
+
+def _write_csv(path: Path, names: list[str]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name"])
+        w.writerows([n] for n in names)
+
+
+def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.ndarray
+                 ) -> tuple[list[str], list[str]]:
+    """Cut one scene into zero-padded patches; returns (all names, non-empty names)."""
+    height, width = gt.shape
+    n_rows, n_cols = scene_grid(height, width)
+    pad = ((0, 0), (0, n_rows * PATCH_SIZE - height), (0, n_cols * PATCH_SIZE - width))
+    bands, gt = np.pad(bands, pad), np.pad(gt, pad[1:])
+    prefix = "train" if split == "train" else "test"
+    top = root / (TRAIN_DIR if split == "train" else TEST_DIR)
+    names, nonempty = [], []
+    for r in range(n_rows):
+        for c in range(n_cols):
+            pid = PatchId(scene, r + 1, c + 1, r * n_cols + c + 1)
+            window = np.s_[r * PATCH_SIZE:(r + 1) * PATCH_SIZE, c * PATCH_SIZE:(c + 1) * PATCH_SIZE]
+            for b, band in enumerate(BANDS):
+                write_band(top / f"{prefix}_{band}" / format_patch_name(band, pid),
+                           bands[b][window])
+            if split == "train":
+                write_band(top / f"{prefix}_{GT}" / format_patch_name(GT, pid), gt[window])
+            names.append(pid.name)
+            if bands[:, window[0], window[1]].any():
+                nonempty.append(pid.name)
+    return names, nonempty
+
+
+def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2,
+                    scene_size: tuple[int, int] = (800, 800), seed: int = 0) -> Path:
+    """Write a synthetic 38-Cloud tree at `out` (must not exist yet); returns its path.
+
+    Built in a temporary sibling folder and renamed, so a crash leaves nothing at `out`."""
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"synthetic output {out} already exists and is not empty")
+    if train_scenes < 1 or test_scenes < 0:
+        raise ConfigError(f"train_scenes must be >= 1 and test_scenes >= 0, got "
+                          f"{train_scenes} and {test_scenes}")
+    if min(scene_size) < 64:
+        raise ConfigError(f"scene_size must be at least 64x64 pixels, got {scene_size}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _write_tree(tmp, train_scenes, test_scenes, scene_size, seed)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_tree(root: Path, train_scenes: int, test_scenes: int, size: tuple[int, int],
+                seed: int) -> None:
+    for folder in [f"{TRAIN_DIR}/train_{b}" for b in (*BANDS, GT)] + (
+            [f"{TEST_DIR}/test_{b}" for b in BANDS] + [f"{TEST_DIR}/{SCENE_GTS_DIR}"]
+            if test_scenes else []):
+        (root / folder).mkdir(parents=True)
+    rngs = np.random.default_rng(seed).spawn(train_scenes + test_scenes)
+    csvs: dict[str, list[str]] = {"train": [], "nonempty": [], "test": []}
+    for i, rng in enumerate(rngs):
+        split = "train" if i < train_scenes else "test"
+        scene = _scene_id(i, split)
+        bands, gt = make_scene(rng, *size)
+        names, nonempty = _write_scene(root, split, scene, bands, gt)
+        csvs[split] += names
+        if split == "train":
+            csvs["nonempty"] += nonempty
+        else:
+            write_band(root / TEST_DIR / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
+    _write_csv(root / TRAIN_DIR / TRAIN_CSV, csvs["train"])
+    _write_csv(root / NONEMPTY_CSV, csvs["nonempty"])
+    if test_scenes:
+        _write_csv(root / TEST_DIR / TEST_CSV, csvs["test"])
