@@ -136,11 +136,13 @@ def parse_threshold(text: str | float) -> float:
 
 
 def gt_path_map(gt_dir: str | Path) -> dict[str, Path]:
-    """Scene → whole-scene gt file, from `GT_DIR` itself or its `Entire_scene_gts/` folder."""
+    """Scene → whole-scene gt file, from `GT_DIR` itself, its `Entire_scene_gts/` folder, or
+    that folder one level down (a data root whose `38-Cloud_test/` holds it)."""
     gt_dir = Path(gt_dir)
-    folder = gt_dir / GT_FOLDER if (gt_dir / GT_FOLDER).is_dir() else gt_dir
-    if not folder.is_dir():
+    if not gt_dir.is_dir():
         raise EvaluationError(f"{gt_dir}: ground-truth folder does not exist")
+    candidates = [gt_dir / GT_FOLDER, *sorted(gt_dir.glob(f"*/{GT_FOLDER}")), gt_dir]
+    folder = next(c for c in candidates if c.is_dir())
     pattern = re.compile(rf"^{GT_PREFIX}(.+)\.tiff?$", re.IGNORECASE)
     return {m.group(1): p for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
 

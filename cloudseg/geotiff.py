@@ -51,7 +51,7 @@ def scene_georef_from_patch(path: str | Path, row: int, col: int, patch: int) ->
     if not ref.present:
         return ref
     return Georef(
-        ref.crs, ref.transform * Affine.translation(-(col - 1) * patch, -(row - 1) * patch)
+        ref.crs, ref.transform @ Affine.translation(-(col - 1) * patch, -(row - 1) * patch)
     )
 
 

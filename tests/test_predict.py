@@ -1,0 +1,175 @@
+"""Whole-scene prediction: seams with and without the blended sliding window, GeoTIFF output
+(format, crop to the scene size, georeference kept), bundles end to end, scene-level metrics."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+
+from cloudseg.checkpoint import save_bundle
+from cloudseg.config import ModelConfig, RunConfig, TrainConfig
+from cloudseg.data import BANDS, find_layout, index_dataset
+from cloudseg.evaluate import evaluate_scenes
+from cloudseg.inference import WindowPredictor, predict_mosaic
+from cloudseg.metrics import confusion_counts
+from cloudseg.predict import predict_scenes, predict_with_model
+from cloudseg.scene_metrics import SceneMeter
+from cloudseg.stitch import blend_weights, stitch, window_offsets
+
+K = 9  # the box filter's side: it sees zero padding within K//2 pixels of a window border
+
+
+class BoxFilter(torch.nn.Module):
+    """A model-like predictor that degrades near its input's borders, as zero-padded CNNs do:
+    cloud where the 9x9 mean of band 1 is bright; the padding darkens that mean at the edges."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 1, K, padding=K // 2, bias=True)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = 50.0 / (K * K)
+            self.conv.bias.fill_(-50.0 * 25000 / 65535)  # needs 3/4 of the box bright
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def cloudy_scene(size: int = 768) -> tuple[np.ndarray, np.ndarray]:
+    """Bands (4, H, W) uint16 and truth: mostly cloud (30000 DN) with clear stripes (5000 DN)."""
+    yy, xx = np.mgrid[:size, :size]
+    truth = ((xx // 100) % 3 != 1) & ((yy // 90) % 4 != 1)  # cloud across x, y = 384
+    band = np.where(truth, 30000, 5000).astype(np.uint16)
+    return np.stack([band] * 4), truth
+
+
+def seam_error(prob: np.ndarray, truth: np.ndarray, width: int = K // 2) -> float:
+    """Error rate on pixels within `width` of an interior 384-pixel patch boundary."""
+    band = np.zeros(truth.shape, bool)
+    for edge in range(384, truth.shape[0], 384):
+        band[edge - width : edge + width] = True
+        band[:, edge - width : edge + width] = True
+    return float(((prob > 0.5) != truth)[band].mean())
+
+
+def test_overlap_blending_removes_seams():
+    image, truth = cloudy_scene()
+    predictor = WindowPredictor(BoxFilter(), TrainConfig(device="cpu"), device="cpu", batch_size=4)
+    plain = seam_error(predict_mosaic(predictor, image, overlap=0), truth)
+    blended = seam_error(predict_mosaic(predictor, image, overlap=64), truth)
+    assert plain > 0.1  # the naive grid is wrong along every patch edge
+    assert blended < plain / 10
+    print(f"seam error: overlap 0 → {plain:.3f}, overlap 64 → {blended:.4f}")
+
+
+def test_overlap_zero_is_the_patch_grid_and_weights_cover():
+    assert window_offsets(768, 384, 0) == [0, 384]
+    assert window_offsets(800, 384, 64) == [0, 320, 416]  # last window flush with the end
+    w = blend_weights(384, 64)
+    assert w.min() > 0 and w[192, 192] == 1 and w[0, 0] < w[0, 192] < w[192, 192]
+    patches = [(r, c, np.full((384, 384), 10 * r + c, np.uint8)) for r in (1, 2) for c in (1, 2)]
+    scene = stitch(patches, 2, 2, shape=(500, 700))
+    assert scene.shape == (500, 700) and scene[0, 0] == 11 and scene[499, 699] == 22
+
+
+def test_tta_agrees_with_a_symmetric_model():
+    image, _ = cloudy_scene(384)
+    cfg = TrainConfig(device="cpu")
+    plain = WindowPredictor(BoxFilter(), cfg, device="cpu")(image[None])
+    tta = WindowPredictor(BoxFilter(), cfg, device="cpu", tta=True)(image[None])
+    np.testing.assert_allclose(tta, plain, atol=1e-5)  # a box filter is flip/rot invariant
+
+
+def test_predict_writes_cropped_compressed_tiled_uint8(synthetic_root, tmp_path):
+    out = tmp_path / "pred"
+    result = predict_with_model(
+        BoxFilter(), TrainConfig(device="cpu"), synthetic_root, out, device="cpu", batch_size=4
+    )
+    gts = find_layout(synthetic_root).scene_gts
+    assert {s.scene for s in result.scenes} == set(gts) and result.patches == 8
+    for s in result.scenes:
+        for path in (s.prob_path, s.mask_path):
+            with rasterio.open(path) as src:
+                profile = src.profile
+                assert (src.height, src.width) == (600, 700) == s.shape  # cropped from 768x768
+                assert src.dtypes == ("uint8",) and src.compression.name.lower() == "deflate"
+                assert profile["tiled"] and src.block_shapes == [(256, 256)]
+                assert src.crs is None
+                values = set(np.unique(src.read(1)))
+        assert values <= {0, 255}  # the mask
+    report = evaluate_scenes(out, synthetic_root)  # what predict writes is what evaluate reads
+    assert len(report.scenes) == 2 and 0 < report.mean["iou"] <= 1
+
+
+def test_georeferenced_sources_keep_crs_and_transform(synthetic_root, tmp_path):
+    root = tmp_path / "geo"
+    shutil.copytree(synthetic_root / "38-Cloud_test", root / "38-Cloud_test")
+    crs = CRS.from_epsg(32633)
+    gts = find_layout(root).scene_gts
+    scene_a, scene_b = sorted(gts)
+    # Scene A: a georeferenced whole-scene gt.
+    gt_transform = Affine(30, 0, 500000, 0, -30, 4200000)
+    _georeference(gts[scene_a], crs, gt_transform)
+    # Scene B: plain gt, georeferenced patches; the scene origin is derived from patch (r, c).
+    origin = Affine(30, 0, 300000, 0, -30, 5000000)
+    for rec in index_dataset(root, split="test"):
+        if rec.id.scene == scene_b:
+            shift = Affine.translation((rec.id.col - 1) * 384, (rec.id.row - 1) * 384)
+            for band in BANDS:
+                _georeference(rec.files[band], crs, origin @ shift)
+    result = predict_with_model(
+        BoxFilter(), TrainConfig(device="cpu"), root, tmp_path / "out", device="cpu"
+    )
+    expected = {scene_a: gt_transform, scene_b: origin}
+    for s in result.scenes:
+        assert s.georeferenced
+        with rasterio.open(s.prob_path) as src:
+            assert src.crs == crs and src.transform.almost_equals(expected[s.scene])
+
+
+def _georeference(path, crs, transform) -> None:
+    with rasterio.open(path) as src:
+        data, profile = src.read(1), src.profile
+    profile.update(crs=crs, transform=transform)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+
+
+def test_predict_scenes_from_a_bundle(synthetic_root, tmp_path):
+    torch.manual_seed(0)
+    config = RunConfig(
+        model=ModelConfig(name="vanilla-unet", base_width=4), train=TrainConfig(device="cpu")
+    )
+    from cloudseg.models import build_model
+
+    bundle = save_bundle(tmp_path / "bundle", build_model(config.model), config)
+    result = predict_scenes(bundle, synthetic_root, tmp_path / "out", device="cpu", batch_size=8)
+    assert len(result.scenes) == 2 and result.windows == result.patches == 8
+    assert all(s.prob_path.is_file() and s.shape == (600, 700) for s in result.scenes)
+
+
+def test_scene_meter_equals_stitch_then_count():
+    rng = np.random.default_rng(0)
+    pred = rng.random((8, 1, 16, 16)) > 0.5
+    target = rng.random((8, 1, 16, 16)) > 0.3
+    scenes = ["a"] * 4 + ["b"] * 4
+    meter = SceneMeter()
+    meter.update(scenes[:3], torch.from_numpy(pred[:3]), torch.from_numpy(target[:3]))
+    meter.update(scenes[3:], pred[3:], target[3:])  # torch and numpy batches alike
+    for name, sl in (("a", slice(0, 4)), ("b", slice(4, 8))):
+        cells = [(i // 2 + 1, i % 2 + 1) for i in range(4)]
+        p = stitch(
+            [(r, c, x[0]) for (r, c), x in zip(cells, pred[sl], strict=True)], 2, 2, patch=16
+        )
+        t = stitch(
+            [(r, c, x[0]) for (r, c), x in zip(cells, target[sl], strict=True)], 2, 2, patch=16
+        )
+        assert meter.per_scene[name] == confusion_counts(p, t)
+    ious = [meter.per_scene[s].iou for s in "ab"]
+    assert meter.iou == pytest.approx(sum(ious) / 2)
