@@ -1,0 +1,255 @@
+"""Mirror finished trials to Weights & Biases: one run per trial, idempotent, offline-first.
+
+The study storage is the source of truth. A pass reads the finished trials, compares them with
+the mirror table (sweep.mirror_state) and uploads only what is missing or changed, so
+`sweep mirror --study S` can run any time, on any machine. Each trial gets a stable run id;
+re-mirroring resumes that run (`resume="allow"`), never a duplicate. Without an API key, or
+with mode "offline", runs are written as offline folders that `wandb sync DIR` uploads later.
+
+wandb is imported inside the functions that upload, never at import time. The API key is read
+only by wandb itself; it never reaches the storage, the table or our messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from sweep.mirror_payload import (
+    MIRRORED_STATES,
+    content_hash,
+    redact,
+    trial_payload,
+    trial_run_id,
+)
+from sweep.mirror_state import STUDY_ROW, MirrorRecord, MirrorState
+from sweep.mirror_upload import upload_study_summary, upload_trial
+
+Mode = Literal["online", "offline", "off", "auto"]
+MAX_CONSECUTIVE_FAILURES = 3  # then W&B is taken to be down: stop the pass, keep the rest
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MirrorReport:
+    """What one pass did; `str()` is the CLI's one-line answer."""
+
+    study_name: str
+    mode: str
+    mirrored: list[int] = field(default_factory=list)
+    up_to_date: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # trial number → redacted error
+    summary_run: str | None = None
+    aborted: bool = False  # stopped after MAX_CONSECUTIVE_FAILURES errors in a row
+    wandb_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.aborted
+
+    def __str__(self) -> str:
+        text = (
+            f"study {self.study_name!r} ({self.mode}): {len(self.mirrored)} mirrored, "
+            f"{len(self.up_to_date)} up to date, {len(self.failed)} failed"
+        )
+        if self.aborted:
+            text += "; W&B kept failing, stopped early: run `sweep mirror` again later"
+        if self.mode == "offline" and self.mirrored and self.wandb_dir:
+            text += f"; upload later with `wandb sync {self.wandb_dir}`"
+        return text
+
+
+def has_credentials() -> bool:
+    """Whether wandb could log in without a prompt (env key or netrc entry). Never reads out
+    or returns the key itself."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: Mode) -> Literal["online", "offline", "off"]:
+    """ "auto" and "online" fall back to offline without credentials, or when the environment
+    says WANDB_MODE=offline/disabled (a CI or an air-gapped node)."""
+    if mode not in ("online", "offline", "off", "auto"):
+        raise ValueError(f"W&B mode must be online, offline, off or auto; got {mode!r}")
+    env = os.environ.get("WANDB_MODE", "").lower()
+    if mode == "off" or env == "disabled":
+        return "off"
+    if mode == "offline" or env in ("offline", "dryrun"):
+        return "offline"
+    return "online" if has_credentials() else "offline"
+
+
+def storage_url(storage: str | BaseStorage) -> str:
+    """The database URL behind a storage (RDBStorage, or the cache wrapper around one)."""
+    if isinstance(storage, str):
+        return storage
+    for candidate in (storage, getattr(storage, "_backend", None)):
+        url = getattr(candidate, "url", None)
+        if isinstance(url, str):
+            return url
+    raise TypeError(
+        f"the W&B mirror needs an RDB storage (a database URL); got {type(storage).__name__}"
+    )
+
+
+def open_storage(storage: str | BaseStorage) -> BaseStorage:
+    if not isinstance(storage, str):
+        return storage
+    kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+
+
+def _study_hash(trials: list[FrozenTrial]) -> str:
+    import hashlib
+
+    blob = "|".join(f"{t.number}:{content_hash(t)}" for t in trials).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def mirror_study(
+    storage: str | BaseStorage,
+    study_name: str,
+    *,
+    mode: Mode = "auto",
+    wandb_dir: Path | None = None,
+    project: str = "cloudsweep",
+    entity: str | None = None,
+    artifact_store=None,
+    trials: list[int] | None = None,
+    summary: bool = True,
+    force: bool = False,
+) -> MirrorReport:
+    """Upload every finished trial of the study that the mirror table lacks (or that changed).
+
+    `trials` limits the pass to some numbers; `summary=False` skips the study table run;
+    `force` re-mirrors everything. Errors are caught per trial and reported, never raised,
+    except for a missing study or storage (the caller's input)."""
+    resolved = resolve_mode(mode)
+    report = MirrorReport(study_name, resolved, wandb_dir=str(wandb_dir) if wandb_dir else None)
+    if resolved == "off":
+        return report
+    store = open_storage(storage)
+    study_id = store.get_study_id_from_name(study_name)  # KeyError names the study
+    finished = [t for t in store.get_all_trials(study_id, deepcopy=False, states=MIRRORED_STATES)]
+    finished.sort(key=lambda t: t.number)
+    host = socket.gethostname()
+    with MirrorState(storage_url(storage)) as state:
+        salt = state.study_salt(study_name)
+        done = {} if force else state.all(study_name)
+        streak = 0
+        for trial in finished:
+            if trials is not None and trial.number not in trials:
+                continue
+            digest = content_hash(trial)
+            if trial.number in done and done[trial.number].satisfies(digest, resolved):
+                report.up_to_date.append(trial.number)
+                continue
+            try:
+                path, run_dir = upload_trial(
+                    trial_payload(trial, study_name, salt),
+                    resolved,
+                    project=project,
+                    entity=entity,
+                    wandb_dir=wandb_dir,
+                    artifact_store=artifact_store,
+                )
+            except Exception as exc:  # W&B down, disk full, ...: keep going, report it
+                report.failed[trial.number] = redact(f"{type(exc).__name__}: {exc}")[:500]
+                streak += 1
+                if streak >= MAX_CONSECUTIVE_FAILURES:
+                    report.aborted = True
+                    break
+                continue
+            streak = 0
+            state.record(
+                study_name,
+                trial.number,
+                run_path=path,
+                content_hash=digest,
+                mode=resolved,
+                run_dir=run_dir,
+                host=host,
+                run_id=trial_run_id(study_name, salt, trial.number),
+            )
+            report.mirrored.append(trial.number)
+        if summary and not report.aborted and finished:
+            _mirror_summary(
+                state,
+                study_name,
+                salt,
+                finished,
+                resolved,
+                report,
+                force,
+                project=project,
+                entity=entity,
+                wandb_dir=wandb_dir,
+                host=host,
+            )
+    return report
+
+
+def _mirror_summary(
+    state: MirrorState,
+    study_name: str,
+    salt: str,
+    finished: list[FrozenTrial],
+    mode: str,
+    report: MirrorReport,
+    force: bool,
+    *,
+    host: str,
+    **where: Any,
+) -> None:
+    digest = _study_hash(finished)
+    row = state.get(study_name, STUDY_ROW)
+    if row and row.satisfies(digest, mode) and not force:
+        report.summary_run = row.run_path
+        return
+    try:
+        path, run_dir = upload_study_summary(study_name, salt, finished, mode, **where)
+    except Exception as exc:
+        report.failed[STUDY_ROW] = redact(f"{type(exc).__name__}: {exc}")[:500]
+        return
+    state.record(
+        study_name,
+        STUDY_ROW,
+        run_path=path,
+        content_hash=digest,
+        mode=mode,
+        run_dir=run_dir,
+        host=host,
+    )
+    report.summary_run = path
+
+
+def mirrored_runs(storage: str | BaseStorage, study_name: str) -> dict[int, MirrorRecord]:
+    """Trial number → its mirror record (run path, mode, local folder): the `wandb_run` of each
+    finished trial, which Optuna 5 no longer lets anyone add to a finished trial's attrs."""
+    with MirrorState(storage_url(storage)) as state:
+        return state.all(study_name)
+
+
+def planned_run_path(
+    storage: str | BaseStorage, study_name: str, trial_number: int, project: str = "cloudsweep"
+) -> str:
+    """`project/run_id` of a trial's future run, for the objective to store as the `wandb_run`
+    user attr while the trial is still running (the id never changes; the entity is W&B's)."""
+    with MirrorState(storage_url(storage)) as state:
+        return f"{project}/{trial_run_id(study_name, state.study_salt(study_name), trial_number)}"

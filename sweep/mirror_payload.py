@@ -1,0 +1,189 @@
+"""Finished Optuna trial → what its W&B run shows (pure data, no wandb import).
+
+Kept apart from the upload so the mapping (run id, config, per-epoch history, summary, tags) is
+plain, testable and identical on every machine. The trial user attributes follow the sweep
+contract: `config`, `history`, `best_epoch`, `metrics`, `fit_seconds`, `peak_memory_mb`,
+`images_per_s`, `subset_seed`, `failure`, `failure_message`, `artifacts`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+MIRRORED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
+# User attributes that describe the mirror itself, not the trial: never part of the hash.
+_OWN_ATTRS = frozenset({"wandb_run"})
+# EpochRecord.as_dict() keys with a fixed W&B name; every other numeric key is a val metric.
+_HISTORY_NAMES = {
+    "train_loss": "train/loss",
+    "val_loss": "val/loss",
+    "seconds": "epoch/seconds",
+    "images_per_s": "epoch/images_per_s",
+}
+_SUMMARY_ATTRS = ("best_epoch", "fit_seconds", "peak_memory_mb", "images_per_s", "subset_seed")
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:limit] or "study"
+
+
+def trial_run_id(study_name: str, salt: str, trial_number: int) -> str:
+    """Stable W&B run id: readable study slug + the study's salt + trial number (≤ 64 chars)."""
+    return f"{_slug(study_name, 40)}-{salt}-t{trial_number}"
+
+
+def study_run_id(study_name: str, salt: str) -> str:
+    return f"{_slug(study_name, 40)}-{salt}-study"
+
+
+def redact(text: str) -> str:
+    """Remove the W&B API key from a message (an exception may echo request details)."""
+    key = os.environ.get("WANDB_API_KEY", "")
+    return text.replace(key, "***") if len(key) >= 8 else text
+
+
+def content_hash(trial: FrozenTrial) -> str:
+    """Hash of everything the run shows: a changed trial (e.g. a retried one) is re-mirrored."""
+    data = {
+        "state": trial.state.name,
+        "values": trial.values,
+        "params": trial.params,
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k not in _OWN_ATTRS},
+        "intermediate": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+    }
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    run_id: str
+    name: str
+    group: str
+    config: dict[str, Any]
+    history: list[tuple[int, dict[str, float]]]  # (step = epoch, metrics), steps increasing
+    summary: dict[str, Any]
+    tags: list[str]
+    exit_code: int
+    artifacts: dict[str, str] = field(default_factory=dict)  # name → optuna artifact id
+
+
+def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
+    """Per-epoch metrics from the `history` attr; else Optuna's intermediate values."""
+    rows: dict[int, dict[str, float]] = {}
+    for record in trial.user_attrs.get("history") or []:
+        if not isinstance(record, dict) or _number(record.get("epoch")) is None:
+            continue
+        values = {}
+        for key, value in record.items():
+            if key != "epoch" and (num := _number(value)) is not None:
+                values[_HISTORY_NAMES.get(key, f"val/{key}")] = num
+        rows[int(record["epoch"])] = values
+    if not rows:
+        for step, value in trial.intermediate_values.items():
+            if (num := _number(value)) is not None:
+                rows[int(step)] = {"objective": num}
+    return sorted(rows.items())
+
+
+def _tags(trial: FrozenTrial, state: str) -> list[str]:
+    tags = [state]
+    if failure := trial.user_attrs.get("failure"):
+        tags.append(f"failure:{failure}")
+    config = trial.user_attrs.get("config") or {}
+    for part in ("model", "loss"):
+        name = (config.get(part) or {}).get("name") if isinstance(config, dict) else None
+        if name:
+            tags.append(f"{part}:{name}")
+    return [t[:64] for t in tags]
+
+
+def _summary(trial: FrozenTrial, state: str, history: list) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    summary: dict[str, Any] = {"state": state, "trial_number": trial.number, "epochs": len(history)}
+    if trial.values is not None:
+        summary["objective"] = trial.values[0] if len(trial.values) == 1 else list(trial.values)
+    if failure := attrs.get("failure"):
+        summary["failure"] = failure
+        summary["failure_message"] = redact(str(attrs.get("failure_message", "")))[:1000]
+    for key in _SUMMARY_ATTRS:
+        if attrs.get(key) is not None:
+            summary[key] = attrs[key]
+    for key, value in (attrs.get("metrics") or {}).items():
+        if (num := _number(value)) is not None:
+            summary[f"best/{key}"] = num
+    if history:  # final values under their history names ("val/iou"), as W&B shows them
+        summary.update(history[-1][1])
+    if trial.datetime_start and trial.datetime_complete:
+        summary["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return summary
+
+
+def trial_payload(trial: FrozenTrial, study_name: str, salt: str) -> TrialPayload:
+    """The W&B view of one finished trial."""
+    state = STATE_NAMES.get(trial.state, trial.state.name.lower())
+    history = history_rows(trial)
+    config: dict[str, Any] = dict(trial.params)
+    config["resolved"] = trial.user_attrs.get("config") or {}
+    config["study"] = study_name
+    config["trial_number"] = trial.number
+    if trial.user_attrs.get("subset_seed") is not None:
+        config["subset_seed"] = trial.user_attrs["subset_seed"]
+    artifacts = trial.user_attrs.get("artifacts")
+    artifacts = artifacts if isinstance(artifacts, dict) else {}
+    return TrialPayload(
+        run_id=trial_run_id(study_name, salt, trial.number),
+        name=f"{study_name}#{trial.number}",
+        group=study_name,
+        config=config,
+        history=history,
+        summary=_summary(trial, state, history),
+        tags=_tags(trial, state),
+        exit_code=1 if trial.state == TrialState.FAIL else 0,
+        artifacts={str(k): str(v) for k, v in artifacts.items()},
+    )
+
+
+def trials_table_rows(trials: list[FrozenTrial], salt: str, study_name: str) -> tuple[list, list]:
+    """Columns and rows of the study summary table: one row per finished trial."""
+    params = sorted({p for t in trials for p in t.params})
+    metric_keys = sorted({k for t in trials for k in (t.user_attrs.get("metrics") or {})})
+    columns = ["trial", "state", "failure", "objective", *params, *metric_keys, "run_id"]
+    rows = []
+    for t in trials:
+        metrics = t.user_attrs.get("metrics") or {}
+        value = t.values[0] if t.values and len(t.values) == 1 else None
+        state = STATE_NAMES.get(t.state, t.state.name.lower())
+        rows.append(
+            [t.number, state, t.user_attrs.get("failure"), _number(value)]
+            + [_cell(t.params.get(p)) for p in params]
+            + [_number(metrics.get(k)) for k in metric_keys]
+            + [trial_run_id(study_name, salt, t.number)]
+        )
+    return columns, rows
+
+
+def _cell(value: Any) -> float | int | str | None:
+    """A table cell: numbers stay numbers (for parallel coordinates), choices become text."""
+    if value is None or _number(value) is not None:
+        return value
+    return str(value)

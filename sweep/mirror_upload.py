@@ -1,0 +1,143 @@
+"""The wandb side of the mirror: open a run with a stable id, write one trial or the study table.
+
+Only this module talks to wandb, and only inside functions (never at import). Runs are opened
+with `reinit="create_new"` and always finished, so several can be written one after another in
+one process; `resume="allow"` makes a second upload of the same trial continue its run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from sweep.mirror_media import overlay_media
+from sweep.mirror_payload import TrialPayload, study_run_id, trials_table_rows
+
+
+def _settings():
+    import wandb
+
+    # No console capture (the sweep's own output), no system metrics, git or code scans: the
+    # run holds exactly what the trial stored, and init stays fast.
+    return wandb.Settings(
+        console="off",
+        silent=True,
+        disable_git=True,
+        disable_code=True,
+        save_code=False,
+        x_disable_stats=True,
+        x_disable_machine_info=True,
+        x_disable_meta=True,
+        x_save_requirements=False,
+        init_timeout=60,
+    )
+
+
+def _init(
+    run_id: str,
+    mode: str,
+    *,
+    project: str,
+    entity: str | None,
+    wandb_dir: Path | None,
+    **kwargs: Any,
+):
+    import wandb
+
+    if wandb_dir is not None:
+        Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+    return wandb.init(
+        id=run_id,
+        project=project,
+        entity=entity,
+        mode=mode,
+        resume="allow",
+        reinit="create_new",
+        dir=str(wandb_dir) if wandb_dir else None,
+        settings=_settings(),
+        **kwargs,
+    )
+
+
+def _run_path(run, project: str) -> str:
+    entity = getattr(run, "entity", "") or ""
+    return f"{entity}/{project}/{run.id}" if entity else f"{project}/{run.id}"
+
+
+def upload_trial(
+    payload: TrialPayload,
+    mode: str,
+    *,
+    project: str,
+    entity: str | None = None,
+    wandb_dir: Path | None = None,
+    artifact_store=None,
+) -> tuple[str, str | None]:
+    """Write one trial's run; return (run path, local run folder)."""
+    run = _init(
+        payload.run_id,
+        mode,
+        project=project,
+        entity=entity,
+        wandb_dir=wandb_dir,
+        name=payload.name,
+        group=payload.group,
+        job_type="trial",
+        config=payload.config,
+        tags=payload.tags,
+    )
+    exit_code = 1
+    try:
+        # A resumed online run already holds steps < run.step: W&B would drop them anyway.
+        first = run.step if run.resumed else 0
+        rows = [(step, values) for step, values in payload.history if step >= first]
+        # The overlay goes with the last epoch: a later step of its own would need a new step.
+        if media := overlay_media(payload.artifacts, artifact_store):
+            rows = (
+                rows[:-1] + [(rows[-1][0], {**rows[-1][1], **media})] if rows else [(first, media)]
+            )
+        for step, values in rows:
+            run.log(values, step=step)
+        run.summary.update(payload.summary)
+        exit_code = payload.exit_code
+        return _run_path(run, project), getattr(run.settings, "sync_dir", None)
+    finally:
+        run.finish(exit_code=exit_code)
+
+
+def upload_study_summary(
+    study_name: str,
+    salt: str,
+    trials: list[FrozenTrial],
+    mode: str,
+    *,
+    project: str,
+    entity: str | None = None,
+    wandb_dir: Path | None = None,
+) -> tuple[str, str | None]:
+    """One `job_type="study"` run with a table of every finished trial (params + best metrics)."""
+    import wandb
+
+    columns, rows = trials_table_rows(trials, salt, study_name)
+    run = _init(
+        study_run_id(study_name, salt),
+        mode,
+        project=project,
+        entity=entity,
+        wandb_dir=wandb_dir,
+        name=f"{study_name} (study)",
+        group=study_name,
+        job_type="study",
+        tags=["study"],
+    )
+    exit_code = 1
+    try:
+        run.log({"trials": wandb.Table(columns=columns, data=rows, allow_mixed_types=True)})
+        counts = {s: sum(r[1] == s for r in rows) for s in ("complete", "pruned", "failed")}
+        run.summary.update({"trials": len(rows), **{f"trials_{k}": v for k, v in counts.items()}})
+        exit_code = 0
+        return _run_path(run, project), getattr(run.settings, "sync_dir", None)
+    finally:
+        run.finish(exit_code=exit_code)
