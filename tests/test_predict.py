@@ -13,12 +13,13 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from cloudseg.checkpoint import save_bundle
+from cloudseg.cli import main
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset
 from cloudseg.evaluate import evaluate_scenes
 from cloudseg.inference import WindowPredictor, predict_mosaic
 from cloudseg.metrics import confusion_counts
-from cloudseg.predict import predict_scenes, predict_with_model
+from cloudseg.predict import predict_with_model
 from cloudseg.scene_metrics import SceneMeter
 from cloudseg.stitch import blend_weights, stitch, window_offsets
 
@@ -141,17 +142,24 @@ def _georeference(path, crs, transform) -> None:
         dst.write(data, 1)
 
 
-def test_predict_scenes_from_a_bundle(synthetic_root, tmp_path):
+def test_predict_scenes_from_a_bundle_and_cli(synthetic_root, tmp_path, capsys):
+    from cloudseg.models import build_model
+
     torch.manual_seed(0)
     config = RunConfig(
         model=ModelConfig(name="vanilla-unet", base_width=4), train=TrainConfig(device="cpu")
     )
-    from cloudseg.models import build_model
-
     bundle = save_bundle(tmp_path / "bundle", build_model(config.model), config)
-    result = predict_scenes(bundle, synthetic_root, tmp_path / "out", device="cpu", batch_size=8)
-    assert len(result.scenes) == 2 and result.windows == result.patches == 8
-    assert all(s.prob_path.is_file() and s.shape == (600, 700) for s in result.scenes)
+    out = tmp_path / "cli"
+    argv = ["predict", str(bundle), str(synthetic_root), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--batch-size", "8"]) == 0  # cloudseg predict → predict_scenes
+    assert "8 patches" in capsys.readouterr().out
+    for scene in find_layout(synthetic_root).scene_gts:
+        for suffix in ("_prob.tif", "_mask.tif"):
+            with rasterio.open(out / f"{scene}{suffix}") as src:
+                assert src.shape == (600, 700)
+    assert main([*argv, "--overlap", "384"]) == 2
+    assert "overlap" in capsys.readouterr().err
 
 
 def test_scene_meter_equals_stitch_then_count():
