@@ -1,0 +1,152 @@
+"""One storage suite over every backend (SQLite file, PostgreSQL database), as Optuna's own
+storage tests run over theirs: what `sweep.storage.open_storage` promises to many workers.
+
+Workers are real processes on a real database: several processes creating trials at once, and
+a worker killed with SIGKILL in the middle of a trial (its heartbeat stops, the trial is failed
+and queued again with the same parameters)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.storage import StorageError, check_storage_url, open_storage, redact
+from tests.fixtures.storage import free_port
+
+# Each child joins (or creates) the study at the same moment and asks/tells a few trials.
+ASK_TELL = """
+import sys, time
+import optuna
+from sweep.storage import open_storage
+url, go, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+storage = open_storage(url)
+time.sleep(max(0.0, go - time.time()))
+study = optuna.create_study(study_name="race", storage=storage, load_if_exists=True)
+for _ in range(n):
+    trial = study.ask()
+    study.tell(trial, trial.suggest_float("x", 0, 1))
+"""
+
+# A worker whose trial never ends: it says which trial it runs, then waits to be killed.
+HANGING_WORKER = """
+import sys, time
+import optuna
+from pathlib import Path
+from sweep.storage import open_storage
+url, flag = sys.argv[1], Path(sys.argv[2])
+storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+study = optuna.load_study(study_name="hb", storage=storage)
+def objective(trial):
+    trial.suggest_float("x", 0, 1)
+    trial.suggest_categorical("loss", ["bce", "dice"])
+    flag.write_text(str(trial.number))
+    time.sleep(120)
+study.optimize(objective, n_trials=1)
+"""
+
+
+def python(script: str, *args: str) -> subprocess.Popen:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], env=env)
+
+
+def test_create_then_load_from_another_storage_object(storage_url):
+    study = optuna.create_study(study_name="s", storage=open_storage(storage_url))
+    study.set_user_attr("target", 7)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+
+    again = optuna.load_study(study_name="s", storage=open_storage(storage_url))
+    assert again.user_attrs == {"target": 7}
+    assert [t.state for t in again.trials] == [TrialState.COMPLETE] * 2
+    assert optuna.get_all_study_names(open_storage(storage_url)) == ["s"]
+
+
+def test_processes_starting_together_share_one_study_and_unique_numbers(storage_url):
+    procs, per_proc = 3, 4
+    go = str(time.time() + 2.5)  # all children past their imports, then create at once
+    children = [python(ASK_TELL, storage_url, go, str(per_proc)) for _ in range(procs)]
+    assert [c.wait(timeout=120) for c in children] == [0] * procs
+
+    storage = open_storage(storage_url)
+    assert optuna.get_all_study_names(storage) == ["race"]
+    trials = optuna.load_study(study_name="race", storage=storage).trials
+    assert sorted(t.number for t in trials) == list(range(procs * per_proc))
+    assert len({t._trial_id for t in trials}) == procs * per_proc
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_killed_worker_trial_is_failed_and_retried_with_same_params(storage_url, tmp_path):
+    optuna.create_study(study_name="hb", storage=open_storage(storage_url))
+    flag = tmp_path / "running"
+    worker = python(HANGING_WORKER, storage_url, str(flag))
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert flag.exists(), "the worker never started its trial"
+        time.sleep(1.5)  # at least one heartbeat recorded
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+
+    storage = open_storage(storage_url, heartbeat_interval=1, grace_period=2)
+    study = optuna.load_study(study_name="hb", storage=storage)
+    (killed,) = study.trials
+    assert killed.state == TrialState.RUNNING  # nobody has noticed yet
+    time.sleep(3)  # past the grace period
+    optuna.storages.fail_stale_trials(study)
+
+    killed, retry = study.trials
+    assert killed.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retry.params == killed.params
+    assert retry.system_attrs["failed_trial"] == killed.number
+
+    # The next worker picks the queued retry first and runs the same parameters.
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert study.trials[1].state == TrialState.COMPLETE
+    assert study.trials[1].params == killed.params
+
+
+def test_passwords_are_redacted():
+    url = "postgresql+psycopg://sweeper:hunter2@db.example:5432/optuna"
+    shown = redact(url)
+    assert "hunter2" not in shown
+    assert shown == "postgresql+psycopg://sweeper:***@db.example:5432/optuna"
+    assert redact("sqlite:///sweeps.db") == "sqlite:///sweeps.db"
+
+
+def test_unreachable_server_error_is_one_line_without_the_password():
+    url = f"postgresql+psycopg://sweeper:hunter2@127.0.0.1:{free_port()}/optuna"
+    with pytest.raises(StorageError) as err:
+        check_storage_url(url)
+    message = str(err.value)
+    assert "hunter2" not in message and "***" in message
+    assert "\n" not in message and "cannot connect" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url", "not a database URL"),
+        ("nosuchdb+nodriver://u:hunter2@host/db", "no driver"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:////nonexistent-cloudsweep-dir/x.db", "does not exist"),
+    ],
+)
+def test_bad_url_gives_a_one_line_error(url, expected):
+    with pytest.raises(StorageError) as err:
+        check_storage_url(url)
+    message = str(err.value)
+    assert expected in message and "\n" not in message and "hunter2" not in message
