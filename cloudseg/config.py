@@ -120,7 +120,9 @@ def parse_run_config(data: Any, source: str = "config") -> RunConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:

@@ -48,4 +48,6 @@ class OutOfMemoryError(TrainingError):
 
     def __init__(self, batch_size: int, detail: str = ""):
         self.batch_size = batch_size
-        super().__init__(f"out of memory at batch size {batch_size}" + (f": {detail}" if detail else ""))
+        super().__init__(
+            f"out of memory at batch size {batch_size}" + (f": {detail}" if detail else "")
+        )

@@ -51,7 +51,9 @@ class Metrics:
         return self._ratio(self.tp + self.tn, self.tp + self.fp + self.fn + self.tn)
 
     def __add__(self, other: Metrics) -> Metrics:
-        return Metrics(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+        return Metrics(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
+        )
 
     def as_dict(self) -> dict[str, float | int]:
         """Counts and every derived metric, for JSON, user attributes and tables."""
@@ -84,7 +86,11 @@ def confusion_counts(pred, target, valid=None) -> Metrics:
         tp, fp, fn, tn = torch.stack([tp, fp, fn, tn]).tolist()
         return Metrics(tp, fp, fn, tn)
     pred, target = np.asarray(pred, bool), np.asarray(target, bool)
-    valid = np.ones_like(pred) if valid is None else np.broadcast_to(np.asarray(valid, bool), pred.shape)
+    valid = (
+        np.ones_like(pred)
+        if valid is None
+        else np.broadcast_to(np.asarray(valid, bool), pred.shape)
+    )
     return Metrics(
         int(np.count_nonzero(pred & target & valid)),
         int(np.count_nonzero(pred & ~target & valid)),
