@@ -3,8 +3,9 @@ Pancreas"), 2-D, with an additive attention gate on every skip connection.
 
 Decoder step as in the widely used 2-D reference implementation (LeeJunHyun/Image_Segmentation,
 `AttU_Net`): upsample + 3×3 conv, gate the skip with the upsampled features, concatenate, two
-3×3 convs. At base width 64 this has ≈34.9 M parameters, the figure comparison tables quote for
-Attention U-Net (e.g. UCTransNet, Wang et al. AAAI 2022, Table 1: 34.9 M).
+3×3 convs. At base width 64 this has ≈34.9 M parameters: the count of that reference
+implementation (34,878,573 with 3 input channels and conv biases), the figure comparisons of
+2-D Attention U-Nets quote. The paper itself reports counts only for its narrower 3-D models.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ residual 1×1 projection).
 
 Decoder step as in the widely used reference implementation (LeeJunHyun/Image_Segmentation,
 `R2U_Net`): upsample + 3×3 conv, concatenate the skip, one recurrent residual unit. At base
-width 64 this has ≈39.1 M parameters, the figure comparison tables quote for R2U-Net
-(39.09 M for that implementation with t = 2).
+width 64 this has ≈39.1 M parameters: 39,091,521 for that reference implementation
+(3 input channels, t = 2, conv biases), as counted in issue #1 of
+github.com/lixiaolei1982/Keras-Implementation-of-U-Net-R2U-Net-Attention-U-Net-Attention-R2U-Net.-
+The paper itself reports counts only for narrower networks.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Decoder as in the paper: a 2×2 transposed convolution ("up-convolution") halves the channels,
 the skip is concatenated, then two 3×3 convolutions. At base width 64 with 4 input bands and
-one output map this has ≈31.0 M parameters.
+one output map this has ≈31.0 M parameters: the paper prints no count, but its layer table
+(64 … 1024 channels) gives 31.0 M, the figure quoted for it in comparisons.
 """
 
 from __future__ import annotations
