@@ -3,8 +3,8 @@
 `BackgroundMirror` owns one worker — by default a separate process, so W&B's one-active-run
 rule, its console hooks and a hung upload stay out of the sweep — fed through a queue.
 `submit()` only enqueues. The worker mirrors the submitted trials; a W&B error is logged once
-and left for the next pass, and `close()` runs a catch-up pass (every missing trial plus the
-study summary run) before the worker stops. A worker still busy at the close timeout is
+and left for the next pass, and `close()` retries this mirror's failed trials and writes the
+study summary run before the worker stops. A worker still busy at the close timeout is
 stopped: what it had not finished stays missing in the mirror table for `sweep mirror`.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from sweep.mirror import Mode, mirror_study, open_storage, resolve_mode, storage_url
+from sweep.mirror_payload import redact
 
 log = logging.getLogger(__name__)
 _STOP = None
@@ -42,7 +43,7 @@ class _Target:
 def _serve(target: _Target, jobs, events) -> None:
     """The worker loop: batch what is queued, mirror it, report back, never raise."""
     storage = None
-    seen: set[str] = set()
+    seen: dict[str, set[int]] = {}
 
     def one_pass(study: str, numbers: list[int] | None, summary: bool) -> None:
         nonlocal storage
@@ -59,12 +60,10 @@ def _serve(target: _Target, jobs, events) -> None:
                 trials=numbers,
                 summary=summary,
             )
-            caught_up = numbers is None and report.ok
-            events.put(("report", study, report.mirrored, report.failed, caught_up))
+            events.put(("report", study, report.mirrored, report.failed))
         except Exception as exc:  # the storage itself failed: same treatment as W&B failing
-            events.put(
-                ("report", study, [], {STORAGE_ERROR: f"{type(exc).__name__}: {exc}"[:500]}, False)
-            )
+            error = redact(f"{type(exc).__name__}: {exc}")[:500]
+            events.put(("report", study, [], {STORAGE_ERROR: error}))
 
     while True:
         batch = [jobs.get()]
@@ -78,11 +77,13 @@ def _serve(target: _Target, jobs, events) -> None:
             if item is not _STOP:
                 wanted.setdefault(item[0], []).append(item[1])
         for study, numbers in wanted.items():
-            seen.add(study)
+            seen.setdefault(study, set()).update(numbers)
             one_pass(study, sorted(set(numbers)), summary=False)
         if _STOP in batch:
-            for study in sorted(seen):  # catch up on anything an earlier failure left behind
-                one_pass(study, None, summary=True)
+            # Retry this mirror's own trials that failed earlier (the table skips the rest),
+            # then the study table. Other workers' trials are theirs or `sweep mirror`'s.
+            for study, numbers in sorted(seen.items()):
+                one_pass(study, sorted(numbers), summary=True)
             events.put(("stopped",))
             return
 
@@ -215,9 +216,9 @@ class BackgroundMirror:
                 return
             if event[0] != "report":
                 continue
-            _, study, mirrored, failed, caught_up = event
-            if caught_up:  # a full pass found nothing missing: older failures are resolved
-                self.failed = {k: v for k, v in self.failed.items() if k[0] != study}
+            _, study, mirrored, failed = event
+            if STORAGE_ERROR not in failed:  # the storage answered again
+                self.failed.pop((study, STORAGE_ERROR), None)
             for number in mirrored:
                 self.mirrored.append((study, number))
                 self.failed.pop((study, number), None)
@@ -227,3 +228,33 @@ class BackgroundMirror:
                 self._warn_once(
                     f"W&B mirror failed for study {study!r}: {next(iter(failed.values()))}"
                 )
+
+
+def wandb_hook(study, options: dict[str, Any]) -> BackgroundMirror:
+    """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial.
+
+    options: mode (online|offline|off|auto, default auto), project, entity, wandb_dir,
+    storage (URL; default: the study's own), artifact_dir (default: the study's `artifact_dir`
+    user attr), close_timeout (s, default 120), isolation. The mirror closes itself at exit;
+    calling `close()` earlier (after `study.optimize`) is better and harmless to repeat."""
+    import atexit
+
+    url = options.get("storage") or storage_url(study._storage)  # Study has no public getter
+    artifact_dir = options.get("artifact_dir") or study.user_attrs.get("artifact_dir")
+    store = None
+    if artifact_dir and Path(artifact_dir).is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        store = FileSystemArtifactStore(str(artifact_dir))
+    wandb_dir = options.get("wandb_dir")
+    mirror = BackgroundMirror(
+        url,
+        mode=options.get("mode", "auto"),
+        wandb_dir=Path(wandb_dir) if wandb_dir else None,
+        project=options.get("project", "cloudsweep"),
+        entity=options.get("entity"),
+        artifact_store=store,
+        isolation=options.get("isolation", "process"),
+    )
+    atexit.register(mirror.close, float(options.get("close_timeout", 120)))
+    return mirror

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from PIL import Image
 
 from sweep.mirror import mirror_study, mirrored_runs, planned_run_path, resolve_mode
-from sweep.mirror_background import BackgroundMirror
+from sweep.mirror_background import BackgroundMirror, wandb_hook
 from sweep.mirror_media import load_overlay_masks, save_overlay_masks
 from sweep.mirror_payload import content_hash, history_rows, trial_run_id
 from sweep.mirror_state import MirrorState
@@ -225,10 +226,10 @@ def test_second_pass_uploads_nothing_and_reruns_resume_the_same_runs(storage_url
     assert mirror_study(storage_url, "demo", mode="offline", wandb_dir=first_dir).mirrored == [2]
 
     forced = mirror_study(storage_url, "demo", mode="offline", wandb_dir=other_machine,
-                          force=True, summary=False)
-    assert forced.mirrored == [0, 1, 2]
-    rerun_ids = {inspect(d)["run_id"] for d in run_dirs(other_machine)}
-    assert ids < rerun_ids == {r.run_id for r in mirrored_runs(storage_url, "demo").values()}
+                          force=True, summary=False, trials=[0])
+    assert forced.mirrored == [0]
+    (rerun,) = [inspect(d)["run_id"] for d in run_dirs(other_machine)]
+    assert rerun == mirrored_runs(storage_url, "demo")[0].run_id and rerun in ids
 
 
 def test_same_study_name_in_another_database_gets_other_run_ids(tmp_path, store):
@@ -256,35 +257,57 @@ def test_failing_wandb_never_stops_the_sweep_and_a_later_pass_catches_up(
         patch.setattr(wandb, "init", down)
         mirror = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir, artifact_store=store,
                                   isolation="thread")
-        study = make_study(url, sweep_dir, store, n=4, outcomes={}, callbacks=[mirror])
+        study = make_study(url, sweep_dir, store, n=3, outcomes={}, callbacks=[mirror])
         assert not mirror.close(timeout=30)
-        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
-        assert calls and sorted(n for _, n in mirror.failed) == [0, 1, 2, 3]
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+        assert calls and sorted(n for _, n in mirror.failed) == [0, 1, 2]
         once = [r for r in caplog.records if "logged once" in r.getMessage()]
         assert len(once) == 1
         direct = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir)
         assert direct.aborted and len(direct.failed) == 3 and not direct.mirrored
     assert not run_dirs(wandb_dir) and mirrored_runs(url, "demo") == {}
 
-    catch_up = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir, artifact_store=store,
-                                isolation="thread")
-    catch_up.submit("demo", 3)
-    assert catch_up.close(timeout=60)
-    assert sorted(n for _, n in catch_up.mirrored) == [0, 1, 2, 3]
-    assert sorted(mirrored_runs(url, "demo")) == [0, 1, 2, 3]
+    later = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir, artifact_store=store)
+    assert later.ok and later.mirrored == [0, 1, 2] and later.summary_run
+    assert sorted(mirrored_runs(url, "demo")) == [0, 1, 2]
     final = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir)
-    assert final.mirrored == [] and final.up_to_date == [0, 1, 2, 3]
+    assert final.mirrored == [] and final.up_to_date == [0, 1, 2]
+
+
+def test_wandb_hook_retries_its_failed_trials_when_closing(sweep_dir, store, monkeypatch):
+    import wandb
+
+    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
+    real_init, calls = wandb.init, []
+
+    def flaky(*args, **kwargs):  # W&B answers again after two failures
+        calls.append(kwargs["id"])
+        if len(calls) <= 2:
+            raise wandb.errors.CommError("W&B is down")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", flaky)
+    study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
+    study.set_user_attr("artifact_dir", str(sweep_dir / "artifacts"))
+    options = {"mode": "offline", "wandb_dir": str(sweep_dir / "wb"), "isolation": "thread"}
+    mirror = wandb_hook(study, options)
+    make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
+    assert mirror.close(timeout=60) and not mirror.failed
+    records = mirrored_runs(url, "demo")
+    assert sorted(records) == [0, 1]
+    assert sorted(calls[:2]) == sorted(calls[2:4]) == sorted(r.run_id for r in records.values())
+    assert mirror.close(timeout=1)  # the exit-time close is a no-op now
 
 
 def test_background_process_mirrors_each_trial(sweep_dir, store):
     url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
     wandb_dir = sweep_dir / "wandb-runs"
     with BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir, artifact_store=store) as mirror:
-        make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
+        make_study(url, sweep_dir, store, n=1, outcomes={}, callbacks=[mirror])
         assert mirror.isolation == "process"
-    assert not mirror.failed and sorted(mirror.mirrored) == [("demo", 0), ("demo", 1)]
+    assert not mirror.failed and mirror.mirrored == [("demo", 0)]
     records = mirrored_runs(url, "demo")
-    assert sorted(records) == [0, 1] and all(r.mode == "offline" for r in records.values())
+    assert sorted(records) == [0] and records[0].mode == "offline"
     found = {inspect(d)["run_id"] for d in run_dirs(wandb_dir)}
     assert {r.run_id for r in records.values()} < found  # + the study summary run
 
@@ -349,3 +372,15 @@ def test_overlay_masks_bundle_round_trip_and_shape_check(tmp_path):
     assert patch["prediction"].sum() == 8 and patch["ground_truth"].sum() == 56
     with pytest.raises(ValueError, match="same H, W"):
         save_overlay_masks(tmp_path / "bad.npz", image, mask[:4], mask)
+
+
+def test_importing_the_mirror_does_not_import_wandb():
+    code = "import sys, sweep.mirror, sweep.mirror_background; print('wandb' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_wandb_hook_is_registered_for_sweep_run():
+    hooks = pytest.importorskip("sweep.hooks")
+    assert "wandb" in hooks.available_hooks()
