@@ -3,6 +3,10 @@
 Built on smp.losses. Each entry declares which LossConfig fields it uses and their defaults;
 a config that sets a field its loss ignores is an error, so a config always says what ran.
 torch and smp load only when a loss is built, so the sweep can read LOSS_PARAMS cheaply.
+
+Region losses (dice, jaccard, tversky, focal-tversky) are computed over the whole batch, as smp
+does; a batch with no cloud pixel at all contributes 0 to them (smp's convention: the overlap
+is undefined there), so on clear-sky-heavy data pair them with a pixel loss (mixed-focal).
 """
 
 from __future__ import annotations

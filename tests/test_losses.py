@@ -48,6 +48,14 @@ def test_every_loss_is_near_zero_when_perfect_and_large_when_inverted(name, batc
     assert loss(-confident, target).item() > 0.5
 
 
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky", "focal-tversky"])
+def test_region_losses_give_nothing_on_a_cloud_free_batch(name):
+    # smp's convention, documented in cloudseg.losses: no cloud → no overlap term at all.
+    logits = torch.full((2, 1, 8, 8), 3.0)  # confident false alarms everywhere
+    assert build(name)(logits, torch.zeros_like(logits)).item() == 0.0
+    assert build("mixed-focal")(logits, torch.zeros_like(logits)).item() > 1.0
+
+
 def test_bce_is_binary_cross_entropy_on_logits(batch):
     logits, target = batch
     expected = F.binary_cross_entropy_with_logits(logits, target)
