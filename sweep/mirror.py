@@ -25,6 +25,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from cloudseg.errors import ConfigError
 from sweep.mirror_payload import (
     MIRRORED_STATES,
     content_hash,
@@ -138,14 +139,18 @@ def mirror_study(
     """Upload every finished trial of the study that the mirror table lacks (or that changed).
 
     `trials` limits the pass to some numbers; `summary=False` skips the study table run;
-    `force` re-mirrors everything. Errors are caught per trial and reported, never raised,
-    except for a missing study or storage (the caller's input)."""
+    `force` re-mirrors everything. W&B errors are caught per trial and reported, never raised;
+    an unknown study raises ConfigError naming the studies there are."""
     resolved = resolve_mode(mode)
     report = MirrorReport(study_name, resolved, wandb_dir=str(wandb_dir) if wandb_dir else None)
     if resolved == "off":
         return report
     store = open_storage(storage)
-    study_id = store.get_study_id_from_name(study_name)  # KeyError names the study
+    try:
+        study_id = store.get_study_id_from_name(study_name)
+    except KeyError:
+        names = ", ".join(sorted(s.study_name for s in store.get_all_studies())) or "none"
+        raise ConfigError(f"no study {study_name!r} in the storage; available: {names}") from None
     finished = [t for t in store.get_all_trials(study_id, deepcopy=False, states=MIRRORED_STATES)]
     finished.sort(key=lambda t: t.number)
     host = socket.gethostname()

@@ -114,6 +114,8 @@ class BackgroundMirror:
                 storage = storage_url(storage)
             except TypeError:
                 isolation = "thread"  # no URL to reopen in another process
+            if mp.current_process().daemon:
+                isolation = "thread"  # a daemonic process may not start children
         self.isolation = isolation
         self._target = _Target(storage, self.mode, wandb_dir, project, entity, artifact_store)
         self._worker: mp.process.BaseProcess | threading.Thread | None = None
@@ -169,23 +171,30 @@ class BackgroundMirror:
         self.submit(study.study_name, trial.number)
 
     def close(self, timeout: float = 60.0) -> bool:
-        """Finish the queue plus a catch-up pass within `timeout` s; True if all went up."""
+        """Finish the queue, retry failures and write the study run within `timeout` s.
+
+        True if everything submitted went up. Idempotent (also registered at exit)."""
         if self._worker is None or self._stopped:
             self._stopped = True
             return not self.failed
         self._stopped = True
         self._jobs.put_nowait(_STOP)
         self._worker.join(timeout)
-        clean = not self._worker.is_alive()
-        if not clean:
+        busy = self._worker.is_alive()
+        is_process = isinstance(self._worker, mp.process.BaseProcess)
+        if busy:
             log.warning(
-                "W&B mirror still busy after %.0f s: stopped it; run `sweep mirror` to "
-                "upload the rest",
+                "W&B mirror still busy after %.0f s: %s; run `sweep mirror` to upload the rest",
                 timeout,
+                "stopped it" if is_process else "left it behind",
             )
-            if isinstance(self._worker, mp.process.BaseProcess):
+            if is_process:
                 self._worker.terminate()
                 self._worker.join(5)
+        elif is_process and self._worker.exitcode != 0:  # crashed: what it did is in the table
+            log.warning("W&B mirror worker exited with code %s", self._worker.exitcode)
+            busy = True
+        clean = not busy
         self._drain_events()
         if self.failed:
             studies = sorted({s for s, _ in self.failed})

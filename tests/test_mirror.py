@@ -22,6 +22,7 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from PIL import Image
 
+from cloudseg.errors import ConfigError
 from sweep.mirror import mirror_study, mirrored_runs, planned_run_path, resolve_mode
 from sweep.mirror_background import BackgroundMirror, wandb_hook
 from sweep.mirror_media import load_overlay_masks, save_overlay_masks
@@ -238,6 +239,8 @@ def test_same_study_name_in_another_database_gets_other_run_ids(tmp_path, store)
         optuna.create_study(storage=url, study_name="demo")
     ids = [planned_run_path(url, "demo", 0) for url in urls]
     assert ids[0] != ids[1] and ids[0] == planned_run_path(urls[0], "demo", 0)
+    with pytest.raises(ConfigError, match="no study 'dmeo' in the storage; available: demo"):
+        mirror_study(urls[0], "dmeo", mode="offline")
 
 
 def test_failing_wandb_never_stops_the_sweep_and_a_later_pass_catches_up(
