@@ -85,6 +85,11 @@ def _weighted_bce(p: dict[str, Any], auto: float | None) -> nn.Module:
     from segmentation_models_pytorch.losses import SoftBCEWithLogitsLoss
 
     w = p["pos_weight"]
+    if w is None:  # no default: whoever runs the config must see which weighting was used
+        raise ConfigError(
+            "loss 'weighted-bce' needs loss.pos_weight: a number > 0 or 'auto' (the training "
+            "subset's background/cloud pixel ratio)"
+        )
     if w == "auto":
         if auto is None:
             raise ConfigError(
@@ -129,7 +134,8 @@ def loss_params(name: str) -> frozenset[str]:
 
 
 def loss_defaults(name: str) -> dict[str, Any]:
-    """The value each field of loss `name` takes when the config leaves it unset."""
+    """The value each field of loss `name` takes when the config leaves it unset (None: no
+    class weight for focal alpha; a required field for weighted-bce's pos_weight)."""
     return dict(LOSSES.get(name).defaults)
 
 
@@ -160,7 +166,7 @@ def build_loss(cfg: LossConfig, pos_weight_auto: float | None = None) -> nn.Modu
 # (FN), which favours recall (Salehi et al. 2017); focal Tversky exponent 0.75 (= 1/γ with
 # γ = 4/3 in Abraham & Khan 2019); mixed focal 0.5·focal + 0.5·dice.
 LOSSES.add("bce", LossSpec(_bce))
-LOSSES.add("weighted-bce", LossSpec(_weighted_bce, {"pos_weight": "auto"}))
+LOSSES.add("weighted-bce", LossSpec(_weighted_bce, {"pos_weight": None}))  # required
 LOSSES.add("focal", LossSpec(_focal, {"gamma": 2.0, "alpha": None}))
 LOSSES.add("tversky", LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7}))
 LOSSES.add("focal-tversky", LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7, "gamma": 0.75}))

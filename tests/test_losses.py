@@ -26,6 +26,8 @@ def batch():
 
 
 def build(name: str, **params) -> torch.nn.Module:
+    if name == "weighted-bce":
+        params.setdefault("pos_weight", "auto")
     return build_loss(LossConfig(name=name, **params), pos_weight_auto=AUTO)
 
 
@@ -72,10 +74,11 @@ def test_weighted_bce_charges_a_missed_cloud_pos_weight_times_a_false_alarm(pos_
     assert (missed_cloud / false_alarm).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_weighted_bce_defaults_to_auto_and_auto_needs_a_value():
-    assert loss_defaults("weighted-bce") == {"pos_weight": "auto"}
+def test_weighted_bce_needs_an_explicit_pos_weight_and_auto_needs_a_value():
+    with pytest.raises(ConfigError, match=r"'weighted-bce' needs loss\.pos_weight"):
+        build_loss(LossConfig(name="weighted-bce"), pos_weight_auto=AUTO)
     with pytest.raises(ConfigError, match=r"loss\.pos_weight='auto'.*none was given"):
-        build_loss(LossConfig(name="weighted-bce"))
+        build_loss(LossConfig(name="weighted-bce", pos_weight="auto"))
 
 
 def test_focal_with_gamma_zero_and_no_alpha_is_bce(batch):
@@ -192,7 +195,7 @@ def test_invalid_values_name_the_field_and_value(name, params, field, shown):
 
 def test_weighted_bce_rejects_a_non_positive_auto_ratio():
     with pytest.raises(ConfigError, match=r"loss\.pos_weight must be > 0.*got 0\.0"):
-        build_loss(LossConfig(name="weighted-bce"), pos_weight_auto=0.0)
+        build_loss(LossConfig(name="weighted-bce", pos_weight="auto"), pos_weight_auto=0.0)
 
 
 def test_unknown_loss_names_the_valid_ones():
