@@ -12,14 +12,10 @@ only by wandb itself; it never reaches the storage, the table or our messages.
 
 from __future__ import annotations
 
-import logging
-import netrc
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -34,11 +30,26 @@ from sweep.mirror_payload import (
     trial_run_id,
 )
 from sweep.mirror_state import STUDY_ROW, MirrorRecord, MirrorState
-from sweep.mirror_upload import upload_study_summary, upload_trial
+from sweep.mirror_upload import (
+    Mode,
+    has_credentials,
+    resolve_mode,
+    upload_study_summary,
+    upload_trial,
+)
 
-Mode = Literal["online", "offline", "off", "auto"]
+__all__ = [
+    "MirrorRecord",
+    "MirrorReport",
+    "Mode",
+    "has_credentials",
+    "mirror_study",
+    "mirrored_runs",
+    "planned_run_path",
+    "resolve_mode",
+]
+
 MAX_CONSECUTIVE_FAILURES = 3  # then W&B is taken to be down: stop the pass, keep the rest
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,32 +81,6 @@ class MirrorReport:
         return text
 
 
-def has_credentials() -> bool:
-    """Whether wandb could log in without a prompt (env key or netrc entry). Never reads out
-    or returns the key itself."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
-    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
-    try:
-        return netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_mode(mode: Mode) -> Literal["online", "offline", "off"]:
-    """ "auto" and "online" fall back to offline without credentials, or when the environment
-    says WANDB_MODE=offline/disabled (a CI or an air-gapped node)."""
-    if mode not in ("online", "offline", "off", "auto"):
-        raise ValueError(f"W&B mode must be online, offline, off or auto; got {mode!r}")
-    env = os.environ.get("WANDB_MODE", "").lower()
-    if mode == "off" or env == "disabled":
-        return "off"
-    if mode == "offline" or env in ("offline", "dryrun"):
-        return "offline"
-    return "online" if has_credentials() else "offline"
-
-
 def storage_url(storage: str | BaseStorage) -> str:
     """The database URL behind a storage (RDBStorage, or the cache wrapper around one)."""
     if isinstance(storage, str):
@@ -114,6 +99,17 @@ def open_storage(storage: str | BaseStorage) -> BaseStorage:
         return storage
     kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+
+
+def study_artifact_store(store: BaseStorage, study_id: int):
+    """The study's artifact store from its `artifact_dir` user attr (the runner records it),
+    or None when that folder is not on this machine (runs then go up without images)."""
+    folder = store.get_study_user_attrs(study_id).get("artifact_dir")
+    if not folder or not Path(folder).is_dir():
+        return None
+    from optuna.artifacts import FileSystemArtifactStore
+
+    return FileSystemArtifactStore(str(folder))
 
 
 def _study_hash(trials: list[FrozenTrial]) -> str:
@@ -138,6 +134,7 @@ def mirror_study(
 ) -> MirrorReport:
     """Upload every finished trial of the study that the mirror table lacks (or that changed).
 
+    `artifact_store` None means the study's own (`artifact_dir` user attr), for the overlays.
     `trials` limits the pass to some numbers; `summary=False` skips the study table run;
     `force` re-mirrors everything. W&B errors are caught per trial and reported, never raised;
     an unknown study raises ConfigError naming the studies there are."""
@@ -151,6 +148,8 @@ def mirror_study(
     except KeyError:
         names = ", ".join(sorted(s.study_name for s in store.get_all_studies())) or "none"
         raise ConfigError(f"no study {study_name!r} in the storage; available: {names}") from None
+    if artifact_store is None:
+        artifact_store = study_artifact_store(store, study_id)
     finished = [t for t in store.get_all_trials(study_id, deepcopy=False, states=MIRRORED_STATES)]
     finished.sort(key=lambda t: t.number)
     host = socket.gethostname()

@@ -249,12 +249,11 @@ def wandb_hook(study, options: dict[str, Any]) -> BackgroundMirror:
     import atexit
 
     url = options.get("storage") or storage_url(study._storage)  # Study has no public getter
-    artifact_dir = options.get("artifact_dir") or study.user_attrs.get("artifact_dir")
-    store = None
-    if artifact_dir and Path(artifact_dir).is_dir():
+    store = None  # None: each pass uses the study's `artifact_dir` user attr
+    if options.get("artifact_dir"):
         from optuna.artifacts import FileSystemArtifactStore
 
-        store = FileSystemArtifactStore(str(artifact_dir))
+        store = FileSystemArtifactStore(str(options["artifact_dir"]))
     wandb_dir = options.get("wandb_dir")
     mirror = BackgroundMirror(
         url,

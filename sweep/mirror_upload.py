@@ -7,13 +7,44 @@ one process; `resume="allow"` makes a second upload of the same trial continue i
 
 from __future__ import annotations
 
+import netrc
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from optuna.trial import FrozenTrial
 
 from sweep.mirror_media import overlay_media
 from sweep.mirror_payload import TrialPayload, study_run_id, trials_table_rows
+
+Mode = Literal["online", "offline", "off", "auto"]
+
+
+def has_credentials() -> bool:
+    """Whether wandb could log in without a prompt (env key or netrc entry). Never reads out
+    or returns the key itself."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: Mode) -> Literal["online", "offline", "off"]:
+    """ "auto" and "online" fall back to offline without credentials, or when the environment
+    says WANDB_MODE=offline/disabled (a CI or an air-gapped node)."""
+    if mode not in ("online", "offline", "off", "auto"):
+        raise ValueError(f"W&B mode must be online, offline, off or auto; got {mode!r}")
+    env = os.environ.get("WANDB_MODE", "").lower()
+    if mode == "off" or env == "disabled":
+        return "off"
+    if mode == "offline" or env in ("offline", "dryrun"):
+        return "offline"
+    return "online" if has_credentials() else "offline"
 
 
 def _settings():

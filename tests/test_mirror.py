@@ -299,6 +299,8 @@ def test_wandb_hook_retries_its_failed_trials_when_closing(sweep_dir, store, mon
     records = mirrored_runs(url, "demo")
     assert sorted(records) == [0, 1]
     assert sorted(calls[:2]) == sorted(calls[2:4]) == sorted(r.run_id for r in records.values())
+    run = inspect(Path(records[0].run_dir))  # images found via the study's artifact_dir attr
+    assert len(run["summary"]["overlay"]["all_masks"]) == 2
     assert mirror.close(timeout=1)  # the exit-time close is a no-op now
 
 
