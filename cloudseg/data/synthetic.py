@@ -30,13 +30,15 @@ from cloudseg.data.layout import (
 from cloudseg.data.tiff import write_band
 from cloudseg.errors import ConfigError
 
-# Typical Landsat-8 L1 DN per band (R, G, B, NIR), from the real sample's clear/cloud means.
-_LAND = np.array([8200, 8900, 9800, 17000], np.float32)
+# Typical Landsat-8 L1 DN per band (R, G, B, NIR) at unit illumination; the real sample has
+# clear means about (8700, 9200, 10000, 17000) and cloud means about (23600, 24000, 24500, 28600).
+_SOIL = np.array([11000, 10500, 10200, 16000], np.float32)
+_VEGETATION = np.array([7200, 8300, 9200, 26000], np.float32)  # NIR as bright as cloud
 _WATER = np.array([7000, 8000, 9600, 6400], np.float32)
-_SAND = np.array([17000, 15000, 12500, 19500], np.float32)
-_SNOW = np.array([26000, 26500, 27000, 15500], np.float32)
-_CLOUD = np.array([25000, 25500, 26000, 29000], np.float32)
-CLOUD_OPACITY_LABEL = 0.4  # haze thinner than this is not labelled cloud
+_SAND = np.array([19000, 16500, 13500, 21000], np.float32)  # bright, yellow: red > blue
+_SNOW = np.array([28000, 28500, 29000, 19000], np.float32)  # bright, but NIR < visible
+_CLOUD = np.array([25500, 25800, 26200, 27500], np.float32)  # white, NIR ~ visible
+CLOUD_OPACITY_LABEL = 0.45  # cloud thinner than this (haze) is not labelled
 
 
 def _upsample(small: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -78,26 +80,32 @@ def _footprint(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 def make_scene(rng: np.random.Generator, height: int, width: int
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(bands uint16 (4,H,W), gt uint8 (H,W) {0,255}) for one scene."""
-    big = max(8, min(height, width) // 6)
-    ground = _noise(rng, height, width, (big, big // 4 + 1, 6))
-    water = _smoothstep(_noise(rng, height, width, (big, 12)), 0.72, 0.78)
-    sand = _smoothstep(_noise(rng, height, width, (big, 16)), 0.68, 0.74) * rng.uniform(0, 1)
-    snow = _smoothstep(_noise(rng, height, width, (big // 2 + 1, 8, 3)), 0.7, 0.73)
-    snow *= rng.uniform(0.3, 1.0)
-    coverage = rng.uniform(0.25, 0.75)  # how cloudy this scene is
-    field = _noise(rng, height, width, (big, big // 3 + 1, 10, 4))
-    opacity = _smoothstep(field, 1.0 - coverage, 1.0 - coverage + 0.18)
-    haze = 0.25 * _smoothstep(field, 0.85 - coverage, 1.05 - coverage)  # thin, unlabelled
-    opacity = np.maximum(opacity, haze) * rng.uniform(0.85, 1.0)
+    """(bands uint16 (4,H,W), gt uint8 (H,W) {0,255}) for one scene.
 
-    texture = (0.8 + 0.4 * ground)[None]
-    surface = _LAND[:, None, None] * texture
-    for cover, colour in ((water, _WATER), (sand, _SAND), (snow, _SNOW)):
-        surface += cover[None] * (colour[:, None, None] * texture - surface)
-    cloud = _CLOUD[:, None, None] * (0.85 + 0.3 * field[None])
-    image = surface + opacity[None] * (cloud - surface)
-    image += rng.normal(0, 150, image.shape).astype(np.float32)
+    No single band separates cloud: vegetation is as bright as cloud in NIR, snow and sand in
+    the visible bands, and illumination (sun elevation) scales whole scenes differently."""
+    big = max(8, min(height, width) // 5)
+    texture = _noise(rng, height, width, (big // 4 + 1, 7, 3))[None]
+    veg = _noise(rng, height, width, (big, big // 3 + 1, 9))[None]
+    surface = _SOIL[:, None, None] + veg * (_VEGETATION - _SOIL)[:, None, None]
+    surface *= 0.85 + 0.3 * texture
+    covers = (
+        (_WATER, 0.7 + rng.uniform(0, 0.2), (big, 12)),
+        (_SAND, rng.choice([0.6, 1.1]), (big, 16)),  # only some scenes have sand / snow
+        (_SNOW, rng.choice([0.55, 0.65, 1.1]), (big // 2 + 1, 8, 3)),
+    )
+    for colour, level, scales in covers:
+        if level < 1:
+            cover = _smoothstep(_noise(rng, height, width, scales), level, level + 0.04)[None]
+            surface += cover * (colour[:, None, None] * (0.85 + 0.3 * texture) - surface)
+    coverage = rng.uniform(0.15, 0.7)
+    field = _noise(rng, height, width, (big, big // 3 + 1, 12, 5))
+    opacity = _smoothstep(field, 1.0 - coverage - 0.1, 1.0 - coverage + 0.2)
+    haze = rng.uniform(0.0, 0.4) * _noise(rng, height, width, (big * 2, big // 2 + 1))
+    opacity = np.maximum(opacity, haze)
+    cloud = _CLOUD[:, None, None] * rng.uniform(0.8, 1.2) * (0.8 + 0.35 * field[None])
+    image = (surface + opacity[None] * (cloud - surface)) * rng.uniform(0.7, 1.25)
+    image += rng.normal(0, 200, image.shape).astype(np.float32)
     valid = _footprint(rng, height, width)
     bands = np.where(valid[None], np.clip(image, 1, 60000), 0).astype(np.uint16)
     gt = np.where(valid & (opacity >= CLOUD_OPACITY_LABEL), 255, 0).astype(np.uint8)

@@ -14,16 +14,17 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from cloudseg.data.layout import PATCH_SIZE
 
 ROWS_PER_STRIP = 21
+# 38-Cloud patches are plain TIFFs by design; rasterio would warn on every open. A process-wide
+# filter because warnings.catch_warnings is not thread-safe and we read from a thread pool.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 _TAGS = {"TIFFTAG_XRESOLUTION": "72", "TIFFTAG_YRESOLUTION": "72",
          "TIFFTAG_RESOLUTIONUNIT": "2"}
 
 
 def read_band(path: str | Path, out: np.ndarray | None = None) -> np.ndarray:
     """The first band of `path`; into `out` when given (no extra copy)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
-            return src.read(1, out=out)
+    with rasterio.open(path) as src:
+        return src.read(1, out=out)
 
 
 def write_band(path: str | Path, array: np.ndarray) -> None:
@@ -34,11 +35,9 @@ def write_band(path: str | Path, array: np.ndarray) -> None:
         "height": height, "compress": "packbits", "tiled": False,
         "blockysize": ROWS_PER_STRIP, "interleave": "band",
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.update_tags(**_TAGS)
-            dst.write(array, 1)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.update_tags(**_TAGS)
+        dst.write(array, 1)
 
 
 def check_file(path: Path, dtype: str, shape: tuple[int, int] = (PATCH_SIZE, PATCH_SIZE)
@@ -48,20 +47,18 @@ def check_file(path: Path, dtype: str, shape: tuple[int, int] = (PATCH_SIZE, PAT
     A truncated file still opens (the directory sits at the start), so the strip table is
     compared with the file size: the check costs microseconds instead of a full decode."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                got = (src.height, src.width)
-                if src.count != 1:
-                    return f"{path.name}: {src.count} bands, expected 1", got
-                if src.dtypes[0] != dtype:
-                    return f"{path.name}: dtype {src.dtypes[0]}, expected {dtype}", got
-                if got != shape:
-                    return (f"{path.name}: shape {got[0]}x{got[1]}, expected "
-                            f"{shape[0]}x{shape[1]}"), got
-                end = _data_end(src)
+        with rasterio.open(path) as src:
+            got = (src.height, src.width)
+            if src.count != 1:
+                return f"{path.name}: {src.count} bands, expected 1", got
+            if src.dtypes[0] != dtype:
+                return f"{path.name}: dtype {src.dtypes[0]}, expected {dtype}", got
+            if got != shape:
+                return (f"{path.name}: shape {got[0]}x{got[1]}, expected "
+                        f"{shape[0]}x{shape[1]}"), got
+            end = _data_end(src)
     except RasterioIOError as err:
-        return f"{path.name}: unreadable TIFF ({str(err).splitlines()[0][:120]})", None
+        return f"{path.name}: unreadable or truncated TIFF ({str(err).splitlines()[0][:120]})", None
     size = os.path.getsize(path)
     if end is not None and end > size:
         return f"{path.name}: truncated TIFF ({size} bytes, strips need {end})", got

@@ -1,0 +1,143 @@
+"""Index and validation: the real patch indexes with its exact pixels; every kind of broken tree
+gets one LayoutError that names the file at fault."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from cloudseg.data import BANDS, index_dataset, open_cache, write_band
+from cloudseg.errors import LayoutError
+from tests.fixtures.data import REAL_NAME
+
+TRAIN = "38-Cloud_training"
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+@pytest.fixture
+def tree(real_sample_root, tmp_path):
+    """A writable copy of the one-patch real training tree."""
+    return shutil.copytree(real_sample_root, tmp_path / "tree")
+
+
+def band_file(root, band, name=REAL_NAME):
+    return root / TRAIN / f"train_{band}" / f"{band}_{name}.TIF"
+
+
+def problems(root):
+    with pytest.raises(LayoutError) as info:
+        index_dataset(root)
+    return str(info.value)
+
+
+def test_real_patch_indexes_and_loads_with_the_exact_pixels_of_its_files(real_sample_root,
+                                                                          tmp_path):
+    (record,) = index_dataset(real_sample_root)
+    assert record.id.name == REAL_NAME and record.nonempty
+    assert record.cloud_fraction == pytest.approx(45333 / 384**2)
+    cache = open_cache(real_sample_root, tmp_path / "cache")
+    for b, band in enumerate(BANDS):
+        np.testing.assert_array_equal(cache.images[0, b], read(record.files[band]))
+    np.testing.assert_array_equal(cache.masks[0], read(record.files["gt"]) // 255)
+    assert cache.images.dtype == np.uint16 and cache.masks.dtype == np.uint8
+    assert int(cache.masks.sum()) == 45333
+
+
+def test_missing_band_and_gt_are_named(tree):
+    band_file(tree, "nir").unlink()
+    band_file(tree, "gt").unlink()
+    msg = problems(tree)
+    assert f"missing nir (38-Cloud_training/train_nir/nir_{REAL_NAME}.TIF)" in msg
+    assert f"missing gt (38-Cloud_training/train_gt/gt_{REAL_NAME}.TIF)" in msg
+
+
+def test_missing_band_folder_is_named(tree):
+    shutil.rmtree(tree / TRAIN / "train_blue")
+    assert "missing folder 38-Cloud_training/train_blue/" in problems(tree)
+
+
+def test_wrong_shape_and_disagreeing_bands_are_named(tree):
+    write_band(band_file(tree, "green"), np.ones((384, 383), np.uint16))
+    msg = problems(tree)
+    assert f"green_{REAL_NAME}.TIF: shape 384x383, expected 384x384" in msg
+    assert "bands disagree in shape" in msg and "green 384x383" in msg
+
+
+def test_wrong_dtype_is_named(tree):
+    write_band(band_file(tree, "red"), np.ones((384, 384), np.float32))
+    assert f"red_{REAL_NAME}.TIF: dtype float32, expected uint16" in problems(tree)
+
+
+def test_gt_with_values_other_than_0_255_is_named(tree):
+    write_band(band_file(tree, "gt"), np.full((384, 384), 1, np.uint8))
+    assert f"gt_{REAL_NAME}.TIF: gt values [1], expected 0/255" in problems(tree)
+
+
+def test_unreadable_and_truncated_tiffs_are_named(tree):
+    band_file(tree, "blue").write_bytes(b"not a tiff at all")
+    # the published files keep their directory at the end: cut, they do not open at all
+    data = band_file(tree, "nir").read_bytes()
+    band_file(tree, "nir").write_bytes(data[: len(data) // 2])
+    # GDAL-written files keep it at the start: cut, they open but their strips run off the end
+    write_band(band_file(tree, "red"), read(band_file(tree, "green")))
+    data = band_file(tree, "red").read_bytes()
+    band_file(tree, "red").write_bytes(data[: len(data) - 1000])
+    msg = problems(tree)
+    assert f"blue_{REAL_NAME}.TIF: unreadable or truncated TIFF" in msg
+    assert f"nir_{REAL_NAME}.TIF: unreadable or truncated TIFF" in msg
+    assert f"red_{REAL_NAME}.TIF: truncated TIFF ({len(data) - 1000} bytes" in msg
+
+
+def test_duplicate_patch_across_38_and_95_cloud_folders_is_named(tree):
+    extra = tree / "95-cloud_training_only_additional_to38-cloud" / "train_red_additional_to38cloud"
+    extra.mkdir(parents=True)
+    shutil.copy(band_file(tree, "red"), extra)
+    msg = problems(tree)
+    assert f"duplicate patch {REAL_NAME} (red)" in msg and "train_red_additional_to38cloud" in msg
+    assert len(index_dataset(tree, include_additional=False)) == 1
+
+
+def test_stray_files_are_named_and_the_list_is_capped_with_a_count(tree):
+    (band_file(tree, "red").parent / "notes.txt").write_text("x")
+    shutil.copy(band_file(tree, "red"), band_file(tree, "nir").parent / f"red_{REAL_NAME}.TIF")
+    for k in range(30):
+        (tree / TRAIN / "train_gt" / f"junk{k:02d}.TIF").write_bytes(b"")
+    with pytest.raises(LayoutError) as info:
+        index_dataset(tree)
+    msg = str(info.value)
+    assert len(info.value.problems) == 32
+    assert "32 problem(s)" in msg and "... and 12 more" in msg
+    assert "stray file 38-Cloud_training/train_gt/junk00.TIF" in msg
+    assert any(f"train_nir/red_{REAL_NAME}.TIF" in p for p in info.value.problems)
+    assert any("train_red/notes.txt" in p for p in info.value.problems)
+
+
+def test_csv_entries_without_files_are_named(tree):
+    (tree / TRAIN / "training_patches_38-Cloud.csv").write_text(
+        f"name\n{REAL_NAME}\npatch_1_1_by_1_LC08_L1TP_002053_20160520_20170324_01_T1\n")
+    assert "lists patch_1_1_by_1_LC08_L1TP_002053" in problems(tree)
+
+
+def test_nonempty_flag_comes_from_the_csv_when_it_covers_the_scene(synthetic_root, tmp_path):
+    records = index_dataset(synthetic_root)
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    csv = tree / "training_patches_38-cloud_nonempty.csv"
+    names = [r.name for r in records]
+    csv.write_text("name\n" + "\n".join(names[1:]) + "\n")  # claims patch 0 is empty
+    flags = [r.nonempty for r in index_dataset(tree)]
+    assert flags == [False] + [True] * (len(names) - 1)
+    csv.unlink()  # without the CSV the pixels decide
+    assert [r.nonempty for r in index_dataset(tree)] == [r.nonempty for r in records]
+
+
+def test_test_split_has_bands_but_no_gt(synthetic_root):
+    records = index_dataset(synthetic_root, "test")
+    assert len(records) == 8
+    assert all(set(r.files) == set(BANDS) and r.cloud_fraction is None for r in records)
