@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,10 @@ class BackgroundMirror:
             return not self.failed
         self._stopped = True
         self._jobs.put_nowait(_STOP)
-        self._worker.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._worker.is_alive() and time.monotonic() < deadline:
+            self._worker.join(0.2)
+            self._drain_events()  # keep the pipe empty: a full one would stall the worker
         busy = self._worker.is_alive()
         is_process = isinstance(self._worker, mp.process.BaseProcess)
         if busy:

@@ -389,3 +389,25 @@ def test_importing_the_mirror_does_not_import_wandb():
 def test_wandb_hook_is_registered_for_sweep_run():
     hooks = pytest.importorskip("sweep.hooks")
     assert "wandb" in hooks.available_hooks()
+
+
+def test_a_hung_wandb_blocks_neither_trials_nor_close(sweep_dir, store, monkeypatch, caplog):
+    import threading
+
+    import wandb
+
+    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
+    release = threading.Event()
+
+    def hung(*args, **kwargs):
+        release.wait(30)
+        raise wandb.errors.CommError("timed out")
+
+    monkeypatch.setattr(wandb, "init", hung)
+    mirror = BackgroundMirror(url, mode="offline", wandb_dir=sweep_dir / "wb", isolation="thread")
+    study = make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
+    assert len(study.trials) == 2  # both trials ran while the first upload hung
+    with caplog.at_level(logging.WARNING):
+        assert not mirror.close(timeout=0.5)
+    assert any("still busy" in r.getMessage() for r in caplog.records)
+    release.set()
