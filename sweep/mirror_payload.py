@@ -167,7 +167,8 @@ def trials_table_rows(trials: list[FrozenTrial], salt: str, study_name: str) -> 
     """Columns and rows of the study summary table: one row per finished trial."""
     params = sorted({p for t in trials for p in t.params})
     metric_keys = sorted({k for t in trials for k in (t.user_attrs.get("metrics") or {})})
-    columns = ["trial", "state", "failure", "objective", *params, *metric_keys, "run_id"]
+    best = [f"best/{k}" for k in metric_keys]
+    columns = ["trial", "state", "failure", "objective", *params, *best, "run_id"]
     rows = []
     for t in trials:
         metrics = t.user_attrs.get("metrics") or {}

@@ -204,6 +204,11 @@ def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, stor
     assert study_run["summary"]["trials"]  # the table is logged as a W&B table
     table = {k: v for k, v in study_run["history"][0].items() if k.startswith("trials.")}
     assert table["trials._type"] == "table-file" and table["trials.nrows"] == 3
+    study_dir = next(d for d in run_dirs(wandb_dir) if d.name.endswith("-study"))
+    logged = json.loads((study_dir / "files" / table["trials.path"]).read_text())
+    assert {"lr", "loss", "state", "best/iou", "run_id"} <= set(logged["columns"])
+    by_trial = {row[0]: dict(zip(logged["columns"], row, strict=True)) for row in logged["data"]}
+    assert by_trial[2]["state"] == "failed" and by_trial[0]["best/iou"] == pytest.approx(0.6)
     planned = planned_run_path(url, "demo", 0)
     assert records[0].run_path == planned == f"cloudsweep/{records[0].run_id}"
 
