@@ -65,9 +65,8 @@ class PatchDataset(Dataset):
         mask = self.cache.masks[row][win][None]
         if t:
             image, mask = _transform(image, t), _transform(mask, t)
-        # one copy out of the page cache into memory torch owns
-        return (torch.from_numpy(np.ascontiguousarray(image)),
-                torch.from_numpy(np.ascontiguousarray(mask)))
+        # exactly one copy out of the read-only page cache into memory torch owns
+        return torch.from_numpy(image.copy(order="C")), torch.from_numpy(mask.copy(order="C"))
 
 
 def _transform(a: np.ndarray, t: int) -> np.ndarray:

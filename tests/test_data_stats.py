@@ -1,0 +1,82 @@
+"""Statistics against values computed independently from the TIFF files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+
+from cloudseg.data import BANDS, compute_stats, index_dataset, plot_stats
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def rank_auc(pos, neg):
+    """Mann-Whitney AUC from average ranks (ties share their rank)."""
+    values = np.concatenate([pos, neg])
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    average = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = average[inverse]
+    return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+@pytest.fixture(scope="module")
+def from_files(synthetic_root):
+    records = index_dataset(synthetic_root)
+    images = np.stack([np.stack([read(r.files[b]) for b in BANDS]) for r in records])
+    gts = np.stack([read(r.files["gt"]) for r in records])
+    return images, gts
+
+
+def test_pixel_counts_and_pos_weight_match_the_files(synthetic_cache, from_files):
+    images, gts = from_files
+    valid = images.any(axis=1)
+    cloud = int(((gts == 255) & valid).sum())
+    clear = int(((gts == 0) & valid).sum())
+    stats = compute_stats(synthetic_cache)
+    assert (stats.cloud_pixels, stats.background_pixels) == (cloud, clear)
+    assert stats.nodata_pixels == int((~valid).sum()) > 0  # the synthetic margins
+    assert stats.cloud_pixels + stats.background_pixels + stats.nodata_pixels == 16 * 384**2
+    assert stats.pos_weight == pytest.approx(clear / cloud)
+    assert stats.pos_weight_all_pixels == pytest.approx((clear + int((~valid).sum())) / cloud)
+    assert stats.n_patches == 16
+
+
+def test_band_mean_std_over_valid_pixels(synthetic_cache, from_files):
+    images, _ = from_files
+    valid = images.any(axis=1)
+    stats = compute_stats(synthetic_cache)
+    for b in range(4):
+        pixels = images[:, b][valid].astype(np.float64)
+        assert stats.band_mean[b] == pytest.approx(pixels.mean(), rel=1e-9)
+        assert stats.band_std[b] == pytest.approx(pixels.std(), rel=1e-9)
+
+
+def test_band_auc_equals_the_rank_statistic(synthetic_cache, from_files):
+    images, gts = from_files
+    rows = [0, 9]
+    stats = compute_stats(synthetic_cache, rows)
+    valid = images[rows].any(axis=1)
+    is_cloud = (gts[rows] == 255)[valid]
+    for b in range(4):
+        pixels = images[rows, b][valid]
+        assert stats.band_auc[b] == pytest.approx(rank_auc(pixels[is_cloud], pixels[~is_cloud]))
+    assert all(0.5 < a < 1 for a in compute_stats(synthetic_cache).band_auc)
+
+
+def test_a_selection_without_cloud_has_infinite_pos_weight_and_no_auc(synthetic_cache):
+    stats = compute_stats(synthetic_cache, [])
+    assert stats.n_patches == 0 and stats.cloud_pixels == 0 and math.isinf(stats.pos_weight)
+    d = stats.as_dict()
+    assert d["pos_weight"] is None and d["bands"]["red"]["auc"] is None
+
+
+def test_plots_are_png_files(synthetic_cache, tmp_path):
+    paths = plot_stats(compute_stats(synthetic_cache), tmp_path / "plots")
+    assert [p.name for p in paths] == ["class_balance.png", "band_distributions.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
