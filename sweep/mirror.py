@@ -101,10 +101,28 @@ def open_storage(storage: str | BaseStorage) -> BaseStorage:
     return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
 
 
-def study_artifact_store(store: BaseStorage, study_id: int):
+def _finished_trials(storage: str | BaseStorage, study_name: str) -> tuple[list, str | None]:
+    """The study's finished trials by number and its `artifact_dir` user attr."""
+    store = open_storage(storage)
+    try:
+        try:
+            study_id = store.get_study_id_from_name(study_name)
+        except KeyError:
+            names = ", ".join(sorted(s.study_name for s in store.get_all_studies())) or "none"
+            raise ConfigError(
+                f"no study {study_name!r} in the storage; available: {names}"
+            ) from None
+        trials = store.get_all_trials(study_id, deepcopy=False, states=MIRRORED_STATES)
+        attrs = store.get_study_user_attrs(study_id)
+        return sorted(trials, key=lambda t: t.number), attrs.get("artifact_dir")
+    finally:
+        if store is not storage:  # opened here from a URL: release its connections
+            store.engine.dispose()
+
+
+def study_artifact_store(folder: str | None):
     """The study's artifact store from its `artifact_dir` user attr (the runner records it),
     or None when that folder is not on this machine (runs then go up without images)."""
-    folder = store.get_study_user_attrs(study_id).get("artifact_dir")
     if not folder or not Path(folder).is_dir():
         return None
     from optuna.artifacts import FileSystemArtifactStore
@@ -142,16 +160,9 @@ def mirror_study(
     report = MirrorReport(study_name, resolved, wandb_dir=str(wandb_dir) if wandb_dir else None)
     if resolved == "off":
         return report
-    store = open_storage(storage)
-    try:
-        study_id = store.get_study_id_from_name(study_name)
-    except KeyError:
-        names = ", ".join(sorted(s.study_name for s in store.get_all_studies())) or "none"
-        raise ConfigError(f"no study {study_name!r} in the storage; available: {names}") from None
+    finished, artifact_dir = _finished_trials(storage, study_name)
     if artifact_store is None:
-        artifact_store = study_artifact_store(store, study_id)
-    finished = [t for t in store.get_all_trials(study_id, deepcopy=False, states=MIRRORED_STATES)]
-    finished.sort(key=lambda t: t.number)
+        artifact_store = study_artifact_store(artifact_dir)
     host = socket.gethostname()
     with MirrorState(storage_url(storage)) as state:
         salt = state.study_salt(study_name)
