@@ -113,6 +113,7 @@ def fit(
     try:
         for epoch in range(1, tcfg.epochs + 1):
             t_epoch = time.perf_counter()
+            _set_epoch(train_loader, epoch)
             model.train()
             losses: list[torch.Tensor] = []  # per-step losses still on the device
             loss_sum, n_images, done_steps = 0.0, 0, 0
@@ -239,6 +240,13 @@ def _to_device(
         target = target.unsqueeze(1)
     x = normalise(raw, tcfg).contiguous(memory_format=setup.memory_format)
     return raw, x, target.float()
+
+
+def _set_epoch(loader: Iterable, epoch: int) -> None:
+    """Fresh random crops and flips each epoch, reproducibly (PatchDataset.set_epoch)."""
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
 
 
 def _finite_losses(losses: list[torch.Tensor], epoch: int, last_step: int) -> list[float]:

@@ -1,0 +1,157 @@
+"""run_training(): one complete run from a RunConfig — data, split, subset, statistics, model,
+loss, loaders — then `fit`. The CLI (`cloudseg train`) and the sweep objective both call this,
+so a trial and a hand-run config train exactly the same way."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.errors import ConfigError
+from cloudseg.results import FitResult
+
+DATA_ENV = "CLOUDSWEEP_DATA"
+
+
+def resolve_data_root(config: RunConfig) -> Path:
+    """`data.root`, else $CLOUDSWEEP_DATA; an error says how to point at a data set."""
+    root = config.data.root or os.environ.get(DATA_ENV) or None
+    if root is None:
+        raise ConfigError(
+            "data.root is not set: pass --data DIR (or set data.root in the config, or the "
+            f"{DATA_ENV} environment variable) pointing at a 38-Cloud/95-Cloud root, "
+            "or run `cloudseg synth DIR` to write a synthetic data set"
+        )
+    return Path(root)
+
+
+def _replace(config: RunConfig, **sections: dict[str, Any]) -> RunConfig:
+    """A copy of the frozen config with some fields replaced, validated again, so the resolved
+    config equals what its own config.yaml loads back to."""
+    data = config.to_dict()
+    for name, values in sections.items():
+        data[name].update(values)
+    return parse_run_config(data, "resolved config")
+
+
+def with_data_root(config: RunConfig, root: str | Path) -> RunConfig:
+    """`config` with data.root replaced (the CLI's --data)."""
+    return _replace(config, data={"root": str(root)})
+
+
+def _spread(indices: np.ndarray, cap: int | None) -> np.ndarray:
+    """At most `cap` indices, evenly spaced, so a capped validation set still spans its scenes."""
+    if cap is None or len(indices) <= cap:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, cap).round().astype(np.int64)]
+
+
+def run_training(
+    config: RunConfig,
+    *,
+    callbacks: Sequence[Any] = (),
+    out_dir: str | Path | None = None,
+    progress: Any = False,
+) -> FitResult:
+    """Train one model as `config` says. `progress`: False (silent), True (cache building
+    messages only) or a rich Progress / callable passed to `fit` for the step bar.
+
+    The returned FitResult.config is the resolved config (data root, numeric pos_weight, band
+    statistics), ready to be written as the config.yaml of a bundle.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from cloudseg.data import PatchDataset, compute_stats, open_cache, resample, split_by_scene
+    from cloudseg.device import select_device
+    from cloudseg.losses import build_loss
+    from cloudseg.models import build_model, check_input_size
+    from cloudseg.train import fit, seed_everything
+
+    dcfg = config.data
+    check_input_size(config.model.name, dcfg.crop or 384)  # fail before any data work
+    root = resolve_data_root(config).expanduser().absolute()
+    config = _replace(config, data={"root": str(root)})
+    cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress is True)
+
+    # Validation scenes are fixed by split_seed (the same for every trial); the training subset
+    # is a stratified resample that the sweep redraws via subset_seed.
+    split = split_by_scene(cache.records, dcfg.val_fraction, dcfg.split_seed)
+    train_idx = resample(
+        cache.records, split.train, dcfg.train_fraction, dcfg.subset_seed,
+        drop_empty=dcfg.drop_empty,
+    )
+    val_idx = _spread(np.asarray(split.val), dcfg.max_val_patches)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(
+            f"{root}: the split leaves {len(train_idx)} training and {len(val_idx)} validation "
+            "patches; check data.val_fraction, data.train_fraction and data.drop_empty"
+        )
+
+    # Statistics come from the training subset only, never from validation patches.
+    pos_weight = None
+    need_bands = config.train.normalisation == "band-stats" and config.train.band_mean is None
+    if config.loss.pos_weight == "auto" or need_bands:
+        stats = compute_stats(cache, train_idx)
+        if config.loss.pos_weight == "auto":
+            if not stats.cloud_pixels:
+                raise ConfigError(
+                    f"loss.pos_weight: 'auto' needs cloud pixels, but the training subset of "
+                    f"{len(train_idx)} patches has none; give a number instead"
+                )
+            pos_weight = float(stats.pos_weight)
+            config = _replace(config, loss={"pos_weight": pos_weight})
+        if need_bands:
+            mean = tuple(float(v) for v in stats.band_mean)
+            std = tuple(float(v) for v in stats.band_std)
+            if not all(np.isfinite(v) and v > 0 for v in std):
+                raise ConfigError(f"train.normalisation: band-stats gave std {std}; "
+                                  "the training subset has no valid pixels in some band")
+            config = _replace(config, train={"band_mean": mean, "band_std": std})
+    elif isinstance(config.loss.pos_weight, float):
+        pos_weight = config.loss.pos_weight
+
+    # Seed before building the model so its initial weights follow train.seed too.
+    seed_everything(config.train.seed)
+    model = build_model(config.model)
+    loss_fn = build_loss(config.loss, pos_weight_auto=pos_weight)
+
+    crop = dcfg.crop
+    train_ds = PatchDataset(
+        cache, train_idx, crop=crop, augment=dcfg.augment, random_crop=True, seed=config.train.seed
+    )
+    val_ds = PatchDataset(cache, val_idx, crop=crop, augment=False, random_crop=False)
+    # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops each epoch).
+    loader_args = {
+        "batch_size": config.optim.batch_size,
+        "num_workers": config.train.num_workers,
+        "pin_memory": select_device(config.train).is_cuda,
+    }
+    train_loader = DataLoader(
+        train_ds, shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
+        drop_last=len(train_ds) > config.optim.batch_size,  # no tiny last batch for BatchNorm
+        **loader_args,
+    )
+    val_loader = DataLoader(val_ds, shuffle=False, **loader_args)
+
+    result = fit(
+        model, loss_fn, train_loader, val_loader, config, callbacks=callbacks,
+        checkpoint_dir=out_dir, progress=None if isinstance(progress, bool) else progress,
+    )
+    records = cache.records
+    summary = {
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "scenes": {
+            "train": sorted({records[i].id.scene for i in train_idx}),
+            "val": sorted({records[i].id.scene for i in val_idx}),
+        },
+        "pos_weight": pos_weight,
+    }
+    return replace(result, extras={**result.extras, **summary})
