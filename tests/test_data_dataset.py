@@ -84,3 +84,36 @@ def test_draws_depend_on_seed_and_epoch_only_not_on_workers(synthetic_cache):
 def test_bad_arguments_are_config_errors(synthetic_cache, kwargs):
     with pytest.raises(ConfigError):
         PatchDataset(synthetic_cache, **kwargs)
+
+
+def test_batched_loader_gives_the_default_collate_batches(synthetic_cache):
+    ds = PatchDataset(synthetic_cache, range(10), crop=40, augment=True, seed=2)
+    images, masks = ds[[3, 0, 7]]
+    assert images.dtype == torch.uint16 and images.shape == (3, 4, 40, 40)
+    for k, i in enumerate([3, 0, 7]):
+        assert torch.equal(images[k], ds[i][0]) and torch.equal(masks[k], ds[i][1])
+    expected = batches(ds, 0)
+    for workers in (0, 2):
+        got = [(x.clone(), y.clone()) for x, y in ds.loader(4, num_workers=workers)]
+        assert len(got) == len(expected) == 3
+        assert all(torch.equal(a, c) and torch.equal(b, d)
+                   for (a, b), (c, d) in zip(got, expected, strict=True))
+    gen = torch.Generator().manual_seed(0)
+    shuffled = ds.loader(4, shuffle=True, drop_last=True, generator=gen)
+    assert sum(x.shape[0] for x, _ in shuffled) == 8
+
+
+def test_recycled_batch_buffers_never_overwrite_a_batch_still_held(synthetic_cache):
+    ds = PatchDataset(synthetic_cache, range(16), crop=32, augment=True, seed=0)
+    held = ds[[0, 1, 2, 3]]
+    view = ds[[4, 5, 6, 7]][0][1:]  # a view keeps its batch alive too
+    expected = [t.clone() for t in held], view.clone()
+    for start in range(8, 16, 2):
+        for _ in range(3):
+            ds[[start, start + 1, 0, 1]]  # dropped at once: these buffers get reused
+    assert all(torch.equal(a, b) for a, b in zip(held, expected[0], strict=True))
+    assert torch.equal(view, expected[1])
+    a = ds[[9, 10, 11, 12]][0]
+    ptr = a.data_ptr()
+    del a
+    assert ds[[9, 10, 11, 12]][0].data_ptr() == ptr  # and a dropped batch's buffer is reused

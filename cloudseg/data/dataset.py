@@ -8,8 +8,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
+from cloudseg.data.buffers import BufferPool
 from cloudseg.data.cache import PatchCache
 from cloudseg.data.layout import PATCH_SIZE
 from cloudseg.errors import ConfigError
@@ -38,6 +45,7 @@ class PatchDataset(Dataset):
         self.random_crop = random_crop
         self.seed = seed
         self.epoch = 0
+        self._buffers = BufferPool()
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random draws (crop, flips) for the next pass; workers pick it up when the
@@ -57,16 +65,47 @@ class PatchDataset(Dataset):
                      else (size // 2, size // 2))
         return int(top), int(left), int(rng.integers(0, 8)) if self.augment else 0
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _views(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only views of item i's image (4,c,c) and mask (1,c,c) in the cache."""
         row = int(self.indices[i])
         top, left, t = self.window(i)
         win = np.s_[top:top + self.crop, left:left + self.crop]
         image = self.cache.images[row][(slice(None), *win)]
         mask = self.cache.masks[row][win][None]
-        if t:
-            image, mask = _transform(image, t), _transform(mask, t)
+        return (_transform(image, t), _transform(mask, t)) if t else (image, mask)
+
+    def __getitem__(self, i: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item i, or the stacked batch of items `i` when given a list (see `loader`)."""
+        if not isinstance(i, int | np.integer):
+            return self._batch(list(i))
+        image, mask = self._views(i)
         # exactly one copy out of the read-only page cache into memory torch owns
         return torch.from_numpy(image.copy(order="C")), torch.from_numpy(mask.copy(order="C"))
+
+    def _batch(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One copy per item straight into the batch arrays: no per-item tensors, no stack,
+        and (cloudseg.data.buffers) no fresh pages to zero for each batch."""
+        n, c = len(items), self.crop
+        images = self._buffers.get((n, 4, c, c), torch.uint16)
+        masks = self._buffers.get((n, 1, c, c), torch.uint8)
+        out_i, out_m = images.numpy(), masks.numpy()
+        for k, i in enumerate(items):
+            image, mask = self._views(i)
+            np.copyto(out_i[k], image)
+            np.copyto(out_m[k], mask)
+        return images, masks
+
+    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               num_workers: int = 0, **kwargs) -> DataLoader:
+        """A DataLoader that fetches whole batches (`dataset[list]`): the same items and
+        batches as `DataLoader(self, batch_size, shuffle, ...)` with the default collate, about
+        twice as fast because nothing is stacked. Shuffling uses torch's global RNG as usual,
+        or `generator=` when given."""
+        generator = kwargs.pop("generator", None)
+        order = (RandomSampler(self, generator=generator) if shuffle
+                 else SequentialSampler(self))
+        return DataLoader(self, batch_size=None, num_workers=num_workers,
+                          sampler=BatchSampler(order, batch_size, drop_last), **kwargs)
 
 
 def _transform(a: np.ndarray, t: int) -> np.ndarray:
