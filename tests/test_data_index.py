@@ -141,3 +141,19 @@ def test_test_split_has_bands_but_no_gt(synthetic_root):
     records = index_dataset(synthetic_root, "test")
     assert len(records) == 8
     assert all(set(r.files) == set(BANDS) and r.cloud_fraction is None for r in records)
+
+
+def test_95cloud_additional_patches_join_the_training_set(synthetic_root, tmp_path):
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    extra = tree / "95-cloud_training_only_additional_to38-cloud"
+    for band in (*BANDS, "gt"):
+        folder = extra / f"train_{band}_additional_to38cloud"
+        folder.mkdir(parents=True)
+        for path in sorted((tree / TRAIN / f"train_{band}").iterdir())[:4]:
+            shutil.copy(path, folder / path.name.replace("_01_T1", "_02_T1"))  # a new scene
+    records = index_dataset(tree)
+    assert len(records) == 20 and len({r.id.scene for r in records}) == 8  # 4 new scenes
+    added = [r for r in records if r.id.scene.endswith("_02_T1")]
+    assert all(extra in r.files["nir"].parents for r in added)
+    assert len(index_dataset(tree, include_additional=False)) == 16
+    assert len(open_cache(tree, tmp_path / "c")) == 20

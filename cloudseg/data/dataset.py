@@ -60,7 +60,7 @@ class PatchDataset(Dataset):
         size = PATCH_SIZE - self.crop
         if not (self.random_crop and size) and not self.augment:
             return size // 2, size // 2, 0
-        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        rng = np.random.default_rng((self.seed % 2**63, self.epoch % 2**63, int(i)))
         top, left = (rng.integers(0, size + 1, 2) if self.random_crop and size
                      else (size // 2, size // 2))
         return int(top), int(left), int(rng.integers(0, 8)) if self.augment else 0

@@ -24,7 +24,7 @@ from cloudseg.data.layout import (
 )
 from cloudseg.data.progress import parallel_map
 from cloudseg.data.tiff import check_file, read_band
-from cloudseg.errors import LayoutError
+from cloudseg.errors import ConfigError, LayoutError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
     Raises one LayoutError listing every problem (missing band/gt, wrong shape or dtype,
     unreadable or truncated TIFF, duplicates, stray files, CSV entries without files)."""
     if split not in ("train", "test"):
-        raise LayoutError(root, [f"split must be 'train' or 'test', got {split!r}"])
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     layout = find_layout(root)
     if split == "train":
         wanted = {b: d if include_additional else d[:1] for b, d in layout.train_dirs.items()}
