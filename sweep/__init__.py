@@ -1,0 +1,44 @@
+"""sweep: hyperparameter sweeps for cloudseg on Optuna — study specs, workers, export, dashboard.
+
+Public API (imported lazily, so `sweep --help` and `sweep status` never load torch):
+
+    spec = load_spec("loss-search")                       # studies/loss-search.yaml
+    run_study(spec, trials=40, storage="sqlite:///sweeps.db", data="/data/38-Cloud")
+    best_trials("loss-search")                            # FrozenTrials, best first
+    export_best("loss-search", "exports/loss-search")     # config.yaml, model.safetensors, ...
+    serve_dashboard("sqlite:///sweeps.db")                # optuna-dashboard + artifacts
+    work("loss-search", "postgresql+psycopg://...")       # join a study as one more worker
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "StudySpec": "sweep.spec",
+    "load_spec": "sweep.spec",
+    "parse_spec": "sweep.spec",
+    "available_studies": "sweep.spec",
+    "run_study": "sweep.runner",
+    "RunSummary": "sweep.runner",
+    "work": "sweep.workers",
+    "best_trials": "sweep.api",
+    "export_best": "sweep.api",
+    "serve_dashboard": "sweep.api",
+    "open_storage": "sweep.storage",
+    "redact": "sweep.storage",
+    "DEFAULT_STORAGE": "sweep.storage",
+    "SAMPLERS": "sweep.strategies",
+    "PRUNERS": "sweep.strategies",
+    "HOOKS": "sweep.hooks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sweep' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

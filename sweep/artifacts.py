@@ -1,0 +1,160 @@
+"""Per-trial artifacts through Optuna's artifact store, so the dashboard shows them next to the
+trial: a validation overlay PNG, the learning curve PNG and the best checkpoint (safetensors).
+
+Images are drawn in the trial's child process (it has the model); the worker uploads them with
+`optuna.artifacts.upload_artifact` and lists the ids in the trial's user attr `artifacts`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OVERLAY_PATCHES = 4
+# prediction colours: true positive white, false positive red, false negative blue, TN black
+TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
+
+
+def artifact_store(directory: str | Path):
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(directory))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Train/val loss (left axis) and validation IoU (right axis) per epoch."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    right = ax.twinx()
+    right.plot(epochs, [h["iou"] for h in history], "^-", color="tab:green", label="val IoU")
+    right.set_ylabel("validation IoU")
+    right.set_ylim(0, 1)
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    ax.set_title(title or "learning curve", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _false_colour(image: np.ndarray) -> np.ndarray:
+    """(4,H,W) uint16 R,G,B,NIR → (H,W,3) NIR-R-G, 2–98 % stretch (clouds bright, land red)."""
+    rgb = np.stack([image[3], image[0], image[1]], axis=-1).astype(np.float32)
+    valid = image.any(axis=0)
+    if valid.any():
+        lo, hi = np.percentile(rgb[valid], [2, 98])
+        rgb = np.clip((rgb - lo) / max(hi - lo, 1.0), 0, 1)
+    rgb[~valid] = 0.5
+    return rgb
+
+
+def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = np.zeros((*pred.shape, 3), np.float32)
+    out[pred & truth] = TP
+    out[pred & ~truth] = FP
+    out[~pred & truth] = FN
+    out[~valid] = 0.5
+    return out
+
+
+def overlay_patches(records, val_fraction: float, split_seed: int, n: int) -> np.ndarray:
+    """n validation patches spanning the cloud-fraction range, skipping all-no-data patches;
+    a function of the split only, so every trial of a study shows the same patches."""
+    from cloudseg.data import split_by_scene
+
+    val = np.asarray(split_by_scene(records, val_fraction, split_seed).val)
+    useful = [i for i in val if records[i].nonempty and records[i].cloud_fraction is not None]
+    pool = np.asarray(sorted(useful, key=lambda i: (records[i].cloud_fraction, i)) or val)
+    return pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64)]
+
+
+def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
+    """A fixed set of validation patches (the same for every trial): false colour, ground
+    truth, prediction coloured by TP/FP/FN."""
+    import torch
+
+    from cloudseg.checkpoint import load_bundle
+    from cloudseg.data import PatchDataset, open_cache
+    from cloudseg.normalise import normalise
+
+    model, cfg = load_bundle(bundle_dir)
+    cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir)
+    picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n)
+    ds = PatchDataset(cache, picks, crop=cfg.data.crop, augment=False, random_crop=False)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    masks = torch.stack([ds[i][1] for i in range(len(ds))])
+    with torch.no_grad():
+        prob = torch.sigmoid(model(normalise(images, cfg.train)).float())
+    pred = (prob > cfg.train.threshold)[:, 0].numpy()
+    truth = masks[:, 0].numpy().astype(bool)
+    raw = images.to(torch.int32).numpy()
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(ds), 3, figsize=(7.5, 2.5 * len(ds)), dpi=100, squeeze=False)
+    for row in range(len(ds)):
+        valid = raw[row].any(axis=0)
+        panels = (
+            _false_colour(raw[row]),
+            np.repeat(truth[row][..., None], 3, -1).astype(np.float32),
+            _confusion_colours(pred[row], truth[row], valid),
+        )
+        for col, (img, name) in enumerate(zip(panels, ("NIR-R-G", "ground truth", "prediction"),
+                                              strict=True)):
+            axes[row, col].imshow(img, interpolation="nearest")
+            axes[row, col].set_axis_off()
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=9)
+    fig.suptitle("prediction: white TP · red FP · blue FN", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def render_trial_images(result, out_dir: Path) -> dict[str, str]:
+    """Draw the curve and (from the best checkpoint) the overlay of a finished training run."""
+    history = [r.as_dict() for r in result.history]
+    files = {"curve": str(learning_curve_png(history, out_dir / "learning_curve.png"))}
+    if result.best_checkpoint is not None and not result.stopped_early:  # pruned: curve only
+        files["overlay"] = str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png"))
+        files["checkpoint"] = str(Path(result.best_checkpoint) / "model.safetensors")
+    return files
+
+
+def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:
+    """Upload each file as an artifact of `trial`; returns name → artifact id."""
+    from optuna.artifacts import upload_artifact
+
+    ids = {}
+    for name, file_path in files.items():
+        if Path(file_path).is_file():
+            ids[name] = upload_artifact(
+                artifact_store=store, file_path=file_path, study_or_trial=trial
+            )
+    return ids
+
+
+def download(store, artifact_id: str, dest: Path) -> Path:
+    from optuna.artifacts import download_artifact
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(dest))
+    return dest

@@ -1,0 +1,172 @@
+"""`sweep` command line (typer): each command parses its options and calls the sweep API.
+
+Heavy imports (torch, via cloudseg training) happen only inside `run` and `best --export`, so
+`sweep --help` and `sweep status` stay fast. Every expected error is one line on stderr and
+exit code 2; Ctrl-C is exit code 130 after the running trial has been marked interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from cloudseg.errors import CloudsegError
+from sweep.storage import DEFAULT_STORAGE
+
+app = typer.Typer(
+    name="sweep",
+    help="Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STORAGE = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna RDB URL (SQLite file default).")
+
+
+class WandbMode(StrEnum):
+    off = "off"
+    offline = "offline"
+    online = "online"
+
+
+@contextlib.contextmanager
+def _errors():
+    """Library errors → `error: <one line>` and exit code 2; Ctrl-C → exit code 130."""
+    try:
+        yield
+    except CloudsegError as err:
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        typer.echo(f"error: {text}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial is marked FAILED (interrupted); rerun to "
+                   "resume", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def run(
+    study: str = typer.Option(..., "--study", help="Study name (studies/NAME.yaml) or spec path."),
+    trials: int = typer.Option(..., "--trials", help="Study-wide target of finished trials."),
+    storage: str = STORAGE,
+    data: Path | None = typer.Option(None, "--data", help="38-Cloud root (else $CLOUDSWEEP_DATA)."),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes (one GPU each)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
+    wandb: WandbMode = typer.Option(WandbMode.off, "--wandb", help="Mirror trials to W&B."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live view."),
+) -> None:
+    """Run a study until TRIALS trials are finished (complete + pruned); rerun to resume."""
+    with _errors():
+        from sweep.runner import run_study
+        from sweep.spec import load_spec
+
+        spec = load_spec(study)
+        hooks = None if wandb is WandbMode.off else {"wandb": {"mode": wandb.value}}
+        summary = run_study(
+            spec, trials, storage=storage, data=data, workers=workers, timeout=timeout,
+            hooks=hooks, progress=progress,
+        )
+        best = "none yet" if summary.best_number is None else (
+            f"trial {summary.best_number}, {spec.metric} {summary.best_value:.4f}"
+        )
+        typer.echo(
+            f"{summary.study}: {summary.complete + summary.pruned}/{summary.target} finished "
+            f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"
+        )
+
+
+@app.command()
+def status(
+    study: str | None = typer.Option(None, "--study", help="One study (default: all)."),
+    storage: str = STORAGE,
+) -> None:
+    """Studies, trials by state and failure class, best value, running trials' heartbeats."""
+    with _errors():
+        from sweep.status import describe, load, study_names
+        from sweep.storage import read_storage
+
+        st = read_storage(storage)
+        names = [study] if study else study_names(st)
+        if not names:
+            typer.echo("no studies yet")
+        for name in names:
+            d = describe(st, load(st, name))
+            fails = ", ".join(f"{k} {v}" for k, v in sorted(d["failures"].items())) or "none"
+            best = "—" if d["best"] is None else f"{d['best'][1]:.4f} (trial {d['best'][0]})"
+            typer.echo(
+                f"{d['name']}: {d['complete']} complete, {d['pruned']} pruned, {d['failed']} "
+                f"failed, {len(d['running'])} running, {d['waiting']} waiting; target "
+                f"{d['target']}; failures: {fails}; best {best}"
+            )
+            for number, epoch, age in d["running"]:
+                beat = "no heartbeat" if age is None else f"heartbeat {age:.0f}s ago"
+                typer.echo(f"  trial {number}: epoch {epoch}, {beat}")
+
+
+@app.command()
+def best(
+    study: str | None = typer.Option(None, "--study", help="Default: the most recently run."),
+    top: int = typer.Option(5, "--top", min=1, help="Rows in the table."),
+    export: str | None = typer.Option(
+        None, "--export", help="Export the best trial's bundle to DIR (alone: exports/<study>)."
+    ),
+    storage: str = STORAGE,
+) -> None:
+    """The best trials as a table; --export writes the best one as a self-contained bundle."""
+    with _errors():
+        from sweep.api import best_trials, export_best
+        from sweep.status import latest_study
+        from sweep.storage import read_storage
+
+        name = study or latest_study(read_storage(storage))
+        rows = best_trials(name, storage=storage, top=top)
+        if not rows:
+            raise CloudsegError(f"study {name!r} has no completed trial yet")
+        typer.echo(f"{name}: best {len(rows)} trial(s)")
+        for t in rows:
+            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in t.params.items())
+            typer.echo(f"  trial {t.number:>4}  {t.value:.4f}  {params}")
+        if export is not None:
+            dest = export_best(name, Path(export or f"exports/{name}"), storage=storage)
+            typer.echo(f"exported trial {rows[0].number} to {dest}")
+
+
+@app.command()
+def dashboard(
+    study: str | None = typer.Option(None, "--study", help="Print this study's page URL."),
+    port: int = typer.Option(8080, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (local only by default)."),
+    storage: str = STORAGE,
+    artifact_dir: Path | None = typer.Option(None, "--artifact-dir", help="Default: next to DB."),
+) -> None:
+    """optuna-dashboard on the same storage and artifact directory (trials, curves, images)."""
+    with _errors():
+        from sweep.api import serve_dashboard
+
+        serve_dashboard(storage, host=host, port=port, study=study, artifact_dir=artifact_dir,
+                        echo=typer.echo)
+
+
+def normalise_argv(argv: list[str]) -> list[str]:
+    """`best --export` alone means "the default folder": typer options cannot take an optional
+    value, so a bare `--export` (last, or followed by another option) becomes `--export=`."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--export" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--export="
+    return out
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(args=normalise_argv(sys.argv[1:]), prog_name="sweep")
+
+
+if __name__ == "__main__":
+    main()

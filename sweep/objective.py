@@ -1,0 +1,124 @@
+"""Trial → RunConfig → `cloudseg` training (in a child process) → metric, with failure classes.
+
+- Each epoch the validation metric goes to `trial.report`; when `trial.should_prune()` the child
+  is told to stop and the trial ends PRUNED (its history is still stored).
+- OOM is a property of a region of the space (large batch × large model), so an OOM trial ends
+  COMPLETE with the worst possible value (0 IoU when maximising) and `failure = "oom"`: TPE
+  ignores FAILED trials and would propose the region again; a worst value steers it away, and the
+  `failure` attr keeps it visible (status, export never picks it: it has no checkpoint).
+- Other failures (diverged, data, timeout, bug) end FAILED with `failure`/`failure_message`; the
+  study goes on (the worker's `catch`). Ctrl-C ends the trial FAILED with `failure = "interrupted"`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.errors import ConfigError
+from sweep.artifacts import upload_trial_files
+from sweep.space import set_path, suggest
+from sweep.spec import StudySpec
+from sweep.trial_process import TrialFailure, run_isolated
+
+WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
+
+
+def trial_config(
+    spec: StudySpec, params: dict[str, Any], data_root: Path, subset_seed: int
+) -> RunConfig:
+    """fixed < budget < drawn params; the data root and subset seed are the sweep's own."""
+    tree: dict[str, Any] = {k: dict(v) for k, v in spec.fixed.items() if isinstance(v, dict)}
+    b = spec.budget
+    for path, value in (
+        ("train.epochs", b.epochs),
+        ("data.train_fraction", b.train_fraction),
+        ("data.crop", b.crop),
+        ("train.max_steps_per_epoch", b.batches_per_epoch),
+        ("data.max_val_patches", b.max_val_patches),
+        ("data.root", str(data_root)),
+        ("data.subset_seed", subset_seed),
+    ):
+        set_path(tree, path, value)
+    for path, value in params.items():
+        set_path(tree, path, value)
+    return parse_run_config(tree, f"{spec.source}: trial config")
+
+
+def origin_number(trial: optuna.trial.Trial) -> int:
+    """The number of the trial this one retries (stale-worker retry), else its own number."""
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    return frozen.system_attrs.get("failed_trial", trial.number)
+
+
+def subset_seed(spec: StudySpec, number: int) -> int:
+    """Per-trial training subset, reproducible from the study seed and the trial number."""
+    return (spec.seed * 1_000_003 + number) % 2**31
+
+
+class Objective:
+    def __init__(self, spec: StudySpec, data_root: Path, store, context: dict[str, float]):
+        self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        spec, metric = self.spec, self.spec.metric
+        seed = subset_seed(spec, origin_number(trial))
+        trial.set_user_attr("subset_seed", seed)
+        params = suggest(trial, spec.space, spec.fixed, self.context)
+        try:
+            config = trial_config(spec, params, self.data_root, seed)
+        except ConfigError as err:
+            return self._failed(trial, TrialFailure("bug", str(err)))
+        trial.set_user_attr("config", config.to_dict())
+        history: list[dict[str, Any]] = []
+        pruned = []
+
+        def on_epoch(epoch: int, record: dict[str, Any]) -> bool:
+            history.append(record)
+            trial.report(float(record[metric]), epoch)
+            if trial.should_prune():
+                pruned.append(epoch)
+                return True
+            return False
+
+        out = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-"))
+        try:
+            payload = run_isolated(
+                config.to_dict(), out, on_epoch, timeout=spec.budget.trial_timeout
+            )
+            self._store(trial, payload, keep_all=not pruned)
+        except TrialFailure as failure:
+            trial.set_user_attr("history", history)
+            return self._failed(trial, failure)
+        except KeyboardInterrupt:
+            trial.set_user_attr("history", history)
+            trial.set_user_attr("failure", "interrupted")
+            trial.set_user_attr("failure_message", "stopped by Ctrl-C")
+            raise
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        if pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
+        return float(payload["metrics"][metric])
+
+    def _failed(self, trial: optuna.trial.Trial, failure: TrialFailure) -> float:
+        trial.set_user_attr("failure", failure.kind)
+        trial.set_user_attr("failure_message", failure.message)
+        if failure.kind == "oom":
+            return WORST[self.spec.direction]
+        raise failure
+
+    def _store(self, trial: optuna.trial.Trial, payload: dict[str, Any], keep_all: bool) -> None:
+        for key in (
+            "config", "history", "best_epoch", "metrics", "fit_seconds", "peak_memory_mb",
+            "images_per_s", "data",
+        ):
+            trial.set_user_attr(key, payload[key])
+        files = payload["files"] if keep_all else {"curve": payload["files"].get("curve", "")}
+        if self.store is not None and files:
+            trial.set_user_attr("artifacts", upload_trial_files(trial, self.store, files))

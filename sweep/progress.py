@@ -1,0 +1,98 @@
+"""Live view of a running study, read from the storage (so it sees every worker, local or not):
+finished/target, running trials with their epoch and last IoU, best so far, pruned and failed."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+
+def snapshot(study) -> dict[str, Any]:
+    """Counts, best and running trials of a study, from one read of its trials."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    failures: dict[str, int] = {}
+    for t in trials:
+        kind = t.user_attrs.get("failure")
+        if kind:
+            failures[kind] = failures.get(kind, 0) + 1
+    done = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("failure")]
+    best = None
+    if done:
+        pick = max if study.direction.name == "MAXIMIZE" else min
+        best = pick(done, key=lambda t: t.value)
+    return {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "waiting": sum(t.state == TrialState.WAITING for t in trials),
+        "failures": failures,
+        "best": best,
+        "running": [t for t in trials if t.state == TrialState.RUNNING],
+    }
+
+
+def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
+    finished = snap["complete"] + snap["pruned"]
+    fails = ", ".join(f"{k} {v}" for k, v in sorted(snap["failures"].items())) or "none"
+    best = snap["best"]
+    best_text = f"{best.value:.4f} (trial {best.number})" if best else "—"
+    head = Text.assemble(
+        (f"{name}  ", "bold"),
+        f"finished {finished}/{target}  ·  pruned {snap['pruned']}  ·  failed {snap['failed']} ",
+        f"({fails})  ·  best {best_text}",
+    )
+    table = Table(box=None, pad_edge=False)
+    for col in ("trial", "epoch", "IoU", "params"):
+        table.add_column(col)
+    for t in snap["running"]:
+        steps = t.intermediate_values
+        epoch = max(steps) if steps else 0
+        iou = f"{steps[epoch]:.4f}" if steps else "—"
+        params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items())
+        table.add_row(str(t.number), f"{epoch}/{epochs}", iou, params)
+    return Group(head, table)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class LiveView:
+    """Polls the storage once a second and redraws; `stop()` ends it (from any thread)."""
+
+    def __init__(self, study_name: str, storage_url: str, target: int, epochs: int):
+        self.study_name, self.storage_url = study_name, storage_url
+        self.target, self.epochs = target, epochs
+        self._stop = threading.Event()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        import optuna
+        from rich.live import Live
+
+        from sweep.storage import open_storage
+
+        try:
+            study = optuna.load_study(
+                study_name=self.study_name, storage=open_storage(self.storage_url)
+            )
+            with Live(refresh_per_second=2, transient=False) as live:
+                while True:
+                    live.update(render(self.study_name, snapshot(study), self.target, self.epochs))
+                    if self._stop.wait(1.0):
+                        live.update(
+                            render(self.study_name, snapshot(study), self.target, self.epochs)
+                        )
+                        break
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._done.wait(5)

@@ -1,0 +1,193 @@
+"""run_study: validate everything, create (or resume) the study, run the workers, show progress.
+
+Order matters: the spec, the trial target, the data root and the storage URL are all checked
+before anything is created, so a bad input leaves the storage untouched. Then the study records
+what its workers need (spec, target, data root, artifact dir, measured pos_weight) as study user
+attrs and the workers run: in this process for one worker (Ctrl-C lands in the trial, which is
+marked FAILED "interrupted"), as subprocesses for several.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudseg.errors import ConfigError
+from sweep.spec import StudySpec
+from sweep.storage import DEFAULT_STORAGE, artifact_dir_for, check_storage_url, open_storage
+
+DATA_ENV = "CLOUDSWEEP_DATA"
+DATA_HINT = (
+    "point at 38-Cloud with --data /path/to/38-Cloud or `export CLOUDSWEEP_DATA=/path/to/38-Cloud`,"
+    " or try the demo on synthetic data: `make demo` (or `cloudseg synth data/synthetic` and "
+    "`sweep run --study demo`)"
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    study: str
+    storage: str
+    target: int
+    complete: int
+    pruned: int
+    failed: int
+    best_number: int | None
+    best_value: float | None
+
+
+def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
+    """--data, then $CLOUDSWEEP_DATA, then the spec's `data`; checked to be a 38-Cloud tree.
+
+    A spec with `synthesize_if_missing` writes a synthetic tree at its own `data` path on first
+    use (the demo); a path given by --data or the environment is never written to.
+    """
+    from cloudseg.data import find_layout, write_synthetic
+
+    chosen = data or os.environ.get(DATA_ENV) or None
+    if chosen is None and spec.data is None:
+        raise ConfigError(f"no data set for study {spec.name!r}: {DATA_HINT}")
+    root = Path(chosen or spec.data).expanduser()
+    if chosen is None and spec.synthesize_if_missing and not root.exists():
+        write_synthetic(root, train_scenes=6, test_scenes=2, scene_size=(800, 800), seed=spec.seed)
+    if not root.exists():
+        raise ConfigError(f"data root {root} does not exist: {DATA_HINT}")
+    find_layout(root)
+    return root.resolve()
+
+
+def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
+    """Background/cloud pixel ratio of the training scenes, when the space searches around it."""
+    if not any(p.relative_to == "measured_pos_weight" for p in spec.space.values()):
+        return None
+    from cloudseg.data import compute_stats, open_cache, split_by_scene
+    from sweep.objective import trial_config
+
+    cfg = trial_config(spec, {}, root, 0).data
+    cache = open_cache(root, cache_dir=cfg.cache_dir)
+    split = split_by_scene(cache.records, cfg.val_fraction, cfg.split_seed)
+    ratio = float(compute_stats(cache, split.train).pos_weight)
+    return ratio if ratio > 0 and ratio != float("inf") else 1.0
+
+
+def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None) -> Path:
+    """All checks that must pass before the storage is touched; returns the data root."""
+    if trials < 1:
+        raise ConfigError(f"--trials must be a positive number of finished trials (got {trials})")
+    check_storage_url(storage)
+    root = resolve_data_root(spec, data)
+    from cloudseg.data import open_cache
+
+    open_cache(root, cache_dir=spec.fixed.get("data", {}).get("cache_dir"), progress=True)
+    return root
+
+
+def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path):
+    """Create or load the study and record what workers need as study user attrs."""
+    import optuna
+
+    storage = open_storage(storage_url)
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, direction=spec.direction, load_if_exists=True
+    )
+    if study.direction.name.lower() != spec.direction:
+        raise ConfigError(f"study {spec.name!r} exists with direction {study.direction.name}")
+    if "measured_pos_weight" not in study.user_attrs:
+        study.set_user_attr("measured_pos_weight", measure_pos_weight(spec, root))
+    study.set_user_attr("spec", spec.to_dict())
+    study.set_user_attr("target", trials)
+    study.set_user_attr("data_root", str(root))
+    study.set_user_attr("artifact_dir", str(artifact_dir_for(storage_url).resolve()))
+    study.set_user_attr("last_run", dt.datetime.now(dt.UTC).isoformat())
+    return study
+
+
+def run_study(
+    spec: StudySpec,
+    trials: int,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    data: str | Path | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+    hooks: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run `spec` until `trials` trials are finished (complete + pruned), study-wide."""
+    from sweep import workers as worker_mod
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (got {workers})")
+    root = prepare(spec, trials, storage, data)
+    create_study(spec, trials, storage, root)
+    view = _start_view(spec, storage, trials) if progress else None
+    try:
+        if workers == 1:
+            worker_mod.work(spec.name, storage, data=root, timeout=timeout, hooks=hooks)
+        else:
+            procs = worker_mod.launch(
+                workers, spec.name, storage, data=root, timeout=timeout, hooks=hooks
+            )
+            _wait(procs)
+    finally:
+        if view is not None:
+            view.stop()
+    return summarise(spec.name, storage)
+
+
+def _wait(procs) -> None:
+    """Wait for worker processes; on Ctrl-C give them time to mark their trials, then stop."""
+    import subprocess
+
+    try:
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:  # the workers got SIGINT too and are closing their trials
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    bad = [p.returncode for p in procs if p.returncode not in (0, None)]
+    if bad:
+        raise ConfigError(f"{len(bad)} worker process(es) exited with codes {bad}")
+
+
+def _start_view(spec: StudySpec, storage: str, target: int):
+    from sweep.progress import LiveView
+
+    view = LiveView(spec.name, storage, target, spec.budget.epochs)
+    threading.Thread(target=view.run, daemon=True).start()
+    return view
+
+
+def summarise(study_name: str, storage_url: str) -> RunSummary:
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    best = _best(study)
+    return RunSummary(
+        study=study_name,
+        storage=storage_url,
+        target=int(study.user_attrs.get("target", 0)),
+        complete=count[TrialState.COMPLETE],
+        pruned=count[TrialState.PRUNED],
+        failed=count[TrialState.FAIL],
+        best_number=best.number if best else None,
+        best_value=best.value if best else None,
+    )
+
+
+def _best(study):
+    try:
+        return study.best_trial
+    except ValueError:
+        return None

@@ -1,0 +1,190 @@
+"""Declarative search space with conditions, turned into define-by-run `trial.suggest_*` calls.
+
+A parameter is keyed by its dotted RunConfig path (`loss.gamma`, `optim.lr`), which is also its
+Optuna name, so the dashboard shows real config fields. Conditions:
+- explicit: `when: {loss.name: [tversky, focal-tversky]}`;
+- implicit for loss parameters: `loss.X` is drawn only when the chosen loss uses field X
+  (asked of `cloudseg.losses.LOSS_PARAMS`), e.g. gamma only for focal losses;
+- `complement: loss.dice_weight` sets that field to 1 - value (mixed weights a + b = 1);
+- `relative_to: measured_pos_weight` scales the range by the study's measured class ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.errors import ConfigError
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+    grid: list[Any] | None = None  # values for the grid sampler (numeric params)
+    when: dict[str, list[Any]] = {}
+    relative_to: Literal["measured_pos_weight"] | None = None
+    complement: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("categorical takes `choices`, not low/high")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs `low` and `high`")
+        if self.low > self.high:
+            raise ValueError(f"`low <= high` must hold (low={self.low}, high={self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0 (low={self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("`step` and `log` cannot be combined")
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes low/high, not `choices`")
+        return self
+
+    def grid_values(self) -> list[Any] | None:
+        return list(self.choices) if self.type == "categorical" else self.grid
+
+    def values_to_check(self) -> list[Any]:
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high), *(self.grid or [])]
+
+
+def loss_fields() -> dict[str, set[str]]:
+    """Loss name → the LossConfig fields it uses (declared next to the losses)."""
+    from cloudseg.losses import LOSS_PARAMS
+
+    return {name: set(fields) for name, fields in LOSS_PARAMS.items()}
+
+
+def _field_exists(path: str) -> bool:
+    section, _, field = path.partition(".")
+    sub = RunConfig.model_fields.get(section)
+    return bool(field) and sub is not None and field in sub.annotation.model_fields
+
+
+RESERVED = {"data.root", "data.subset_seed"}  # set by the sweep itself for every trial
+
+
+def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
+    section, _, field = path.partition(".")
+    tree.setdefault(section, {})[field] = value
+
+
+def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
+    if section == "loss":
+        from cloudseg.losses import LOSSES as registry
+    else:
+        from cloudseg.models import MODELS as registry
+    for name in names:
+        try:
+            registry.get(name)
+        except ConfigError as err:
+            raise ConfigError(f"{src}: {where}: {err}") from None
+
+
+def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) -> None:
+    """Everything a trial would otherwise discover late: paths, conditions, names, types."""
+    uses = loss_fields()
+    loss_names = space["loss.name"].choices if "loss.name" in space else None
+    if loss_names is None:
+        loss_names = [fixed.get("loss", {}).get("name", "bce")]
+    for section in ("loss", "model"):
+        if f"{section}.name" in space:
+            _names_check(src, f"space.{section}.name", section, space[f"{section}.name"].choices)
+        elif "name" in fixed.get(section, {}):
+            _names_check(src, f"fixed.{section}.name", section, [fixed[section]["name"]])
+    encoders = space["model.encoder"].choices if "model.encoder" in space else None
+    where_enc = "space.model.encoder" if encoders else "fixed.model.encoder"
+    if encoders is None and "encoder" in fixed.get("model", {}):
+        encoders = [fixed["model"]["encoder"]]
+    if encoders:
+        from cloudseg.models import check_encoder
+
+        for name in encoders:
+            try:
+                check_encoder(name)
+            except ConfigError as err:
+                raise ConfigError(f"{src}: {where_enc}: {str(err)[:300]}") from None
+    for path, p in space.items():
+        where = f"{src}: space.{path}"
+        if not _field_exists(path) or path in RESERVED:
+            raise ConfigError(f"{where}: unknown or reserved run-config field {path!r}")
+        for cond, values in p.when.items():
+            if cond not in space:
+                raise ConfigError(f"{where}: when: condition on unknown parameter {cond!r}")
+            other = space[cond]
+            if other.type == "categorical" and not set(values) <= set(other.choices or []):
+                raise ConfigError(f"{where}: when: {cond} values {values} not in its choices")
+        if p.complement is not None and (not _field_exists(p.complement) or p.complement in space):
+            raise ConfigError(f"{where}: complement: {p.complement!r} is not a free field")
+        if p.relative_to and (path != "loss.pos_weight" or p.type != "float"):
+            raise ConfigError(f"{where}: relative_to applies to a float loss.pos_weight only")
+        if path.startswith("loss.") and path != "loss.name":
+            field = path.split(".", 1)[1]
+            if not any(field in uses.get(n, set()) for n in loss_names):
+                raise ConfigError(f"{where}: no loss among {loss_names} uses {field!r}")
+        for value in p.values_to_check():
+            tree = {k: dict(v) for k, v in fixed.items() if isinstance(v, dict)}
+            set_path(tree, path, value)
+            parse_run_config(tree, where)
+
+
+def _active(path: str, p: ParamSpec, chosen: dict[str, Any], loss_name: str | None, uses) -> bool:
+    if any(chosen.get(cond) not in values for cond, values in p.when.items()):
+        return False
+    if path.startswith("loss.") and path != "loss.name":
+        return path.split(".", 1)[1] in uses.get(loss_name, set())
+    return True
+
+
+def _ready(path: str, p: ParamSpec, chosen: dict[str, Any], space) -> bool:
+    deps = set(p.when)
+    if path.startswith("loss.") and path != "loss.name" and "loss.name" in space:
+        deps.add("loss.name")
+    return deps <= set(chosen)
+
+
+def suggest(
+    trial, space: dict[str, ParamSpec], fixed: dict[str, Any], context: dict[str, float]
+) -> dict[str, Any]:
+    """Draw the active parameters in dependency order; returns dotted path → value."""
+    uses = loss_fields()
+    chosen: dict[str, Any] = {}
+    pending = dict(space)
+    while pending:
+        ready = [k for k, p in pending.items() if _ready(k, p, chosen, space)]
+        if not ready:  # a condition cycle; check_space cannot see it, so name it here
+            raise ConfigError(f"space: conditions form a cycle among {sorted(pending)}")
+        for path in ready:
+            p = pending.pop(path)
+            loss_name = chosen.get("loss.name", fixed.get("loss", {}).get("name", "bce"))
+            if not _active(path, p, chosen, loss_name, uses):
+                chosen[path] = None  # resolved as inactive: dependants see None
+                continue
+            chosen[path] = _draw(trial, path, p, context)
+            if p.complement:
+                chosen[p.complement] = round(1.0 - chosen[path], 12)
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
+def _draw(trial, path: str, p: ParamSpec, context: dict[str, float]) -> Any:
+    if p.type == "categorical":
+        return trial.suggest_categorical(path, p.choices)
+    if p.type == "int":
+        return trial.suggest_int(path, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+    scale = context.get(p.relative_to, 1.0) if p.relative_to else 1.0
+    return trial.suggest_float(path, p.low * scale, p.high * scale, step=p.step, log=p.log)

@@ -1,0 +1,178 @@
+"""StudySpec: a study described in `studies/NAME.yaml`, validated once, before anything is created.
+
+Every error is a `cloudseg.errors.ConfigError` whose message names the file and the field
+(`studies/x.yaml: space.loss.gamma: low > high (low=3, high=1)`), so the CLI prints one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cloudseg.config import format_validation_error, parse_run_config
+from cloudseg.errors import ConfigError
+from sweep.space import ParamSpec, check_space
+from sweep.strategies import PRUNERS, SAMPLERS
+
+METRICS = ("iou", "dice", "precision", "recall", "specificity", "accuracy")
+STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parents[1] / "studies")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Budget(_Frozen):
+    """What one trial may spend; these override the `fixed` run config."""
+
+    epochs: int = Field(10, ge=1)
+    train_fraction: float = Field(0.5, gt=0, le=1)  # subset redrawn per trial (subset_seed)
+    crop: int | None = Field(256, ge=32, le=384)
+    batches_per_epoch: int | None = Field(None, ge=1)  # -> train.max_steps_per_epoch
+    max_val_patches: int | None = Field(None, ge=1)
+    trial_timeout: float | None = Field(None, gt=0)  # seconds; the trial fails as "timeout"
+
+
+class Execution(_Frozen):
+    """Worker resilience: a worker that stops heart-beating for grace_period seconds has its
+    trial failed and re-queued (same params) up to max_retry times."""
+
+    heartbeat_interval: int = Field(10, ge=1)
+    grace_period: int = Field(60, ge=1)
+    max_retry: int = Field(2, ge=0)
+
+
+class StudySpec(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    metric: Literal[METRICS] = "iou"  # validation metric of the best epoch
+    direction: Literal["maximize", "minimize"] = "maximize"
+    data: Path | None = None  # data root; --data and CLOUDSWEEP_DATA take precedence
+    synthesize_if_missing: bool = False  # write a synthetic tree at `data` on first use (demo)
+    seed: int = 0  # study seed: per-trial subset seeds derive from it
+    sampler: dict[str, Any] = {"name": "tpe"}
+    pruner: dict[str, Any] = {"name": "hyperband"}
+    budget: Budget = Budget()
+    execution: Execution = Execution()
+    fixed: dict[str, Any] = {}  # a partial RunConfig mapping shared by every trial
+    space: dict[str, ParamSpec] = {}
+    source: str = Field("<spec>", exclude=True)
+
+    # --- derived, validated views ----------------------------------------------------------
+    @property
+    def sampler_name(self) -> str:
+        return self.sampler.get("name", "tpe")
+
+    @property
+    def pruner_name(self) -> str:
+        return self.pruner.get("name", "hyperband")
+
+    def sampler_settings(self):
+        rest = {k: v for k, v in self.sampler.items() if k != "name"}
+        return SAMPLERS.get(self.sampler_name).settings.model_validate(rest)
+
+    def pruner_settings(self):
+        rest = {k: v for k, v in self.pruner.items() if k not in ("name", "patience", "min_delta")}
+        return PRUNERS.get(self.pruner_name).settings.model_validate(rest)
+
+    def build_sampler(self, seed_offset: int = 0):
+        from sweep.strategies import build_sampler
+
+        settings = self.sampler_settings()
+        settings = settings.model_copy(update={"seed": settings.seed + seed_offset})
+        grid = {k: p.grid_values() for k, p in self.space.items()}
+        return build_sampler(self.sampler_name, settings, grid=grid)
+
+    def build_pruner(self):
+        from sweep.strategies import build_pruner
+
+        return build_pruner(
+            self.pruner_name,
+            self.pruner_settings(),
+            epochs=self.budget.epochs,
+            patience=self.pruner.get("patience"),
+            min_delta=float(self.pruner.get("min_delta", 0.0)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _check_strategies(spec: StudySpec, src: str) -> None:
+    for field, registry, name, extra in (
+        ("sampler", SAMPLERS, spec.sampler_name, ()),
+        ("pruner", PRUNERS, spec.pruner_name, ("patience", "min_delta")),
+    ):
+        try:
+            entry = registry.get(name)
+        except ConfigError as err:
+            raise ConfigError(f"{src}: {field}.name: {err}") from None
+        rest = {k: v for k, v in getattr(spec, field).items() if k not in ("name", *extra)}
+        try:
+            entry.settings.model_validate(rest)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"{src}: {field}")) from None
+    patience = spec.pruner.get("patience")
+    if patience is not None and (not isinstance(patience, int) or patience < 0):
+        raise ConfigError(f"{src}: pruner.patience: must be an integer >= 0 (got {patience!r})")
+    if spec.sampler_name == "grid":
+        bad = [k for k, p in spec.space.items() if p.grid_values() is None or p.when]
+        if bad:
+            raise ConfigError(
+                f"{src}: sampler.name: grid needs every space parameter to list `choices` or "
+                f"`grid` values and no `when` condition; not so for {', '.join(bad)}"
+            )
+
+
+def parse_spec(data: Any, source: str, default_name: str | None = None) -> StudySpec:
+    """Validate a mapping into a StudySpec: structure, strategies, fixed config, space."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    data = dict(data)
+    if default_name and "name" not in data:
+        data["name"] = default_name
+    try:
+        spec = StudySpec.model_validate({**data, "source": source})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    _check_strategies(spec, source)
+    parse_run_config(spec.fixed, f"{source}: fixed")
+    check_space(spec.space, spec.fixed, source)
+    return spec
+
+
+def available_studies() -> list[str]:
+    names: set[str] = set()
+    for folder in STUDIES_DIRS:
+        if folder.is_dir():
+            names |= {p.stem for p in folder.glob("*.yaml")}
+    return sorted(names)
+
+
+def find_spec_file(study: str) -> Path:
+    """`--study NAME` → studies/NAME.yaml (cwd first, then the project's); a path works too."""
+    as_path = Path(study)
+    if as_path.suffix in (".yaml", ".yml") or as_path.exists():
+        if not as_path.is_file():
+            raise ConfigError(f"{study}: study spec file not found")
+        return as_path
+    for folder in STUDIES_DIRS:
+        candidate = folder / f"{study}.yaml"
+        if candidate.is_file():
+            return candidate
+    listed = ", ".join(available_studies()) or "none"
+    raise ConfigError(f"unknown study {study!r}; available: {listed} (studies/*.yaml)")
+
+
+def load_spec(study: str | Path) -> StudySpec:
+    path = find_spec_file(str(study))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    return parse_spec(data, str(path), default_name=path.stem)

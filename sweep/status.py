@@ -1,0 +1,83 @@
+"""Read-only views of a storage for `sweep status` and `sweep best`: no torch, nothing created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudseg.errors import ConfigError
+
+
+def study_names(storage) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def load(storage, name: str):
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        listed = ", ".join(study_names(storage)) or "none"
+        raise ConfigError(f"no study {name!r} in this storage; available: {listed}") from None
+
+
+def latest_study(storage) -> str:
+    """The study most recently started by `sweep run` (its `last_run` attr)."""
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        raise ConfigError("the storage holds no study yet; run `sweep run --study NAME` first")
+
+    def key(s) -> str:
+        return str(s.user_attrs.get("last_run") or s.datetime_start or "")
+
+    return max(summaries, key=key).study_name
+
+
+def heartbeat_ages(storage, study) -> dict[int, float]:
+    """Seconds since each RUNNING trial's last heartbeat, measured by the database clock."""
+    import sqlalchemy
+
+    query = sqlalchemy.text(
+        "SELECT t.number, h.heartbeat, CURRENT_TIMESTAMP FROM trial_heartbeats h "
+        "JOIN trials t ON t.trial_id = h.trial_id "
+        "WHERE t.study_id = :sid AND t.state = 'RUNNING'"
+    )
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"sid": study._study_id}).all()
+    ages = {}
+    for number, beat, now in rows:
+        beat, now = _as_datetime(beat), _as_datetime(now)
+        ages[int(number)] = (now.replace(tzinfo=None) - beat.replace(tzinfo=None)).total_seconds()
+    return ages
+
+
+def _as_datetime(value: Any):
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def describe(storage, study) -> dict[str, Any]:
+    """Counts by state and failure class, best, target and running trials with heartbeat age."""
+    from sweep.progress import snapshot
+
+    snap = snapshot(study)
+    ages = heartbeat_ages(storage, study)
+    return {
+        "name": study.study_name,
+        "target": study.user_attrs.get("target"),
+        "last_run": study.user_attrs.get("last_run"),
+        **{k: snap[k] for k in ("complete", "pruned", "failed", "waiting", "failures")},
+        "best": None if snap["best"] is None else (snap["best"].number, snap["best"].value),
+        "running": [
+            (t.number, max(t.intermediate_values, default=0), ages.get(t.number))
+            for t in snap["running"]
+        ],
+    }

@@ -1,0 +1,182 @@
+"""Storage URL → Optuna RDBStorage, configured for many workers on one file or one server.
+
+SQLite (the embedded default): WAL so readers (status, dashboard, live view) never block the
+writers; a 60 s busy timeout; and `BEGIN IMMEDIATE` for every transaction, because in WAL mode a
+deferred transaction that reads and then writes fails at once with "database is locked" when
+another worker committed in between — the busy handler is not consulted for that case.
+Every backend: heartbeats + RetryHeartbeatStaleTrialCallback, so a killed worker's trial is
+failed after `grace_period` and queued again with the same parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from cloudseg.errors import ConfigError
+
+DEFAULT_STORAGE = "sqlite:///sweeps.db"
+BUSY_TIMEOUT_S = 60
+
+
+class StorageError(ConfigError):
+    """The storage URL cannot be opened (message has the password redacted)."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for logs, status lines and errors."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite URL (None for other backends or :memory:)."""
+    if not url.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return None if not database or database == ":memory:" else Path(database)
+
+
+def artifact_dir_for(url: str) -> Path:
+    """Default artifact directory: `artifacts/` next to the SQLite file, else ./artifacts."""
+    path = sqlite_path(url)
+    return (path.parent if path else Path(".")) / "artifacts"
+
+
+def check_storage_url(url: str) -> None:
+    """Raise StorageError if the URL cannot work, without creating or changing anything."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = redact(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"storage {shown!r}: not a database URL (e.g. sqlite:///sweeps.db)"
+        ) from None
+    path = sqlite_path(url)
+    if parsed.get_backend_name() == "sqlite":
+        if path is None:
+            raise StorageError(f"storage {shown!r}: in-memory SQLite cannot be shared; use a file")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise StorageError(f"storage {shown!r}: folder {folder} does not exist")
+        if path.exists() and not _is_sqlite_file(path):
+            raise StorageError(f"storage {shown!r}: {path} is not an SQLite database")
+        if not os.access(path if path.exists() else folder, os.W_OK):
+            raise StorageError(f"storage {shown!r}: {path} is not writable")
+        return
+    try:
+        engine = create_engine(url)
+    except (NoSuchModuleError, ImportError) as err:
+        raise StorageError(f"storage {shown!r}: no driver for this URL ({err})") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"storage {shown!r}: cannot connect: {first}") from None
+    finally:
+        engine.dispose()
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    if path.stat().st_size == 0:
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def _sqlite_setup(engine) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_storage(
+    url: str = DEFAULT_STORAGE,
+    *,
+    heartbeat_interval: int = 10,
+    grace_period: int = 60,
+    max_retry: int = 2,
+):
+    """An RDBStorage with heartbeats and stale-trial retry; SQLite tuned as described above."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    engine_kwargs: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if path is not None:
+        engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        _enable_wal(path)
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(6):  # processes creating one new database race on its schema
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry, inherit_intermediate_values=False
+                    ),
+                )
+            break
+        except (IntegrityError, OperationalError):
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    if path is not None:
+        _sqlite_setup(storage.engine)
+        storage.engine.dispose()  # pooled connections made before the listeners existed
+    return storage
+
+
+def _enable_wal(path: Path) -> None:
+    """WAL is a property of the file: set it once, before the engine's first connection."""
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+    finally:
+        con.close()
+
+
+def read_storage(url: str):
+    """A plain storage for readers (status, best, export): no heartbeat, nothing created.
+
+    Raises StorageError when there is no database at a SQLite URL rather than creating one.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StorageError(
+            f"storage {redact(url)!r}: no such database {path}; run `sweep run` first"
+        )
+    check_storage_url(url)
+    return open_storage(url)

@@ -1,0 +1,212 @@
+"""SAMPLERS and PRUNERS registries: a spec names a strategy and gives its settings explicitly.
+
+Each entry pairs a pydantic settings model (unknown or mistyped settings are spec errors naming
+the field) with a factory. Settings default to *our* choices, written out, rather than to the
+library's defaults, which changed between Optuna 4 and 5 (TPE multivariate, constant_liar).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudseg.registry import Registry
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    settings: type[_Settings]
+    build: Callable[..., Any]  # (settings, **context) -> optuna sampler / pruner
+
+
+SAMPLERS: Registry[Strategy] = Registry("sampler")
+PRUNERS: Registry[Strategy] = Registry("pruner")
+
+
+# ---- samplers ---------------------------------------------------------------------------------
+class TPESettings(_Settings):
+    seed: int = 0
+    multivariate: bool = True  # joint model of the parameters (conditional losses need it)
+    group: bool = True  # split the conditional space into groups (loss-specific params)
+    constant_liar: bool = True  # parallel workers avoid proposing the same point
+    n_startup_trials: int = Field(10, ge=0)
+    n_ei_candidates: int = Field(24, ge=1)
+
+
+class SeedOnly(_Settings):
+    seed: int = 0
+
+
+class GPSettings(_Settings):
+    seed: int = 0
+    n_startup_trials: int = Field(10, ge=0)
+    deterministic_objective: bool = False
+
+
+class CmaEsSettings(_Settings):
+    seed: int = 0
+    n_startup_trials: int = Field(1, ge=0)
+    sigma0: float | None = Field(None, gt=0)
+    restart_strategy: Literal["ipop", "bipop"] | None = None
+    consider_pruned_trials: bool = False
+
+
+def _tpe(s: TPESettings, **_: Any):
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=s.seed,
+        multivariate=s.multivariate,
+        group=s.group and s.multivariate,  # optuna requires multivariate for group
+        constant_liar=s.constant_liar,
+        n_startup_trials=s.n_startup_trials,
+        n_ei_candidates=s.n_ei_candidates,
+        warn_independent_sampling=False,
+    )
+
+
+def _random(s: SeedOnly, **_: Any):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=s.seed)
+
+
+def _grid(s: SeedOnly, *, grid: dict[str, list] | None = None, **_: Any):
+    import optuna
+
+    return optuna.samplers.GridSampler(grid or {}, seed=s.seed)
+
+
+def _gp(s: GPSettings, **_: Any):
+    import optuna
+
+    return optuna.samplers.GPSampler(
+        seed=s.seed,
+        n_startup_trials=s.n_startup_trials,
+        deterministic_objective=s.deterministic_objective,
+        warn_independent_sampling=False,
+    )
+
+
+def _cmaes(s: CmaEsSettings, **_: Any):
+    import optuna
+
+    return optuna.samplers.CmaEsSampler(
+        seed=s.seed,
+        n_startup_trials=s.n_startup_trials,
+        sigma0=s.sigma0,
+        restart_strategy=s.restart_strategy,
+        consider_pruned_trials=s.consider_pruned_trials,
+        warn_independent_sampling=False,
+    )
+
+
+SAMPLERS.add("tpe", Strategy(TPESettings, _tpe))
+SAMPLERS.add("random", Strategy(SeedOnly, _random))
+SAMPLERS.add("grid", Strategy(SeedOnly, _grid))
+SAMPLERS.add("gp", Strategy(GPSettings, _gp))
+SAMPLERS.add("cmaes", Strategy(CmaEsSettings, _cmaes))
+
+
+# ---- pruners ----------------------------------------------------------------------------------
+class HyperbandSettings(_Settings):
+    min_resource: int = Field(1, ge=1)  # epochs; max_resource is the budget's epochs
+    reduction_factor: int = Field(3, ge=2)
+    bootstrap_count: int = Field(0, ge=0)
+
+
+class MedianSettings(_Settings):
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(1, ge=0)
+    interval_steps: int = Field(1, ge=1)
+    n_min_trials: int = Field(1, ge=1)
+
+
+class HalvingSettings(_Settings):
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    min_early_stopping_rate: int = Field(0, ge=0)
+    bootstrap_count: int = Field(0, ge=0)
+
+
+class NoSettings(_Settings):
+    pass
+
+
+def _hyperband(s: HyperbandSettings, *, epochs: int, **_: Any):
+    import optuna
+
+    return optuna.pruners.HyperbandPruner(
+        min_resource=s.min_resource,
+        max_resource=epochs,
+        reduction_factor=s.reduction_factor,
+        bootstrap_count=s.bootstrap_count,
+    )
+
+
+def _median(s: MedianSettings, **_: Any):
+    import optuna
+
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=s.n_startup_trials,
+        n_warmup_steps=s.n_warmup_steps,
+        interval_steps=s.interval_steps,
+        n_min_trials=s.n_min_trials,
+    )
+
+
+def _halving(s: HalvingSettings, **_: Any):
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=s.min_resource,
+        reduction_factor=s.reduction_factor,
+        min_early_stopping_rate=s.min_early_stopping_rate,
+        bootstrap_count=s.bootstrap_count,
+    )
+
+
+def _none(s: NoSettings, **_: Any):
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+PRUNERS.add("hyperband", Strategy(HyperbandSettings, _hyperband))
+PRUNERS.add("median", Strategy(MedianSettings, _median))
+PRUNERS.add("successive-halving", Strategy(HalvingSettings, _halving))
+PRUNERS.add("none", Strategy(NoSettings, _none))
+# "patient" alone = stop a trial whose metric has not improved for `patience` epochs;
+# any other pruner can be wrapped with the spec's `patience` key (see build_pruner).
+PRUNERS.add("patient", Strategy(NoSettings, _none))
+
+
+def build_sampler(name: str, settings: _Settings, **context: Any):
+    import optuna
+
+    with warnings.catch_warnings():  # group, GP, ... are "experimental": we chose them knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return SAMPLERS.get(name).build(settings, **context)
+
+
+def build_pruner(
+    name: str, settings: _Settings, *, epochs: int, patience: int | None, min_delta: float
+):
+    import optuna
+
+    inner = None if name == "patient" else PRUNERS.get(name).build(settings, epochs=epochs)
+    if name == "patient" and patience is None:
+        patience = 2
+    if patience is None:
+        return inner
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.PatientPruner(inner, patience=patience, min_delta=min_delta)

@@ -1,0 +1,168 @@
+"""Run one training in a fresh child process, so no GPU memory, CUDA context, allocator cache or
+global state can leak from one trial into the next, and a hung or crashing trial cannot take the
+worker (and its heartbeat) down with it.
+
+Children are forked from a `forkserver` that has torch and cloudseg imported already: a trial
+starts in milliseconds, not the seconds a `spawn` re-import costs, and the server is a clean,
+single-threaded process (the worker's heartbeat thread and database connections are never
+forked). The worker keeps every storage write; the child only trains and talks over a pipe:
+
+    child → ("epoch", n, record)      worker → True (stop: pruned) / False (go on)
+    child → ("done", payload) | ("error", failure_class, message)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PRELOAD = [
+    "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.pipeline",
+    "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
+    "sweep.artifacts",
+]
+_CONTEXT: Any = None
+
+
+class TrialFailure(Exception):
+    """A classified trial failure: kind in oom, diverged, data, timeout, bug."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+        super().__init__(f"{kind}: {message}")
+
+
+def classify(err: BaseException) -> str:
+    """Failure class of an exception raised by a training run."""
+    from cloudseg.errors import CacheError, DivergedError, LayoutError, OutOfMemoryError
+
+    if isinstance(err, OutOfMemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return "oom"  # cloudseg's, or torch.cuda.OutOfMemoryError raised outside fit
+    if isinstance(err, DivergedError):
+        return "diverged"
+    if isinstance(err, LayoutError | CacheError):
+        return "data"
+    return "bug"
+
+
+def _context():
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = mp.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(PRELOAD)
+    return _CONTEXT
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the worker is gone (kill -9): the trial is retried elsewhere anyway."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(3)
+
+
+class _PipeCallback:
+    """The cloudseg callback in the child: send each epoch, stop when the worker says so."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def on_epoch_end(self, epoch: int, record) -> bool:
+        self.conn.send(("epoch", epoch, record.as_dict()))
+        return bool(self.conn.recv())
+
+
+def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifacts: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    os.environ.clear()
+    os.environ.update(env)  # the forkserver's environment may predate the worker's
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    try:
+        from cloudseg.config import parse_run_config
+        from cloudseg.pipeline import run_training
+
+        cfg = parse_run_config(config, "trial config")
+        result = run_training(cfg, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
+        files: dict[str, str] = {}
+        if artifacts:
+            from sweep.artifacts import render_trial_images
+
+            files = render_trial_images(result, Path(out_dir))
+        conn.send(("done", _payload(result, files)))
+    except BaseException as err:  # noqa: BLE001 - everything is reported, nothing escapes
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            conn.send(("error", classify(err), detail.splitlines()[-1][:500]))
+    finally:
+        conn.close()
+
+
+def _payload(result, files: dict[str, str]) -> dict[str, Any]:
+    return {
+        "config": result.config.to_dict(),
+        "history": [r.as_dict() for r in result.history],
+        "best_epoch": result.best_epoch,
+        "metrics": result.best.as_dict(),
+        "fit_seconds": result.fit_seconds,
+        "peak_memory_mb": result.peak_memory_mb,
+        "images_per_s": result.images_per_s,
+        "stopped_early": result.stopped_early,
+        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+        "data": {k: v for k, v in result.extras.items() if k in ("n_train", "n_val", "pos_weight")},
+        "files": files,
+    }
+
+
+def run_isolated(
+    config: dict,
+    out_dir: Path,
+    on_epoch: Callable[[int, dict], bool],
+    *,
+    timeout: float | None = None,
+    artifacts: bool = True,
+) -> dict[str, Any]:
+    """Train `config` in a child process; `on_epoch(epoch, record)` returns True to stop it.
+
+    Returns the result payload; raises TrialFailure (classified) or KeyboardInterrupt (after
+    killing the child).
+    """
+    ctx = _context()
+    here, there = ctx.Pipe()
+    args = (there, config, str(out_dir), os.getpid(), dict(os.environ), artifacts)
+    proc = ctx.Process(target=_child, args=args, daemon=True)
+    proc.start()
+    there.close()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not here.poll(wait):
+                raise TrialFailure("timeout", f"trial exceeded trial_timeout={timeout:g}s")
+            try:
+                message = here.recv()
+            except EOFError:
+                proc.join(5)
+                code = proc.exitcode
+                raise TrialFailure("bug", f"trial process died (exit code {code})") from None
+            if message[0] == "epoch":
+                here.send(bool(on_epoch(message[1], message[2])))
+            elif message[0] == "done":
+                proc.join(10)  # it exits right after sending
+                return message[1]
+            else:
+                raise TrialFailure(message[1], message[2])
+    finally:
+        here.close()
+        if proc.is_alive():  # timeout, Ctrl-C, or an error in on_epoch: stop it now
+            proc.kill()
+            proc.join()

@@ -1,0 +1,172 @@
+"""The worker: join a study in its storage and run trials until the study-wide target is met.
+
+Everything a worker needs is in the storage (the study's user attrs: spec, target, data root,
+artifact dir, measured pos_weight), so the same `work()` serves `sweep run` (in-process for one
+worker, subprocesses for `--workers K`) and a worker joining from another machine. Optuna is the
+scheduler: `study.optimize` with heartbeats (stale trials are retried with the same params) and
+`MaxTrialsCallback` counting COMPLETE + PRUNED trials across all workers.
+
+Run as a process: `python -m sweep.workers --study NAME --storage URL [--data DIR] ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cloudseg.errors import CloudsegError, ConfigError
+
+FINISHED_STATES = ("COMPLETE", "PRUNED")
+
+
+def finished_states():
+    from optuna.trial import TrialState
+
+    return tuple(TrialState[s] for s in FINISHED_STATES)
+
+
+def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
+    import optuna
+
+    from sweep.storage import open_storage, redact
+
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage).user_attrs
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise ConfigError(
+            f"no study {study_name!r} in {redact(storage_url)}; available: {names}"
+        ) from None
+
+
+def work(
+    study_name: str,
+    storage_url: str,
+    *,
+    data: str | Path | None = None,
+    target: int | None = None,
+    timeout: float | None = None,
+    hooks: dict[str, dict] | None = None,
+    worker_index: int = 0,
+    artifact_dir: str | Path | None = None,
+) -> None:
+    """Run trials of `study_name` until `target` finished trials exist (or `timeout` seconds)."""
+    import optuna
+
+    from sweep.artifacts import artifact_store
+    from sweep.hooks import build_hooks
+    from sweep.objective import Objective
+    from sweep.spec import parse_spec
+    from sweep.storage import open_storage
+    from sweep.trial_process import TrialFailure
+
+    attrs = load_study_attrs(study_name, storage_url)
+    spec = parse_spec(attrs["spec"], f"study {study_name}")
+    ex = spec.execution
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=ex.heartbeat_interval,
+        grace_period=ex.grace_period,
+        max_retry=ex.max_retry,
+    )
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures show in status and the view
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=spec.build_sampler(seed_offset=worker_index),  # workers must not draw alike
+        pruner=spec.build_pruner(),
+    )
+    target = int(target or attrs["target"])
+    if len(study.get_trials(deepcopy=False, states=finished_states())) >= target:
+        return
+    objective = Objective(
+        spec,
+        Path(data or attrs["data_root"]),
+        artifact_store(artifact_dir or attrs["artifact_dir"]),
+        {"measured_pos_weight": float(attrs.get("measured_pos_weight") or 1.0)},
+    )
+    callbacks = [
+        optuna.study.MaxTrialsCallback(target, states=finished_states()),
+        *build_hooks(study, hooks),
+    ]
+    study.optimize(
+        objective, timeout=timeout, catch=(TrialFailure,), callbacks=callbacks,
+        gc_after_trial=False,
+    )
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids to hand out, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def launch(
+    count: int,
+    study_name: str,
+    storage_url: str,
+    *,
+    data: Path,
+    timeout: float | None,
+    hooks: dict[str, dict] | None,
+) -> list[subprocess.Popen]:
+    """Start `count` worker processes; with several GPUs each gets one (round robin)."""
+    gpus = visible_gpus()
+    procs = []
+    for i in range(count):
+        cmd = [
+            sys.executable, "-m", "sweep.workers", "--study", study_name,
+            "--storage", storage_url, "--data", str(data), "--worker-index", str(i),
+        ]
+        if timeout is not None:
+            cmd += ["--timeout", str(timeout)]
+        if hooks:
+            cmd += ["--hooks", json.dumps(hooks)]
+        env = dict(os.environ)
+        if len(gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweep.workers", description=__doc__.split("\n")[0])
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True)
+    p.add_argument("--data")
+    p.add_argument("--target", type=int)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--hooks", type=json.loads)
+    p.add_argument("--worker-index", type=int, default=0)
+    p.add_argument("--artifact-dir")
+    a = p.parse_args(argv)
+    try:
+        work(
+            a.study, a.storage, data=a.data, target=a.target, timeout=a.timeout, hooks=a.hooks,
+            worker_index=a.worker_index, artifact_dir=a.artifact_dir,
+        )
+    except CloudsegError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
