@@ -153,6 +153,34 @@ def dashboard(
                         echo=typer.echo)
 
 
+@app.command()
+def mirror(
+    study: str = typer.Option(..., "--study", help="Study name."),
+    storage: str = STORAGE,
+    wandb: WandbMode = typer.Option(
+        WandbMode.online, "--wandb", help="online (offline when no API key) or offline folders."
+    ),
+    wandb_dir: Path | None = typer.Option(None, "--wandb-dir", help="Default: $WANDB_DIR or ."),
+    project: str = typer.Option("cloudsweep", "--project", help="W&B project."),
+    entity: str | None = typer.Option(None, "--entity", help="W&B entity (default: yours)."),
+    force: bool = typer.Option(False, "--force", help="Upload every trial again (same runs)."),
+) -> None:
+    """Upload the finished trials that W&B lacks (after an outage, from any machine)."""
+    with _errors():
+        from sweep.mirror import mirror_study
+        from sweep.storage import read_storage
+
+        report = mirror_study(
+            read_storage(storage), study, mode=wandb.value, wandb_dir=wandb_dir,
+            project=project, entity=entity, force=force,
+        )
+        typer.echo(str(report))
+        for number, error in sorted(report.failed.items()):
+            typer.echo(f"  trial {number}: {error}", err=True)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
 def normalise_argv(argv: list[str]) -> list[str]:
     """`best --export` alone means "the default folder": typer options cannot take an optional
     value, so a bare `--export` (last, or followed by another option) becomes `--export=`."""

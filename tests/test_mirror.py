@@ -416,3 +416,21 @@ def test_a_hung_wandb_blocks_neither_trials_nor_close(sweep_dir, store, monkeypa
         assert not mirror.close(timeout=0.5)
     assert any("still busy" in r.getMessage() for r in caplog.records)
     release.set()
+
+
+def test_sweep_mirror_command_uploads_what_is_missing(sweep_dir, store):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
+    make_study(url, sweep_dir, store, n=1, outcomes={})
+    args = ["mirror", "--study", "demo", "--storage", url, "--wandb-dir", str(sweep_dir / "wb")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "(offline): 1 mirrored, 0 up to date, 0 failed" in first.output
+    assert "wandb sync" in first.output
+    again = CliRunner().invoke(app, [*args, "--wandb", "offline"])
+    assert again.exit_code == 0 and "0 mirrored, 1 up to date" in again.output
+    missing = CliRunner().invoke(app, [*args[:2], "nope", *args[3:]])
+    assert missing.exit_code == 2 and "no study 'nope'" in missing.output
