@@ -166,6 +166,8 @@ def fit(
         torch.use_deterministic_algorithms(was_deterministic)
 
     if oom_detail is not None:
+        # Drop every GPU tensor this frame holds: the error we raise keeps the frame alive.
+        images = masks = raw = x = y = logits = loss = losses = None  # noqa: F841
         del optimizer, scheduler, scaler
         model.to("cpu")  # the caller may keep model and loss; their GPU memory must go
         loss_fn.to("cpu")

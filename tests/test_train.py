@@ -3,7 +3,9 @@ batches (the real data and registry models are exercised in test_pipeline/test_c
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -222,21 +224,24 @@ class OutOfMemoryNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv, self.calls = nn.Conv2d(4, 1, 1), 0
+        self.conv, self.calls, self.batch = nn.Conv2d(4, 1, 1), 0, None
 
     def forward(self, x):
         self.calls += 1
         if self.calls == 2:
+            self.batch = weakref.ref(x)  # on a GPU this would be the memory to give back
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.conv(x)
 
 
 def test_out_of_memory_becomes_a_typed_error_with_the_batch_size():
     train, val = loaders(batch=2)
+    net = OutOfMemoryNet()
     with pytest.raises(OutOfMemoryError) as info:
-        fit(OutOfMemoryNet(), nn.BCEWithLogitsLoss(), train, val,
-            run_config(optim={"batch_size": 2}))
+        fit(net, nn.BCEWithLogitsLoss(), train, val, run_config(optim={"batch_size": 2}))
     err = info.value
+    gc.collect()
+    assert net.batch() is None  # the batch died although the error (and fit's frame) lives on
     assert err.batch_size == 2
     assert "Tried to allocate 2.00 GiB" in str(err)
     # Raised outside the handler: the OOM traceback (and the batch tensors its frames pin)
