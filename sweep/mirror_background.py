@@ -10,6 +10,7 @@ stopped: what it had not finished stays missing in the mirror table for `sweep m
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing as mp
 import queue
@@ -106,6 +107,7 @@ class BackgroundMirror:
         entity: str | None = None,
         artifact_store=None,
         isolation: str = "process",
+        exit_timeout: float = 120.0,
     ) -> None:
         if isolation not in ("process", "thread"):
             raise ValueError(f"isolation must be 'process' or 'thread'; got {isolation!r}")
@@ -125,6 +127,7 @@ class BackgroundMirror:
         self._lock = threading.Lock()
         self._warned = False
         self._stopped = False
+        self._exit_timeout = exit_timeout
         self.mirrored: list[tuple[str, int]] = []
         self.failed: dict[tuple[str, int], str] = {}
 
@@ -147,6 +150,9 @@ class BackgroundMirror:
                 daemon=True,
             )
         self._worker.start()
+        # Close at exit if nobody did. Registered after start(), so it runs before
+        # multiprocessing's own exit handler, which would terminate the daemonic worker.
+        atexit.register(self.close, self._exit_timeout)
 
     def submit(self, study_name: str, trial_number: int) -> None:
         """Queue a finished trial for mirroring; returns at once and never raises."""
@@ -250,8 +256,6 @@ def wandb_hook(study, options: dict[str, Any]) -> BackgroundMirror:
     storage (URL; default: the study's own), artifact_dir (default: the study's `artifact_dir`
     user attr), close_timeout (s, default 120), isolation. The mirror closes itself at exit;
     calling `close()` earlier (after `study.optimize`) is better and harmless to repeat."""
-    import atexit
-
     url = options.get("storage") or storage_url(study._storage)  # Study has no public getter
     store = None  # None: each pass uses the study's `artifact_dir` user attr
     if options.get("artifact_dir"):
@@ -267,6 +271,6 @@ def wandb_hook(study, options: dict[str, Any]) -> BackgroundMirror:
         entity=options.get("entity"),
         artifact_store=store,
         isolation=options.get("isolation", "process"),
+        exit_timeout=float(options.get("close_timeout", 120)),
     )
-    atexit.register(mirror.close, float(options.get("close_timeout", 120)))
     return mirror
