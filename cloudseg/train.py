@@ -131,14 +131,16 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 losses.append(loss.detach())
-                n_images += raw.shape[0]
+                n_images, done_steps = n_images + raw.shape[0], step
                 if len(losses) == LOSS_READBACK_EVERY or step == steps:
                     values = _finite_losses(losses, epoch, step)
                     loss_sum += sum(values)
-                    losses, done_steps = [], step
+                    losses = []
                     rate = n_images / (time.perf_counter() - t_epoch)
                     mean = sum(values) / len(values)
                     report(StepInfo(epoch, tcfg.epochs, step, steps, mean, rate))
+            if losses:  # the loader ended before its len() said it would
+                loss_sum += sum(_finite_losses(losses, epoch, done_steps))
             setup.synchronize()
             train_seconds = time.perf_counter() - t_epoch
 
