@@ -434,3 +434,22 @@ def test_sweep_mirror_command_uploads_what_is_missing(sweep_dir, store):
     assert again.exit_code == 0 and "0 mirrored, 1 up to date" in again.output
     missing = CliRunner().invoke(app, [*args[:2], "nope", *args[3:]])
     assert missing.exit_code == 2 and "no study 'nope'" in missing.output
+
+
+EXIT_SCRIPT = """
+import sys, optuna
+from sweep.mirror_background import BackgroundMirror
+url, wandb_dir = sys.argv[1:3]
+study = optuna.create_study(storage=url, study_name="demo")
+mirror = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir)
+study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, callbacks=[mirror])
+"""  # no close(): the exit handler must still finish the upload and the study run
+
+
+def test_a_sweep_that_forgets_close_still_mirrors_at_exit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, url, str(tmp_path / "wb")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(mirrored_runs(url, "demo")) == [0]
+    assert sorted(d.name.rsplit("-", 1)[-1] for d in run_dirs(tmp_path / "wb")) == ["study", "t0"]
