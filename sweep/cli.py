@@ -81,6 +81,45 @@ def run(
 
 
 @app.command()
+def worker(
+    study: str = typer.Option(..., "--study", help="Name of a study that `sweep run` created."),
+    storage: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", envvar="SWEEP_STORAGE",
+        help="The study's storage; across machines postgresql+psycopg://USER@HOST/DB "
+        "(keep the password in PGPASSWORD or ~/.pgpass, not in the URL).",
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, help="Study-wide target of finished trials (default: the study's)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", envvar="CLOUDSWEEP_DATA", help="38-Cloud root on this machine "
+        "(default: the path the study was created with)."
+    ),
+    artifact_dir: Path | None = typer.Option(
+        None, "--artifact-dir", envvar="SWEEP_ARTIFACTS",
+        help="Shared artifact directory (default: the study's).",
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
+) -> None:
+    """Join a study from any machine and run its trials until the study-wide target is met.
+
+    The same engine as `sweep run`: one process, one GPU (pick it with CUDA_VISIBLE_DEVICES).
+    """
+    with _errors():
+        from sweep.runner import summarise
+        from sweep.storage import check_storage_url, redact
+        from sweep.workers import work
+
+        check_storage_url(storage)
+        work(study, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)
+        s = summarise(study, storage)
+        typer.echo(
+            f"{s.study} in {redact(storage)}: {s.complete + s.pruned}/{trials or s.target} "
+            f"finished ({s.pruned} pruned, {s.failed} failed)"
+        )
+
+
+@app.command()
 def status(
     study: str | None = typer.Option(None, "--study", help="One study (default: all)."),
     storage: str = STORAGE,
