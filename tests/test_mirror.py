@@ -1,163 +1,48 @@
-"""W&B mirror: real optuna studies in a real SQLite file, real wandb in offline mode.
+"""W&B mirror passes: real optuna studies in a real SQLite file, real wandb in offline mode.
 
-Runs are read back with wandb's own reader (`wandb leet inspect --json`, which decodes the
-.wandb transaction log) — not by grepping files. Nothing may reach the network: the module
-asserts offline mode and guards socket.connect against any non-loopback address.
+Runs are read back with wandb's own reader (wandb-core's transaction-log inspector, as
+`wandb leet inspect --json` runs it) — not by grepping files. Nothing may reach the network:
+every test asserts offline mode and guards socket.connect against non-loopback addresses.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import logging
-import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from PIL import Image
 
 from cloudseg.errors import ConfigError
 from sweep.mirror import mirror_study, mirrored_runs, planned_run_path, resolve_mode
-from sweep.mirror_background import BackgroundMirror, wandb_hook
 from sweep.mirror_media import load_overlay_masks, save_overlay_masks
 from sweep.mirror_payload import content_hash, history_rows, trial_run_id
 from sweep.mirror_state import MirrorState
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-CONFIG = {"model": {"name": "unet", "encoder": "resnet18"}, "loss": {"name": "dice"}}
+from tests.mirror_helpers import (
+    CONFIG,
+    artifact_store,
+    forbid_network,
+    inspect,
+    make_study,
+    run_dirs,
+)
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Offline mode, and any connect() to a non-loopback address fails the test."""
-    assert os.environ["WANDB_MODE"] == "offline"
-    assert "WANDB_API_KEY" not in os.environ
-    attempts: list = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def check(sock, address) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
-                attempts.append(address)
-                raise OSError(f"test forbids network access to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", lambda s, a: (check(s, a), real_connect(s, a))[1])
-    monkeypatch.setattr(
-        socket.socket, "connect_ex", lambda s, a: (check(s, a), real_connect_ex(s, a))[1]
-    )
-    yield
-    assert not attempts, f"network access attempted: {attempts}"
-
-
-def epoch(n: int, iou: float) -> dict:
-    tp, fp, fn, tn = 10 * n, 5, 5, 100
-    return {"epoch": n, "train_loss": 1.0 / n, "val_loss": 1.5 / n, "seconds": 0.5,
-            "images_per_s": 40.0, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "iou": iou,
-            "dice": 2 * iou / (1 + iou)}
-
-
-def write_overlays(tmp: Path, number: int) -> tuple[Path, Path]:
-    rng = np.random.default_rng(number)
-    image = rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
-    gt = np.zeros((2, 16, 16), np.uint8)
-    gt[:, 4:10, 2:12] = 1
-    pred = np.roll(gt, 1, axis=1)
-    masks = save_overlay_masks(tmp / f"masks{number}.npz", image, pred, gt, ["p1", "p2"])
-    png = tmp / f"overlay{number}.png"
-    Image.fromarray(image[0]).save(png)
-    return png, masks
-
-
-def objective_for(tmp: Path, store, outcomes: dict[int, str]):
-    """A sweep-like objective storing the contract's user attrs; outcome per trial number."""
-
-    def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        trial.suggest_categorical("loss", ["dice", "bce"])
-        history = [epoch(1, 0.4), epoch(2, 0.6)]
-        trial.set_user_attr("config", CONFIG)
-        trial.set_user_attr("history", history)
-        trial.set_user_attr("subset_seed", 7)
-        for e in history:
-            trial.report(e["iou"], e["epoch"])
-        outcome = outcomes.get(trial.number, "complete")
-        if outcome == "failed":
-            trial.set_user_attr("failure", "oom")
-            trial.set_user_attr("failure_message", "CUDA out of memory at batch 3")
-            raise RuntimeError("out of memory")
-        trial.set_user_attr("best_epoch", 2)
-        names = ("tp", "fp", "fn", "tn", "iou", "dice")
-        trial.set_user_attr("metrics", {k: history[-1][k] for k in names})
-        trial.set_user_attr("fit_seconds", 1.25)
-        png, masks = write_overlays(tmp, trial.number)
-        ids = {
-            key: upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-            for key, path in (("overlay", png), ("overlay_masks", masks))
-        }
-        trial.set_user_attr("artifacts", ids)
-        if outcome == "pruned":
-            raise optuna.TrialPruned()
-        return history[-1]["iou"] + lr * 0
-
-    return objective
-
-
-def make_study(url: str, tmp: Path, store, name="demo", n=3, outcomes=None, callbacks=()):
-    study = optuna.create_study(storage=url, study_name=name, direction="maximize",
-                                load_if_exists=True)
-    outcomes = {1: "pruned", 2: "failed"} if outcomes is None else outcomes
-    study.optimize(objective_for(tmp, store, outcomes), n_trials=n, catch=(RuntimeError,),
-                   callbacks=list(callbacks))
-    return study
-
-
-def inspect(run_dir: Path) -> dict:
-    """A run folder read with wandb's reader: run record, history rows, final summary.
-
-    Runs wandb-core's transaction-log inspector with the arguments `wandb leet inspect` gives
-    it, minus the CLI's Python start-up (seconds on a busy 2-core machine)."""
-    from wandb.util import get_core_path
-
-    (run_file,) = run_dir.glob("run-*.wandb")
-
-    def leet(*flags: str) -> str:
-        args = [get_core_path(), "leet", "inspect", "--no-observability", *flags]
-        done = subprocess.run([*args, "--run-file", str(run_file), str(run_dir.parent)],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    records = [json.loads(line) for line in leet("--json").splitlines() if line.strip()]
-    run = next(r["run"] for r in records if r["type"] == "run")
-    history = {r["history"]["step"]["num"]: r["history"]["item"] for r in records
-               if r["type"] == "history"}
-    return {"run": run, "history": history, **json.loads(leet("--summary", "--json"))}
-
-
-def run_dirs(wandb_dir: Path) -> list[Path]:
-    return sorted(p for p in (wandb_dir / "wandb").glob("offline-run-*") if p.is_dir())
+    yield from forbid_network(monkeypatch)
 
 
 @pytest.fixture
 def sweep_dir(tmp_path):
-    (tmp_path / "artifacts").mkdir()
     return tmp_path
 
 
 @pytest.fixture
 def store(sweep_dir):
-    return FileSystemArtifactStore(str(sweep_dir / "artifacts"))
+    return artifact_store(sweep_dir)
 
 
 def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, store):
@@ -216,13 +101,15 @@ def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, stor
 def test_second_pass_uploads_nothing_and_reruns_resume_the_same_runs(storage_url, tmp_path, store):
     make_study(storage_url, tmp_path, store, n=2, outcomes={1: "pruned"})
     first_dir, other_machine = tmp_path / "wb1", tmp_path / "wb2"
-    first = mirror_study(storage_url, "demo", mode="offline", wandb_dir=first_dir,
-                         artifact_store=store)
+    first = mirror_study(
+        storage_url, "demo", mode="offline", wandb_dir=first_dir, artifact_store=store
+    )
     ids = {r.run_id for r in mirrored_runs(storage_url, "demo").values()}
     assert first.mirrored == [0, 1] and len(ids) == 2 and len(run_dirs(first_dir)) == 3
 
-    again = mirror_study(storage_url, "demo", mode="offline", wandb_dir=first_dir,
-                         artifact_store=store)
+    again = mirror_study(
+        storage_url, "demo", mode="offline", wandb_dir=first_dir, artifact_store=store
+    )
     elsewhere = mirror_study(storage_url, "demo", mode="offline", wandb_dir=other_machine)
     assert again.mirrored == [] and again.up_to_date == [0, 1] and again.ok
     assert elsewhere.mirrored == [] and not run_dirs(other_machine)
@@ -231,8 +118,15 @@ def test_second_pass_uploads_nothing_and_reruns_resume_the_same_runs(storage_url
     make_study(storage_url, tmp_path, store, n=1, outcomes={})  # one more trial: only it goes up
     assert mirror_study(storage_url, "demo", mode="offline", wandb_dir=first_dir).mirrored == [2]
 
-    forced = mirror_study(storage_url, "demo", mode="offline", wandb_dir=other_machine,
-                          force=True, summary=False, trials=[0])
+    forced = mirror_study(
+        storage_url,
+        "demo",
+        mode="offline",
+        wandb_dir=other_machine,
+        force=True,
+        summary=False,
+        trials=[0],
+    )
     assert forced.mirrored == [0]
     (rerun,) = [inspect(d)["run_id"] for d in run_dirs(other_machine)]
     assert rerun == mirrored_runs(storage_url, "demo")[0].run_id and rerun in ids
@@ -246,80 +140,6 @@ def test_same_study_name_in_another_database_gets_other_run_ids(tmp_path, store)
     assert ids[0] != ids[1] and ids[0] == planned_run_path(urls[0], "demo", 0)
     with pytest.raises(ConfigError, match="no study 'dmeo' in the storage; available: demo"):
         mirror_study(urls[0], "dmeo", mode="offline")
-
-
-def test_failing_wandb_never_stops_the_sweep_and_a_later_pass_catches_up(
-    sweep_dir, store, monkeypatch, caplog
-):
-    import wandb
-
-    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
-    wandb_dir = sweep_dir / "wandb-runs"
-    calls = []
-
-    def down(*args, **kwargs):
-        calls.append(kwargs.get("id"))
-        raise wandb.errors.CommError("W&B is down")
-
-    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING):
-        patch.setattr(wandb, "init", down)
-        mirror = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir, artifact_store=store,
-                                  isolation="thread")
-        study = make_study(url, sweep_dir, store, n=3, outcomes={}, callbacks=[mirror])
-        assert not mirror.close(timeout=30)
-        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
-        assert calls and sorted(n for _, n in mirror.failed) == [0, 1, 2]
-        once = [r for r in caplog.records if "logged once" in r.getMessage()]
-        assert len(once) == 1
-        direct = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir)
-        assert direct.aborted and len(direct.failed) == 3 and not direct.mirrored
-    assert not run_dirs(wandb_dir) and mirrored_runs(url, "demo") == {}
-
-    later = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir, artifact_store=store)
-    assert later.ok and later.mirrored == [0, 1, 2] and later.summary_run
-    assert sorted(mirrored_runs(url, "demo")) == [0, 1, 2]
-    final = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir)
-    assert final.mirrored == [] and final.up_to_date == [0, 1, 2]
-
-
-def test_wandb_hook_retries_its_failed_trials_when_closing(sweep_dir, store, monkeypatch):
-    import wandb
-
-    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
-    real_init, calls = wandb.init, []
-
-    def flaky(*args, **kwargs):  # W&B answers again after two failures
-        calls.append(kwargs["id"])
-        if len(calls) <= 2:
-            raise wandb.errors.CommError("W&B is down")
-        return real_init(*args, **kwargs)
-
-    monkeypatch.setattr(wandb, "init", flaky)
-    study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
-    study.set_user_attr("artifact_dir", str(sweep_dir / "artifacts"))
-    options = {"mode": "offline", "wandb_dir": str(sweep_dir / "wb"), "isolation": "thread"}
-    mirror = wandb_hook(study, options)
-    make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
-    assert mirror.close(timeout=60) and not mirror.failed
-    records = mirrored_runs(url, "demo")
-    assert sorted(records) == [0, 1]
-    assert sorted(calls[:2]) == sorted(calls[2:4]) == sorted(r.run_id for r in records.values())
-    run = inspect(Path(records[0].run_dir))  # images found via the study's artifact_dir attr
-    assert len(run["summary"]["overlay"]["all_masks"]) == 2
-    assert mirror.close(timeout=1)  # the exit-time close is a no-op now
-
-
-def test_background_process_mirrors_each_trial(sweep_dir, store):
-    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
-    wandb_dir = sweep_dir / "wandb-runs"
-    with BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir, artifact_store=store) as mirror:
-        make_study(url, sweep_dir, store, n=1, outcomes={}, callbacks=[mirror])
-        assert mirror.isolation == "process"
-    assert not mirror.failed and mirror.mirrored == [("demo", 0)]
-    records = mirrored_runs(url, "demo")
-    assert sorted(records) == [0] and records[0].mode == "offline"
-    found = {inspect(d)["run_id"] for d in run_dirs(wandb_dir)}
-    assert {r.run_id for r in records.values()} < found  # + the study summary run
 
 
 def test_api_key_never_reaches_storage_runs_or_messages(sweep_dir, store, monkeypatch):
@@ -362,9 +182,12 @@ def test_payload_falls_back_to_intermediate_values_and_ignores_own_attr():
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    trial = create_trial(state=TrialState.PRUNED, params={"lr": 0.1},
-                         distributions={"lr": FloatDistribution(0.01, 1.0)},
-                         intermediate_values={1: 0.2, 3: 0.5})
+    trial = create_trial(
+        state=TrialState.PRUNED,
+        params={"lr": 0.1},
+        distributions={"lr": FloatDistribution(0.01, 1.0)},
+        intermediate_values={1: 0.2, 3: 0.5},
+    )
     assert history_rows(trial) == [(1, {"objective": 0.2}), (3, {"objective": 0.5})]
     before = content_hash(trial)
     trial.set_user_attr("wandb_run", "cloudsweep/x")
@@ -391,33 +214,6 @@ def test_importing_the_mirror_does_not_import_wandb():
     assert done.stdout.strip() == "False"
 
 
-def test_wandb_hook_is_registered_for_sweep_run():
-    hooks = pytest.importorskip("sweep.hooks")
-    assert "wandb" in hooks.available_hooks()
-
-
-def test_a_hung_wandb_blocks_neither_trials_nor_close(sweep_dir, store, monkeypatch, caplog):
-    import threading
-
-    import wandb
-
-    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
-    release = threading.Event()
-
-    def hung(*args, **kwargs):
-        release.wait(30)
-        raise wandb.errors.CommError("timed out")
-
-    monkeypatch.setattr(wandb, "init", hung)
-    mirror = BackgroundMirror(url, mode="offline", wandb_dir=sweep_dir / "wb", isolation="thread")
-    study = make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
-    assert len(study.trials) == 2  # both trials ran while the first upload hung
-    with caplog.at_level(logging.WARNING):
-        assert not mirror.close(timeout=0.5)
-    assert any("still busy" in r.getMessage() for r in caplog.records)
-    release.set()
-
-
 def test_sweep_mirror_command_uploads_what_is_missing(sweep_dir, store):
     from typer.testing import CliRunner
 
@@ -434,22 +230,3 @@ def test_sweep_mirror_command_uploads_what_is_missing(sweep_dir, store):
     assert again.exit_code == 0 and "0 mirrored, 1 up to date" in again.output
     missing = CliRunner().invoke(app, [*args[:2], "nope", *args[3:]])
     assert missing.exit_code == 2 and "no study 'nope'" in missing.output
-
-
-EXIT_SCRIPT = """
-import sys, optuna
-from sweep.mirror_background import BackgroundMirror
-url, wandb_dir = sys.argv[1:3]
-study = optuna.create_study(storage=url, study_name="demo")
-mirror = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir)
-study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, callbacks=[mirror])
-"""  # no close(): the exit handler must still finish the upload and the study run
-
-
-def test_a_sweep_that_forgets_close_still_mirrors_at_exit(tmp_path):
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, url, str(tmp_path / "wb")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert sorted(mirrored_runs(url, "demo")) == [0]
-    assert sorted(d.name.rsplit("-", 1)[-1] for d in run_dirs(tmp_path / "wb")) == ["study", "t0"]
