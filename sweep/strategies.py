@@ -137,6 +137,12 @@ class HalvingSettings(_Settings):
     bootstrap_count: int = Field(0, ge=0)
 
 
+class ThresholdSettings(_Settings):
+    lower: float | None = None  # prune when the metric is below (e.g. IoU < 0.05: useless)
+    upper: float | None = None
+    n_warmup_steps: int = Field(0, ge=0)
+
+
 class NoSettings(_Settings):
     pass
 
@@ -174,6 +180,14 @@ def _halving(s: HalvingSettings, **_: Any):
     )
 
 
+def _threshold(s: ThresholdSettings, **_: Any):
+    import optuna
+
+    return optuna.pruners.ThresholdPruner(
+        lower=s.lower, upper=s.upper, n_warmup_steps=s.n_warmup_steps
+    )
+
+
 def _none(s: NoSettings, **_: Any):
     import optuna
 
@@ -183,6 +197,7 @@ def _none(s: NoSettings, **_: Any):
 PRUNERS.add("hyperband", Strategy(HyperbandSettings, _hyperband))
 PRUNERS.add("median", Strategy(MedianSettings, _median))
 PRUNERS.add("successive-halving", Strategy(HalvingSettings, _halving))
+PRUNERS.add("threshold", Strategy(ThresholdSettings, _threshold))
 PRUNERS.add("none", Strategy(NoSettings, _none))
 # "patient" alone = stop a trial whose metric has not improved for `patience` epochs;
 # any other pruner can be wrapped with the spec's `patience` key (see build_pruner).

@@ -1,0 +1,149 @@
+"""Real tiny studies on real SQLite files: the target is study-wide, pruning happens, a failing
+trial does not stop the study, every trial stores its attrs and artifacts, a rerun resumes to a
+new target (with two worker processes), and the export reproduces the trial's metrics."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.runner import run_study
+from sweep.spec import parse_spec
+from tests.sweep_helpers import tiny_spec_dict
+
+TARGET = 6
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def finished(synthetic_root, tmp_path_factory):
+    """One study run to TARGET finished trials, shared by the tests of this module."""
+    folder = tmp_path_factory.mktemp("study")
+    url = f"sqlite:///{folder / 'sweeps.db'}"
+    spec = parse_spec(tiny_spec_dict(), "tiny.yaml")
+    summary = run_study(spec, TARGET, storage=url, data=synthetic_root, progress=False)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    return {"folder": folder, "url": url, "spec": spec, "summary": summary, "study": study,
+            "data": synthetic_root}
+
+
+def test_study_reaches_the_target_of_finished_trials(finished):
+    study = finished["study"]
+    assert len(study.get_trials(states=FINISHED)) == TARGET
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert finished["summary"].complete + finished["summary"].pruned == TARGET
+
+
+def test_pruning_happens(finished):
+    pruned = finished["study"].get_trials(states=(TrialState.PRUNED,))
+    assert pruned
+    for t in pruned:  # stopped after the first epoch, with its history stored
+        assert len(t.user_attrs["history"]) < finished["spec"].budget.epochs
+        assert "curve" in t.user_attrs["artifacts"]
+
+
+def test_failing_trial_is_classified_and_the_study_goes_on(finished):
+    failed = finished["study"].get_trials(states=(TrialState.FAIL,))
+    assert failed, "the space's `unet` choice must fail (it rejects model.base_width)"
+    for t in failed:
+        assert t.params["model.name"] == "unet"
+        assert t.user_attrs["failure"] == "bug"
+        assert "base_width" in t.user_attrs["failure_message"]
+
+
+def test_trials_store_their_attrs_and_artifacts(finished, synthetic_root):
+    study = finished["study"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    store = optuna.artifacts.FileSystemArtifactStore(str(finished["folder"] / "artifacts"))
+    for t in complete:
+        attrs = t.user_attrs
+        assert attrs["config"]["data"]["root"] == str(synthetic_root.resolve())
+        assert attrs["config"]["data"]["subset_seed"] == attrs["subset_seed"]
+        assert len(attrs["history"]) == 2 and attrs["best_epoch"] in (1, 2)
+        assert attrs["metrics"]["iou"] == pytest.approx(t.value)
+        assert {"tp", "fp", "fn", "tn"} <= set(attrs["metrics"])
+        assert attrs["fit_seconds"] > 0 and attrs["images_per_s"] > 0
+        assert attrs["peak_memory_mb"] is None  # CPU
+        assert set(attrs["artifacts"]) == {"overlay", "curve", "checkpoint"}
+        with store.open_reader(attrs["artifacts"]["overlay"]) as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        if attrs["config"]["loss"]["name"] == "weighted-bce":  # drawn around the measured ratio
+            measured = study.user_attrs["measured_pos_weight"]
+            assert 0.5 * measured <= attrs["config"]["loss"]["pos_weight"] <= 2.0 * measured
+    seeds = [t.user_attrs["subset_seed"] for t in study.get_trials(states=FINISHED)]
+    assert len(set(seeds)) == len(seeds)  # a training subset redrawn per trial
+
+
+def test_rerun_continues_to_the_new_target_with_two_workers(finished, tmp_path):
+    for name in ("sweeps.db", "artifacts"):  # a copy: the shared study stays as it was
+        src = finished["folder"] / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    summary = run_study(
+        finished["spec"], TARGET + 2, storage=url, data=finished["data"], workers=2,
+        progress=False,
+    )
+    study = optuna.load_study(study_name="tiny", storage=url)
+    finished_now = study.get_trials(states=FINISHED)
+    assert TARGET + 2 <= len(finished_now) <= TARGET + 3  # two racing workers may add one more
+    assert summary.complete + summary.pruned == len(finished_now)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    again = run_study(finished["spec"], TARGET, storage=url, data=finished["data"], progress=False)
+    assert again.complete + again.pruned == len(finished_now)  # a lower target adds nothing
+
+
+def test_export_reproduces_the_trial_metrics(finished, tmp_path):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from cloudseg.checkpoint import load_bundle
+    from cloudseg.data import PatchDataset, open_cache, split_by_scene
+    from cloudseg.device import select_device
+    from cloudseg.losses import build_loss
+    from cloudseg.metrics import Metrics
+    from cloudseg.train import validate
+    from sweep import best_trials, export_best
+
+    best = best_trials("tiny", storage=finished["url"], top=1)[0]
+    dest = export_best("tiny", tmp_path / "export", storage=finished["url"])
+    assert {p.name for p in dest.iterdir()} >= {
+        "config.yaml", "model.safetensors", "metrics.json", "MODEL_CARD.md",
+        "learning_curve.png", "overlay.png",
+    }
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"trial {best.number}" in card and "optuna" in card and "learning_curve.png" in card
+
+    model, cfg = load_bundle(dest)
+    assert cfg.to_dict() == best.user_attrs["config"]
+    cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir)
+    val = split_by_scene(cache.records, cfg.data.val_fraction, cfg.data.split_seed).val
+    ds = PatchDataset(cache, val, crop=cfg.data.crop, augment=False, random_crop=False)
+    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=False)
+    loss = build_loss(cfg.loss, pos_weight_auto=None if cfg.loss.pos_weight is None else 1.0)
+    with torch.no_grad():
+        _, metrics = validate(model, loss, loader, select_device(cfg.train), cfg.train)
+    assert metrics == Metrics.from_dict(best.user_attrs["metrics"])
+    assert metrics.iou == pytest.approx(best.value)
+
+
+def test_status_and_best_commands(finished, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app, normalise_argv
+
+    monkeypatch.chdir(finished["folder"])  # the default storage: sqlite:///sweeps.db in cwd
+    runner = CliRunner()
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0, status.output
+    s = finished["summary"]
+    assert f"tiny: {s.complete} complete, {s.pruned} pruned, {s.failed} failed" in status.output
+    assert "bug" in status.output
+    best = runner.invoke(app, normalise_argv(["best", "--top", "2", "--export"]))
+    assert best.exit_code == 0, best.output
+    assert f"trial {s.best_number:>4}" in best.output
+    assert (finished["folder"] / "exports" / "tiny" / "model.safetensors").is_file()
