@@ -105,7 +105,7 @@ def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) ->
     for section in ("loss", "model"):
         if f"{section}.name" in space:
             _names_check(src, f"space.{section}.name", section, space[f"{section}.name"].choices)
-        elif "name" in fixed.get(section, {}):
+        if "name" in fixed.get(section, {}):
             _names_check(src, f"fixed.{section}.name", section, [fixed[section]["name"]])
     encoders = space["model.encoder"].choices if "model.encoder" in space else None
     where_enc = "space.model.encoder" if encoders else "fixed.model.encoder"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloudseg.registry import Registry
 
@@ -69,7 +69,6 @@ def _tpe(s: TPESettings, **_: Any):
         constant_liar=s.constant_liar,
         n_startup_trials=s.n_startup_trials,
         n_ei_candidates=s.n_ei_candidates,
-        warn_independent_sampling=False,
     )
 
 
@@ -141,6 +140,12 @@ class ThresholdSettings(_Settings):
     lower: float | None = None  # prune when the metric is below (e.g. IoU < 0.05: useless)
     upper: float | None = None
     n_warmup_steps: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _bound(self) -> ThresholdSettings:
+        if self.lower is None and self.upper is None:
+            raise ValueError("give `lower` and/or `upper`")
+        return self
 
 
 class NoSettings(_Settings):

@@ -1,0 +1,136 @@
+"""`sweep` command line: each bad input is one line naming the problem, exit code 2, and the
+storage is left untouched; `sweep --help` and `sweep status` never import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from sweep.cli import app, normalise_argv
+from tests.sweep_helpers import tiny_spec_dict, write_spec
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOUDSWEEP_DATA", raising=False)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, normalise_argv(list(args)))
+
+
+def assert_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, result.output
+    text = result.output.strip()
+    assert text.startswith("error: ") and "\n" not in text, text
+    for fragment in fragments:
+        assert fragment in text
+    return text
+
+
+def test_spec_error_names_file_and_field(cwd, synthetic_root):
+    spec = write_spec(cwd, tiny_spec_dict(budget={"epochs": 0}))
+    result = run("run", "--study", str(spec), "--trials", "2", "--data", str(synthetic_root))
+    assert_error(result, str(spec), "budget.epochs", "greater than or equal to 1")
+    assert not (cwd / "sweeps.db").exists()
+
+
+def test_unknown_study_lists_the_available_ones(cwd):
+    result = run("run", "--study", "los-search", "--trials", "2")
+    assert_error(result, "unknown study 'los-search'", "loss-search", "demo")
+    assert not (cwd / "sweeps.db").exists()
+
+
+@pytest.mark.parametrize("trials", ["0", "-3"])
+def test_trials_must_be_positive(cwd, trials):
+    result = run("run", "--study", "demo", "--trials", trials)
+    assert_error(result, "--trials must be a positive number", f"got {trials}")
+    assert not (cwd / "sweeps.db").exists() and not (cwd / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("not a url", "not a database URL"),
+        ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
+        ("nosuchdb://host/x", "no driver for this URL"),
+        ("postgresql+psycopg://bob:s3cret@127.0.0.1:1/x", "cannot connect"),
+    ],
+)
+def test_bad_storage_url(cwd, synthetic_root, url, fragment):
+    spec = write_spec(cwd, tiny_spec_dict())
+    result = run("run", "--study", str(spec), "--trials", "2", "--storage", url,
+                 "--data", str(synthetic_root))
+    text = assert_error(result, fragment)
+    assert "s3cret" not in text  # passwords are redacted
+    assert not (cwd / "sweeps.db").exists()
+
+
+def test_a_storage_file_that_is_not_sqlite(cwd, synthetic_root):
+    (cwd / "notes.db").write_text("not a database")
+    spec = write_spec(cwd, tiny_spec_dict())
+    result = run("run", "--study", str(spec), "--trials", "2", "--storage", "sqlite:///notes.db",
+                 "--data", str(synthetic_root))
+    assert_error(result, "notes.db is not an SQLite database")
+    assert (cwd / "notes.db").read_text() == "not a database"
+
+
+def test_data_dir_that_is_not_38_cloud(cwd):
+    (cwd / "photos").mkdir()
+    spec = write_spec(cwd, tiny_spec_dict())
+    result = run("run", "--study", str(spec), "--trials", "2", "--data", str(cwd / "photos"))
+    assert_error(result, "photos")
+    assert not (cwd / "sweeps.db").exists()
+
+
+def test_missing_data_says_how_to_point_at_38_cloud(cwd):
+    spec = write_spec(cwd, tiny_spec_dict())  # the spec has no `data`
+    result = run("run", "--study", str(spec), "--trials", "2")
+    assert_error(result, "--data /path/to/38-Cloud", "CLOUDSWEEP_DATA", "make demo")
+    assert not (cwd / "sweeps.db").exists()
+
+
+def test_data_from_the_environment_is_used(cwd, monkeypatch):
+    monkeypatch.setenv("CLOUDSWEEP_DATA", str(cwd / "from-env"))
+    spec = write_spec(cwd, tiny_spec_dict(data="spec-data"))
+    result = run("run", "--study", str(spec), "--trials", "2")
+    assert_error(result, "from-env")  # the env var wins over the spec's `data`
+
+
+def test_status_and_best_without_a_database(cwd):
+    assert_error(run("status"), "no such database")
+    assert_error(run("best", "--export"), "no such database")
+    assert not (cwd / "sweeps.db").exists()
+
+
+def test_bare_export_means_the_default_folder():
+    assert normalise_argv(["best", "--export"]) == ["best", "--export="]
+    assert normalise_argv(["best", "--export", "--top", "2"])[1] == "--export="
+    assert normalise_argv(["best", "--export", "out"]) == ["best", "--export", "out"]
+
+
+PROBE = """
+import sys
+from sweep.cli import main
+sys.argv = ["sweep", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+print("EXIT", code, "TORCH", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["status", "--study", "s"]])
+def test_help_and_status_do_not_import_torch(tmp_path, args):
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert "EXIT 0 TORCH False" in done.stdout, done.stdout + done.stderr

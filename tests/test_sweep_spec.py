@@ -1,0 +1,138 @@
+"""Study specs and the search space: shipped specs load, every error names file and field, the
+space's conditions hold for every drawn trial, every sampler and pruner builds."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from cloudseg.errors import ConfigError
+from sweep.space import suggest
+from sweep.spec import available_studies, find_spec_file, load_spec, parse_spec
+from sweep.strategies import PRUNERS, SAMPLERS
+from tests.sweep_helpers import tiny_spec_dict, write_spec
+
+
+@pytest.mark.parametrize("name", ["demo", "loss-search", "model-search"])
+def test_shipped_specs_load(name):
+    spec = load_spec(name)
+    assert spec.name == name
+    assert spec.build_sampler() is not None and spec.build_pruner() is not None
+
+
+def test_loss_search_is_the_write_up_question():
+    spec = load_spec("loss-search")
+    assert spec.fixed["model"] == {"name": "unet", "encoder": "resnet34"}
+    assert spec.space["optim.batch_size"].choices == [8, 12, 16, 32]
+    assert spec.space["loss.pos_weight"].relative_to == "measured_pos_weight"
+    assert spec.budget.train_fraction == 0.5
+
+
+def _error(tmp_path, **changes) -> str:
+    spec = tiny_spec_dict()
+    for dotted, value in changes.items():
+        node = spec
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    with pytest.raises(ConfigError) as err:
+        load_spec(write_spec(tmp_path, spec))
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"epochs_typo": 3}, "epochs_typo: unknown key"),
+        ({"budget__epochs": "many"}, "budget.epochs"),
+        ({"budget__unknown": 1}, "budget.unknown: unknown key"),
+        ({"space__optim.lr": {"type": "float", "low": 0.1, "high": 0.01}}, "space.optim.lr"),
+        ({"space__loss.name": {"type": "categorical", "choices": ["bce", "hinge"]}},
+         "unknown loss 'hinge'; valid: bce"),
+        ({"sampler": {"name": "anneal"}}, "sampler.name: unknown sampler 'anneal'; valid:"),
+        ({"sampler": {"name": "tpe", "multivariat": True}}, "sampler: multivariat: unknown key"),
+        ({"pruner": {"name": "median", "n_warmup_steps": -1}}, "pruner: n_warmup_steps"),
+        ({"space__optim.lr": {"type": "float", "low": 0.01, "high": 0.1,
+                              "when": {"loss.kind": ["x"]}}},
+         "condition on unknown parameter 'loss.kind'"),
+        ({"space__loss.gamma": {"type": "float", "low": 1, "high": 2}},
+         "no loss among ['bce', 'dice', 'weighted-bce'] uses 'gamma'"),
+        ({"space__model.colour": {"type": "categorical", "choices": [1]}},
+         "unknown or reserved run-config field 'model.colour'"),
+        ({"space__optim.batch_size": {"type": "categorical", "choices": [8, -1]}},
+         "optim.batch_size"),
+        ({"fixed__model__name": "transformer9000"}, "fixed.model.name: unknown model"),
+        ({"sampler": {"name": "grid"}}, "grid needs every space parameter"),
+    ],
+)
+def test_spec_errors_name_file_and_field(tmp_path, changes, expected):
+    message = _error(tmp_path, **changes)
+    assert message.startswith(str(tmp_path / "tiny.yaml"))
+    assert expected in message
+
+
+def test_unknown_study_lists_the_available_ones():
+    with pytest.raises(ConfigError) as err:
+        find_spec_file("no-such-study")
+    assert "unknown study 'no-such-study'; available:" in str(err.value)
+    assert {"demo", "loss-search", "model-search"} <= set(available_studies())
+    assert "loss-search" in str(err.value)
+
+
+def test_space_conditions_hold_for_every_trial():
+    spec = parse_spec(
+        tiny_spec_dict(space={
+            "loss.name": {"type": "categorical",
+                          "choices": ["bce", "weighted-bce", "focal", "tversky", "mixed-focal"]},
+            "loss.pos_weight": {"type": "float", "low": 0.5, "high": 2.0, "log": True,
+                                "relative_to": "measured_pos_weight"},
+            "loss.gamma": {"type": "float", "low": 0.5, "high": 4.0},
+            "loss.alpha": {"type": "float", "low": 0.2, "high": 0.8,
+                           "when": {"loss.name": ["tversky"]}},
+            "loss.beta": {"type": "float", "low": 0.2, "high": 0.8,
+                          "when": {"loss.name": ["tversky"]}},
+            "loss.focal_weight": {"type": "float", "low": 0.1, "high": 0.9,
+                                  "complement": "loss.dice_weight"},
+        }),
+        "conditions.yaml",
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = suggest(trial, spec.space, spec.fixed, {"measured_pos_weight": 3.0})
+        loss = params["loss.name"]
+        seen.add(loss)
+        assert ("loss.pos_weight" in params) == (loss == "weighted-bce")
+        if loss == "weighted-bce":
+            assert 1.5 <= params["loss.pos_weight"] <= 6.0
+        assert ("loss.gamma" in params) == (loss in ("focal", "mixed-focal"))
+        assert ("loss.alpha" in params) == ("loss.beta" in params) == (loss == "tversky")
+        assert ("loss.focal_weight" in params) == (loss == "mixed-focal")
+        if loss == "mixed-focal":
+            assert math.isclose(params["loss.focal_weight"] + params["loss.dice_weight"], 1.0)
+        study.tell(trial, 0.0)
+    assert len(seen) == 5
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_every_sampler_builds(name):
+    spec = parse_spec(tiny_spec_dict(sampler={"name": name, "seed": 3},
+                                     space={"loss.name": {"type": "categorical",
+                                                          "choices": ["bce", "dice"]}}), "s.yaml")
+    sampler = spec.build_sampler(seed_offset=1)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: float(t.suggest_categorical("loss.name", ["bce", "dice"]) == "bce"),
+                   n_trials=2)
+
+
+@pytest.mark.parametrize("name", PRUNERS.names())
+def test_every_pruner_builds(name):
+    extra = {"patience": 1} if name != "patient" else {}
+    if name == "threshold":
+        extra["lower"] = 0.05
+    spec = parse_spec(tiny_spec_dict(pruner={"name": name, **extra}), "p.yaml")
+    assert isinstance(spec.build_pruner(), optuna.pruners.BasePruner)
