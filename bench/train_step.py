@@ -1,8 +1,10 @@
-"""Training-step throughput: images/s of one forward + backward + AdamW step per model, on the
-current device, with peak memory. On CUDA every model also runs in plain fp32 (NCHW) as the
-baseline and the script prints the AMP and AMP + channels_last ratios against it, measured in
-the same run. Inputs are uint16 batches already on the device, normalised as `fit` does; the
-host → device copy and the DataLoader are not part of the figure.
+"""Training-step throughput (images/s, peak memory) per model on the current device.
+
+One step is forward + backward + AdamW, as in `cloudseg.fit`. On CUDA every model also runs
+in plain fp32 (NCHW) as the baseline, and the AMP and AMP + channels_last ratios against it are
+measured in the same run. Inputs are uint16 batches already on the device, normalised as `fit`
+does; the host → device copy and the DataLoader are not part of the figure (see
+bench/cuda_fit_check.py for whole-epoch images/s).
 
     python bench/train_step.py                                   # CPU: small, quick
     python bench/train_step.py --size 384 --batch 32 --models unet-resnet34   # GPU
