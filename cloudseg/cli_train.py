@@ -46,7 +46,8 @@ def train(args: argparse.Namespace) -> int:
     console = Console() if Console().is_terminal else Console(width=120)
 
     # Pack the cache first, with its own progress output, before the training bar goes live.
-    open_cache(resolve_data_root(config), cache_dir=config.data.cache_dir, progress=True)
+    open_cache(resolve_data_root(config), cache_dir=config.data.cache_dir, progress=True,
+               include_additional=config.data.include_additional)
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.1f} img/s"),

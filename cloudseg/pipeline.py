@@ -78,7 +78,8 @@ def run_training(
     check_input_size(config.model.name, dcfg.crop or 384)  # fail before any data work
     root = resolve_data_root(config).expanduser().absolute()
     config = _replace(config, data={"root": str(root)})
-    cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress is True)
+    cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress is True,
+                       include_additional=dcfg.include_additional)
 
     # Validation scenes are fixed by split_seed (the same for every trial); the training subset
     # is a stratified resample that the sweep redraws via subset_seed.
