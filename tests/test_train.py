@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cloudseg.config import TrainConfig, parse_run_config
+from cloudseg.device import select_device
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.normalise import nodata_mask, normalise
 from cloudseg.train import StepInfo, fit, make_scheduler, seed_everything
@@ -84,6 +85,14 @@ def test_nodata_mask_needs_all_four_bands_zero():
     mask = nodata_mask(images.to(torch.uint16))
     assert mask.shape == (1, 1, 1, 3)
     assert mask.flatten().tolist() == [True, False, False]
+
+
+def test_cpu_runs_in_fp32_and_a_missing_gpu_is_a_config_error():
+    setup = select_device(TrainConfig(device="auto", amp=True, channels_last=True))
+    assert (setup.device.type, setup.amp_dtype, setup.channels_last) == ("cpu", None, False)
+    assert not setup.needs_scaler
+    with pytest.raises(ConfigError, match="train.device: 'cuda' requested"):
+        select_device(TrainConfig(device="cuda"))
 
 
 # ---- schedules ----------------------------------------------------------------------------------
