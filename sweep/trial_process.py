@@ -29,6 +29,7 @@ PRELOAD = [
     "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
     "sweep.artifacts",
 ]
+THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
 _CONTEXT: Any = None
 
 
@@ -87,6 +88,10 @@ def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifac
     os.environ.clear()
     os.environ.update(env)  # the forkserver's environment may predate the worker's
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if env.get(THREADS_ENV):  # CPU workers share the cores instead of oversubscribing them
+        import torch
+
+        torch.set_num_threads(max(1, int(env[THREADS_ENV])))
     try:
         from cloudseg.config import parse_run_config
         from cloudseg.pipeline import run_training

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import CloudsegError, ConfigError
+from sweep.trial_process import THREADS_ENV
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
@@ -140,6 +141,8 @@ def launch(
         env = dict(os.environ)
         if len(gpus) > 1:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        if not gpus and THREADS_ENV not in env:  # CPU only: split the cores between workers
+            env[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // count))
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 

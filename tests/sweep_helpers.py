@@ -5,6 +5,7 @@ trials."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -62,5 +63,20 @@ def start_worker(study: str, storage: str, data: Path, cwd: Path) -> subprocess.
     """A real worker process (`python -m sweep.workers`), as `sweep run --workers K` starts."""
     cmd = [sys.executable, "-m", "sweep.workers", "--study", study, "--storage", storage,
            "--data", str(data)]
-    return subprocess.Popen(cmd, cwd=cwd, env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    log = open(cwd / f"worker-{study}.log", "ab")  # noqa: SIM115 - the process owns it
+    return subprocess.Popen(cmd, cwd=cwd, env=dict(os.environ), stdout=log, stderr=log)
+
+
+@contextlib.contextmanager
+def trial_threads(n: int = 1):
+    """Trials on one torch thread: tiny models gain nothing from more, and on a busy 2-core
+    machine spinning intra-op threads make every trial several times slower."""
+    before = os.environ.get("CLOUDSWEEP_TRIAL_THREADS")
+    os.environ["CLOUDSWEEP_TRIAL_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CLOUDSWEEP_TRIAL_THREADS", None)
+        else:
+            os.environ["CLOUDSWEEP_TRIAL_THREADS"] = before

@@ -5,7 +5,6 @@ new target (with two worker processes), and the export reproduces the trial's me
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import optuna
 import pytest
@@ -13,10 +12,16 @@ from optuna.trial import TrialState
 
 from sweep.runner import run_study
 from sweep.spec import parse_spec
-from tests.sweep_helpers import tiny_spec_dict
+from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 TARGET = 6
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_per_trial():
+    with trial_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

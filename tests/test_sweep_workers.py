@@ -1,0 +1,126 @@
+"""Real worker processes on a real SQLite file: a worker killed with SIGKILL mid-trial has its
+trial failed by the heartbeat check and run again with the same params (and the same training
+subset); Ctrl-C marks the running trial FAILED "interrupted" (never left RUNNING) and a rerun
+resumes; four processes hammering one SQLite file never see "database is locked"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.runner import create_study, prepare, run_study
+from sweep.spec import parse_spec
+from sweep.storage import open_storage
+from tests.sweep_helpers import start_worker, tiny_spec_dict, trial_threads
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_per_trial():
+    with trial_threads(1):
+        yield
+
+
+def slow_spec(name: str):
+    """Three epochs and no pruning or failing choice: time enough to interrupt a trial."""
+    return parse_spec(tiny_spec_dict(
+        name=name,
+        pruner={"name": "none"},
+        budget={"epochs": 3, "train_fraction": 0.75, "crop": 64, "batches_per_epoch": 3},
+        space={"optim.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
+               "loss.name": {"type": "categorical", "choices": ["bce", "dice"]}},
+    ), f"{name}.yaml")
+
+
+def wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, timeout: float = 120):
+    """The first RUNNING trial once it has reported an epoch (so it is mid-trial)."""
+    study = optuna.load_study(study_name=name, storage=url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running and running[0].intermediate_values:
+            return running[0]
+        assert proc.poll() is None, f"worker exited early with {proc.returncode}"
+        time.sleep(0.2)
+    raise AssertionError("no trial reached its first epoch in time")
+
+
+def started(spec, tmp_path, synthetic_root, target: int) -> str:
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    root = prepare(spec, target, url, synthetic_root)
+    create_study(spec, target, url, root)
+    return url
+
+
+def test_killed_worker_trial_is_retried_with_the_same_params(tmp_path, synthetic_root):
+    spec = slow_spec("killed")
+    url = started(spec, tmp_path, synthetic_root, target=2)
+    worker = start_worker("killed", url, synthetic_root, tmp_path)
+    victim = wait_for_running_trial(url, "killed", worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    time.sleep(spec.execution.grace_period + 1)  # let its heartbeat go stale
+
+    run_study(spec, 2, storage=url, data=synthetic_root, progress=False)
+    study = optuna.load_study(study_name="killed", storage=url)
+    trials = study.get_trials()
+    assert study.trials[victim.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.state == TrialState.COMPLETE
+    assert retry.params == victim.params
+    assert retry.user_attrs["subset_seed"] == victim.user_attrs["subset_seed"]
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_ctrl_c_marks_the_trial_interrupted_and_a_rerun_resumes(tmp_path, synthetic_root):
+    spec = slow_spec("interrupted")
+    url = started(spec, tmp_path, synthetic_root, target=1)
+    worker = start_worker("interrupted", url, synthetic_root, tmp_path)
+    trial = wait_for_running_trial(url, "interrupted", worker)
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=60) == 130
+
+    study = optuna.load_study(study_name="interrupted", storage=url)
+    stopped = study.trials[trial.number]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["failure"] == "interrupted"
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+    summary = run_study(spec, 1, storage=url, data=synthetic_root, progress=False)
+    assert summary.complete + summary.pruned == 1 and summary.failed == 1
+
+
+HAMMER = """
+import sys, optuna
+from sweep.storage import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.load_study(study_name="hammer", storage=open_storage(sys.argv[1]))
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(3):
+        trial.report(x, step)
+    trial.set_user_attr("history", [x] * 20)
+    return x
+study.optimize(objective, n_trials=15)
+"""
+
+
+def test_four_processes_on_one_sqlite_file_never_see_a_locked_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    optuna.create_study(study_name="hammer", storage=open_storage(url))
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url], stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ)) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(errors)
+    assert not any("locked" in e for e in errors)
+    study = optuna.load_study(study_name="hammer", storage=url)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 60
