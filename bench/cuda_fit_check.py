@@ -16,12 +16,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cloudseg.config import parse_run_config
-from cloudseg.data import write_synthetic
-from cloudseg.errors import OutOfMemoryError
-from cloudseg.models import build_model
-from cloudseg.pipeline import run_training
-from cloudseg.train import fit, seed_everything
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
+
+from cloudseg.config import parse_run_config  # noqa: E402
+from cloudseg.data import write_synthetic  # noqa: E402
+from cloudseg.errors import OutOfMemoryError  # noqa: E402
+from cloudseg.models import build_model  # noqa: E402
+from cloudseg.pipeline import run_training  # noqa: E402
+from cloudseg.train import fit, seed_everything  # noqa: E402
 
 
 def check(ok: bool, what: str) -> None:

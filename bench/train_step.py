@@ -17,14 +17,17 @@ import gc
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from cloudseg.config import ModelConfig, TrainConfig
-from cloudseg.device import DeviceSetup
-from cloudseg.models import MODELS, build_model
-from cloudseg.normalise import normalise
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
+
+from cloudseg.config import ModelConfig, TrainConfig  # noqa: E402
+from cloudseg.device import DeviceSetup  # noqa: E402
+from cloudseg.models import MODELS, build_model  # noqa: E402
+from cloudseg.normalise import normalise  # noqa: E402
 
 DEFAULT_MODELS = ["unet-resnet34", "unet-resnet18", "vanilla-unet", "attention-unet", "r2unet"]
 
