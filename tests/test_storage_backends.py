@@ -36,6 +36,22 @@ for _ in range(n):
     study.tell(trial, trial.suggest_float("x", 0, 1))
 """
 
+# A worker running a cheap objective to a study-wide target, as `sweep.workers.work` does.
+TARGETED_WORKER = """
+import sys, time
+import optuna
+from sweep.storage import open_storage
+from sweep.target import run_to_target
+url, target, go = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+storage = open_storage(url, heartbeat_interval=1, grace_period=3)
+study = optuna.load_study(study_name="exact", storage=storage)
+time.sleep(max(0.0, go - time.time()))
+def objective(trial):
+    time.sleep(0.2)
+    return trial.suggest_float("x", 0, 1)
+run_to_target(study, objective, target, poll_s=0.2, shown_storage=url)
+"""
+
 # A worker whose trial never ends: it says which trial it runs, then waits to be killed.
 HANGING_WORKER = """
 import sys, time
@@ -117,6 +133,22 @@ def test_killed_worker_trial_is_failed_and_retried_with_same_params(storage_url,
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert study.trials[1].state == TrialState.COMPLETE
     assert study.trials[1].params == killed.params
+
+
+def test_workers_stop_at_exactly_the_study_wide_target(storage_url):
+    """Optuna's MaxTrialsCallback lets each of K workers start one trial too many; trial
+    numbers order the claims so the study ends with exactly `target` finished trials."""
+    target, procs = 7, 3
+    optuna.create_study(study_name="exact", storage=open_storage(storage_url))
+    go = str(time.time() + 2.5)
+    children = [python(TARGETED_WORKER, storage_url, str(target), go) for _ in range(procs)]
+    assert [c.wait(timeout=120) for c in children] == [0] * procs
+
+    trials = optuna.load_study(study_name="exact", storage=open_storage(storage_url)).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == target
+    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert all(t.state == TrialState.FAIL and t.user_attrs["failure"] == "surplus" for t in others)
+    assert all(not t.params for t in others), "a surplus trial must end before it trains"
 
 
 def test_passwords_are_redacted():

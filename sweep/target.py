@@ -1,0 +1,159 @@
+"""The study-wide trial target, exact for any number of workers on any number of machines, and
+workers that ride out a storage outage.
+
+Optuna's MaxTrialsCallback stops a worker after its trial once enough trials are finished; by
+then the other K-1 workers may each have started one more, so a study overshoots (measured: 8
+finished for a target of 6 with 3 workers). Exactness needs an order all workers agree on, and
+the storage gives one: trial numbers. Trial n may train only while fewer than `target` trials
+numbered below n are finished, running or waiting; otherwise it is surplus and ends at once,
+FAILED with failure "surplus" and no training (rare: only when two workers start in the same
+instant). A worker does not leave while other workers' trials hold the remaining slots: one of
+them may die, and its retry (Optuna's stale-trial callback) needs a worker to run it.
+
+A lost database connection (server restart, network) fails the trial's bookkeeping, not the
+worker: the worker waits for the storage to answer again, for up to `OUTAGE_S`, and goes on;
+the trial it was running is failed by heartbeat after the grace period and retried. After
+`OUTAGE_S` the worker exits with one line naming the (redacted) storage.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cloudseg.errors import ConfigError
+
+FINISHED = ("COMPLETE", "PRUNED")
+HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that take a slot
+OUTAGE_S = 300.0
+
+
+class Surplus(Exception):
+    """This trial would exceed the study-wide target: end it before any training."""
+
+
+class StorageLost(ConfigError):
+    """The storage stayed unreachable for OUTAGE_S seconds (message redacted, one line)."""
+
+
+def _states(names: Sequence[str]):
+    from optuna.trial import TrialState
+
+    return tuple(TrialState[n] for n in names)
+
+
+def slots_taken_before(study, number: int) -> int:
+    trials = study.get_trials(deepcopy=False, states=_states(HOLDING))
+    return sum(t.number < number for t in trials)
+
+
+class TargetedObjective:
+    """Wraps an objective: a trial beyond the target ends as surplus before it trains."""
+
+    def __init__(self, objective: Callable[[Any], float], target: int) -> None:
+        self.objective, self.target = objective, target
+
+    def __call__(self, trial) -> float:
+        if slots_taken_before(trial.study, trial.number) >= self.target:
+            trial.set_user_attr("failure", "surplus")
+            trial.set_user_attr("failure_message", f"target of {self.target} trials reached")
+            trial.study.stop()
+            raise Surplus(f"trial {trial.number} is beyond the target of {self.target}")
+        return self.objective(trial)
+
+
+def _stop_when_slots_taken(target: int):
+    def callback(study, _trial) -> None:
+        if len(study.get_trials(deepcopy=False, states=_states(HOLDING))) >= target:
+            study.stop()
+
+    return callback
+
+
+def is_storage_outage(err: BaseException) -> bool:
+    """A lost connection, seen directly or through Optuna's bookkeeping (its `_run_trial`
+    raises UnboundLocalError when the database vanished while telling a trial), or the
+    aftermath: our trial was failed as stale by another worker while we could not heart-beat."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OperationalError | InterfaceError | UpdateFinishedTrialError):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
+    """Optuna's heartbeat thread dies on a lost connection with a traceback: say it in a line."""
+    import threading
+
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if args.exc_value is not None and is_storage_outage(args.exc_value):
+            log("heartbeat lost its storage connection; the trial will be retried if stale")
+        else:
+            default(args)
+
+    threading.excepthook = hook
+
+
+def run_to_target(
+    study,
+    objective: Callable[[Any], float],
+    target: int,
+    *,
+    poll_s: float,
+    shown_storage: str,
+    timeout: float | None = None,
+    catch: tuple[type[Exception], ...] = (),
+    callbacks: Sequence[Callable] = (),
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run trials until `target` are finished study-wide, exactly; see the module docstring."""
+    import optuna
+
+    finished, holding = _states(FINISHED), _states(HOLDING)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    wrapped = TargetedObjective(objective, target)
+    _quiet_heartbeat_errors(log)
+    lost_since: float | None = None
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False, states=holding)
+            lost_since = None
+            done = sum(t.state in finished for t in trials)
+            waiting = sum(t.state.name == "WAITING" for t in trials)
+            if done >= target:
+                return
+            if len(trials) >= target and not waiting:
+                time.sleep(poll_s)  # others hold every slot; stay in case one of them dies
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            study.optimize(
+                wrapped, timeout=left, catch=(*catch, Surplus), gc_after_trial=False,
+                callbacks=[_stop_when_slots_taken(target), *callbacks],
+            )
+        except Exception as err:
+            if not is_storage_outage(err):
+                raise
+            now = time.monotonic()
+            if lost_since is None:
+                lost_since = now
+                log(f"storage {shown_storage} unreachable ({type(err).__name__}); retrying for up "
+                    f"to {OUTAGE_S:.0f}s; an interrupted trial is failed and retried")
+            if now - lost_since > OUTAGE_S:
+                raise StorageLost(
+                    f"storage {shown_storage} unreachable for {OUTAGE_S:.0f}s; stopping this "
+                    "worker (its running trial is retried by the others after the grace period)"
+                ) from None
+            time.sleep(poll_s)
