@@ -49,6 +49,9 @@ _LAZY = {
     "run_training": "cloudseg.pipeline",
     "load_bundle": "cloudseg.checkpoint",
     "save_bundle": "cloudseg.checkpoint",
+    "predict_scenes": "cloudseg.predict",
+    "evaluate_scenes": "cloudseg.evaluate",
+    "SceneMeter": "cloudseg.scene_metrics",
 }
 __all__ += sorted(_LAZY)
 

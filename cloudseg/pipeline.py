@@ -66,7 +66,6 @@ def run_training(
     statistics), ready to be written as the config.yaml of a bundle.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from cloudseg.data import PatchDataset, compute_stats, open_cache, resample, split_by_scene
     from cloudseg.device import select_device
@@ -134,12 +133,13 @@ def run_training(
         "num_workers": config.train.num_workers,
         "pin_memory": select_device(config.train).is_cuda,
     }
-    train_loader = DataLoader(
-        train_ds, shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
+    # Whole-batch fetches (PatchDataset.loader): same batches as the default collate, no stacking.
+    train_loader = train_ds.loader(
+        shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
         drop_last=len(train_ds) > config.optim.batch_size,  # no tiny last batch for BatchNorm
         **loader_args,
     )
-    val_loader = DataLoader(val_ds, shuffle=False, **loader_args)
+    val_loader = val_ds.loader(shuffle=False, **loader_args)
 
     result = fit(
         model, loss_fn, train_loader, val_loader, config, callbacks=callbacks,
