@@ -152,3 +152,50 @@ def test_status_and_best_commands(finished, monkeypatch):
     assert best.exit_code == 0, best.output
     assert f"trial {s.best_number:>4}" in best.output
     assert (finished["folder"] / "exports" / "tiny" / "model.safetensors").is_file()
+
+
+def test_dashboard_serves_the_study_and_its_artifacts(finished):
+    import gzip
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.sweep_helpers import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "sweep.cli", "dashboard", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=finished["folder"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+    def get(path: str) -> bytes:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+            return gzip.decompress(body) if resp.headers.get("Content-Encoding") == "gzip" else body
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = json.loads(get("/api/studies"))["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "dashboard did not start"
+                time.sleep(0.3)
+        study_id = next(s["study_id"] for s in studies if s["study_name"] == "tiny")
+        detail = json.loads(get(f"/api/studies/{study_id}?after=0"))
+        number = finished["study"].best_trial.number
+        trial = next(t for t in detail["trials"] if t["number"] == number)
+        listed = {a["artifact_id"] for a in trial["artifacts"]}
+        ids = finished["study"].best_trial.user_attrs["artifacts"]
+        assert set(ids.values()) <= listed
+        png = get(f"/artifacts/{study_id}/{trial['trial_id']}/{ids['overlay']}")
+        assert png.startswith(b"\x89PNG")
+        assert b"<html" in get("/dashboard").lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

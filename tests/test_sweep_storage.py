@@ -1,0 +1,43 @@
+"""Storage URLs: passwords never shown, SQLite in WAL mode with the artifact folder beside it,
+and a URL is checked without creating anything."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from sweep.storage import (
+    StorageError,
+    artifact_dir_for,
+    check_storage_url,
+    open_storage,
+    read_storage,
+    redact,
+)
+
+
+def test_redact_hides_the_password():
+    shown = redact("postgresql+psycopg://alice:hunter2@db.example:5432/sweeps")
+    assert "hunter2" not in shown and "alice" in shown and "db.example" in shown
+    assert redact("sqlite:///sweeps.db") == "sqlite:///sweeps.db"
+
+
+def test_sqlite_storage_is_wal_with_artifacts_beside_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sub.db'}"
+    check_storage_url(url)
+    assert not (tmp_path / "sub.db").exists()  # checking creates nothing
+    storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+    assert storage.get_heartbeat_interval() == 1
+    with sqlite3.connect(tmp_path / "sub.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert artifact_dir_for(url) == tmp_path / "artifacts"
+    assert artifact_dir_for("postgresql+psycopg://u@h/db").name == "artifacts"
+
+
+def test_readers_never_create_a_database(tmp_path):
+    with pytest.raises(StorageError, match="no such database"):
+        read_storage(f"sqlite:///{tmp_path / 'absent.db'}")
+    assert not (tmp_path / "absent.db").exists()
+    with pytest.raises(StorageError, match="in-memory SQLite"):
+        check_storage_url("sqlite://")
