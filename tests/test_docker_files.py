@@ -61,6 +61,22 @@ def test_workers_get_storage_and_keys_from_environment_or_secrets(compose):
         assert set(secret) == {"environment"}, "secrets come from the environment, not files"
 
 
+def test_sweep_worker_accepts_what_compose_passes(compose):
+    """The image's entrypoint is `sweep worker`: its options and environment variables must be
+    the ones compose gives (checked against the real CLI's help)."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    result = CliRunner().invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name, worker in workers(compose).items():
+        options = [arg for arg in worker["command"] if arg.startswith("--")]
+        variables = [k for k in worker["environment"] if k.startswith(("SWEEP_", "CLOUDSWEEP_"))]
+        for word in options + variables:
+            assert word in result.output, f"{name}: `sweep worker` does not know {word}"
+
+
 def test_dashboard_reads_the_workers_storage(compose):
     dashboard = compose["services"]["dashboard"]
     command = dashboard["command"]
