@@ -89,7 +89,8 @@ class Objective:
         out = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-"))
         try:
             payload = run_isolated(
-                config.to_dict(), out, on_epoch, timeout=spec.budget.trial_timeout
+                config.to_dict(), out, on_epoch, timeout=spec.budget.trial_timeout,
+                threads=spec.execution.trial_threads,
             )
             self._store(trial, payload, keep_all=not pruned)
         except TrialFailure as failure:

@@ -47,6 +47,8 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
         f"finished {finished}/{target}  ·  pruned {snap['pruned']}  ·  failed {snap['failed']} ",
         f"({fails})  ·  best {best_text}",
     )
+    if not snap["running"]:
+        return Group(head)
     table = Table(box=None, pad_edge=False)
     for col in ("trial", "epoch", "IoU", "params"):
         table.add_column(col)
@@ -90,6 +92,7 @@ class LiveView:
                             render(self.study_name, snapshot(study), self.target, self.epochs)
                         )
                         break
+            live.console.print()  # the summary line starts on a line of its own
         finally:
             self._done.set()
 

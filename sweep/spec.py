@@ -43,6 +43,10 @@ class Execution(_Frozen):
     heartbeat_interval: int = Field(10, ge=1)
     grace_period: int = Field(60, ge=1)
     max_retry: int = Field(2, ge=0)
+    # torch intra-op threads per trial (None: torch's default). Tiny CPU models run fastest on
+    # one thread; spinning threads on a busy machine slow them down many times over.
+    # $CLOUDSWEEP_TRIAL_THREADS overrides it.
+    trial_threads: int | None = Field(None, ge=1)
 
 
 class StudySpec(_Frozen):

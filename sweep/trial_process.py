@@ -135,6 +135,7 @@ def run_isolated(
     *,
     timeout: float | None = None,
     artifacts: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train `config` in a child process; `on_epoch(epoch, record)` returns True to stop it.
 
@@ -143,7 +144,10 @@ def run_isolated(
     """
     ctx = _context()
     here, there = ctx.Pipe()
-    args = (there, config, str(out_dir), os.getpid(), dict(os.environ), artifacts)
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault(THREADS_ENV, str(threads))
+    args = (there, config, str(out_dir), os.getpid(), env, artifacts)
     proc = ctx.Process(target=_child, args=args, daemon=True)
     proc.start()
     there.close()
