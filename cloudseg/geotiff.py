@@ -56,13 +56,16 @@ def scene_georef_from_patch(path: str | Path, row: int, col: int, patch: int) ->
 
 
 def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) -> Path:
-    """One-band uint8 GeoTIFF, deflate + horizontal predictor, 256×256 tiles."""
+    """One-band uint8 GeoTIFF, deflate + horizontal predictor, 256×256 tiles. Written to a
+    temporary name and renamed; a failure is a CloudsegError naming `path` (also when this runs
+    in a background thread) and leaves no partial file."""
     import rasterio
+
+    from cloudseg.errors import CloudsegError
 
     if array.dtype != np.uint8 or array.ndim != 2:
         raise ValueError(f"expected a 2-D uint8 array, got {array.dtype} {array.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     profile = {
         "driver": "GTiff",
         "height": array.shape[0],
@@ -78,9 +81,16 @@ def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) 
     if georef.present:
         profile.update(crs=georef.crs, transform=georef.transform)
     tmp = path.with_name(path.name + ".tmp")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(array, 1)
-    tmp.replace(path)  # a reader never sees half a mask
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(array, 1)
+        tmp.replace(path)  # a reader never sees half a mask
+    except Exception as err:  # OSError, rasterio/GDAL errors (no common base)
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+        detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CloudsegError(f"{path}: cannot write the GeoTIFF: {detail}") from err
     return path
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cloudseg.config import TrainConfig
-from cloudseg.stitch import PATCH, BlendCanvas, check_overlap, window_offsets
+from cloudseg.stitch import PATCH, BlendCanvas, check_overlap, window_spots
 
 
 class WindowPredictor:
@@ -36,17 +36,28 @@ class WindowPredictor:
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         out = [
-            self._batch(windows[i : i + self.batch_size])
+            self.start(windows[i : i + self.batch_size]).result()
             for i in range(0, len(windows), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, *windows.shape[-2:]), np.float32)
 
-    def _batch(self, windows: np.ndarray) -> np.ndarray:
+    def host_batch(self, shape: tuple[int, ...]):
+        """An uninitialised uint16 CPU tensor for a batch of windows, page-locked on CUDA so its
+        copy to the device runs asynchronously (torch's caching host allocator recycles it once
+        that copy is done). Safe to call from reader threads."""
+        import torch
+
+        return torch.empty(shape, dtype=torch.uint16, pin_memory=self.setup.is_cuda)
+
+    def start(self, windows) -> Pending:
+        """Queue one batch (uint16 ndarray or tensor, (N, 4, S, S)); on CUDA this returns as
+        soon as the work is queued, so the caller can prepare the next batch meanwhile."""
         import torch
 
         from cloudseg.normalise import normalise
 
-        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.setup.device, non_blocking=True)
+        x = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
+        x = x.to(self.setup.device, non_blocking=True)  # asynchronous from pinned memory
         x = normalise(x, self.train_cfg).contiguous(memory_format=self.setup.memory_format)
         views = [(k, f) for k in range(4) for f in (False, True)] if self.tta else [(0, False)]
         prob = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
@@ -57,8 +68,29 @@ class WindowPredictor:
                 p = torch.sigmoid(self.model(v).float())[:, 0]
                 p = p.flip(-1) if flip else p
                 prob += torch.rot90(p, -k, dims=(-2, -1))
+            prob /= len(views)
         self.evaluated += len(views) * x.shape[0]
-        return (prob / len(views)).cpu().numpy()
+        if not self.setup.is_cuda:
+            return Pending(prob.numpy())
+        host = torch.empty(prob.shape, dtype=prob.dtype, pin_memory=True)
+        host.copy_(prob, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return Pending(host, done)
+
+
+class Pending:
+    """A batch of probabilities that may still be in flight on the device."""
+
+    def __init__(self, host, done=None):
+        self._host, self._done = host, done
+
+    def result(self) -> np.ndarray:
+        """(N, S, S) float32; waits for the device copy when there is one."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._done = None
+        return self._host if isinstance(self._host, np.ndarray) else self._host.numpy()
 
 
 def predict_mosaic(
@@ -72,13 +104,8 @@ def predict_mosaic(
     """(4, H, W) uint16 mosaic → (H, W) float32 probability. With overlap=0 and H, W multiples
     of `window` the windows are exactly the patch grid. No-data pixels (all bands 0) get 0."""
     check_overlap(overlap, window)
-    h, w = image.shape[-2:]
-    canvas = BlendCanvas((h, w), window, overlap)
-    spots = [
-        (y, x)
-        for y in window_offsets(h, window, overlap)
-        for x in window_offsets(w, window, overlap)
-    ]
+    canvas = BlendCanvas(image.shape[-2:], window, overlap)
+    spots = window_spots(image.shape[-2:], window, overlap)
     for i in range(0, len(spots), batch_size):
         chunk = spots[i : i + batch_size]
         probs = predictor(np.stack([image[:, y : y + window, x : x + window] for y, x in chunk]))

@@ -4,20 +4,28 @@ For each scene of a 38-Cloud/95-Cloud split: assemble its padded band mosaic fro
 (row, col), slide a 384-pixel window over it (overlap=0: exactly the patch grid; overlap>0:
 blended windows that remove patch-edge seams), crop to the scene size (from the whole-scene gt
 when the tree has one, else the padded grid), and write `<scene>_prob.tif` (uint8 0-255) and
-`<scene>_mask.tif` (0/255) as deflate-compressed, tiled GeoTIFFs. One scene is held in memory at
-a time: for a 7,700² Landsat scene about 0.5 GB of bands plus 0.5 GB of float accumulators.
+`<scene>_mask.tif` (0/255) as deflate-compressed, tiled GeoTIFFs.
+
+Reading (PackBits TIFFs, `workers` threads, `cloudseg.scene_reader`), the model (batch i on the
+device while batch i-1 is blended) and writing (one background thread, `cloudseg.background`)
+overlap, so the device is not left waiting on one CPU thread. Memory: for a 7,700² Landsat scene
+about 0.5 GB of bands and 0.5 GB of float accumulators; at most two scenes' bands (look-ahead
+across a scene boundary) and two scenes' accumulators (one being written) exist at once.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cloudseg.background import Background
 from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
 from cloudseg.evaluate import PROB_SUFFIX
@@ -29,8 +37,17 @@ from cloudseg.geotiff import (
     to_uint8_probability,
     write_uint8,
 )
-from cloudseg.inference import WindowPredictor, predict_mosaic
-from cloudseg.stitch import PATCH, check_complete, check_overlap, crop, grid_size, stitch
+from cloudseg.inference import Pending, WindowPredictor
+from cloudseg.scene_reader import SceneJob, prefetch_batches
+from cloudseg.stitch import (
+    PATCH,
+    BlendCanvas,
+    check_complete,
+    check_overlap,
+    crop,
+    grid_size,
+    window_spots,
+)
 
 MASK_SUFFIX = "_mask.tif"
 
@@ -58,17 +75,6 @@ class PredictResult:
         return self.patches / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _scene_mosaic(scene: str, records: list) -> tuple[np.ndarray, tuple[int, int]]:
-    from cloudseg.data import BANDS, read_band
-
-    rows, cols = grid_size((r.id.row, r.id.col) for r in records)
-    check_complete(scene, [(r.id.row, r.id.col) for r in records], rows, cols)
-    patches = (
-        (r.id.row, r.id.col, np.stack([read_band(r.files[b]) for b in BANDS])) for r in records
-    )
-    return stitch(patches, rows, cols), (rows * PATCH, cols * PATCH)
-
-
 def predict_with_model(
     model,
     train_cfg: TrainConfig,
@@ -83,9 +89,11 @@ def predict_with_model(
     threshold: float | None = None,
     scenes: list[str] | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> PredictResult:
     """`predict_scenes` for a model already in memory (any module: (B,4,H,W) → (B,1,H,W) logits).
-    The binary mask is `probability > threshold` (default `train_cfg.threshold`)."""
+    The binary mask is `probability > threshold` (default `train_cfg.threshold`); `workers`
+    threads read patches (default `default_workers()`); the output does not depend on it."""
     from cloudseg.data import find_layout, index_dataset
 
     check_overlap(overlap)
@@ -102,55 +110,95 @@ def predict_with_model(
     if not by_scene:
         raise ConfigError(f"{data_root}: no {split} patches found")
     gts = find_layout(data_root).scene_gts
+    jobs = [_job(scene, by_scene[scene], overlap) for scene in sorted(by_scene)]
     predictor = WindowPredictor(model, train_cfg, device, tta, batch_size)
-    bar = _progress(progress, sum(len(v) for v in by_scene.values()))
-    start, written = time.perf_counter(), []
+    bar = _progress(progress, sum(len(j.records) for j in jobs))
+    start = time.perf_counter()
     try:
-        for scene in sorted(by_scene):
-            written.append(
-                _predict_scene(
-                    scene,
-                    by_scene[scene],
-                    gts.get(scene),
-                    predictor,
-                    out_dir,
-                    overlap,
-                    batch_size,
-                    cut,
-                )
-            )
-            bar(len(by_scene[scene]), scene)
+        written = _run(
+            jobs,
+            predictor,
+            batch_size,
+            workers or default_workers(),
+            bar,
+            lambda job, canvas: _finish(job, canvas, gts.get(job.scene), out_dir, cut),
+        )
     finally:
         bar(0, None)
     seconds = time.perf_counter() - start
-    n = sum(len(v) for v in by_scene.values())
-    return PredictResult(
-        tuple(written), n, predictor.evaluated, seconds, predictor.setup.describe()
-    )
+    n = sum(len(j.records) for j in jobs)
+    return PredictResult(written, n, predictor.evaluated, seconds, predictor.setup.describe())
 
 
-def _predict_scene(
-    scene: str,
-    records: list,
-    gt: Path | None,
+def default_workers() -> int:
+    """Patch-reading threads: decoding is the bottleneck, but beyond ~8 the disk and the
+    threads' share of the CPU (the model wants some too) stop paying."""
+    return min(8, os.cpu_count() or 1)
+
+
+def _job(scene: str, records: list, overlap: int) -> SceneJob:
+    rows, cols = grid_size((r.id.row, r.id.col) for r in records)
+    check_complete(scene, [(r.id.row, r.id.col) for r in records], rows, cols)
+    spots = window_spots((rows * PATCH, cols * PATCH), PATCH, overlap)
+    return SceneJob(scene, records, rows, cols, spots, overlap=overlap)
+
+
+def _run(
+    jobs: list[SceneJob],
     predictor: WindowPredictor,
-    out_dir: Path,
-    overlap: int,
     batch_size: int,
-    cut: float,
+    workers: int,
+    bar: Callable[[int, str | None], None],
+    finish: Callable[[SceneJob, BlendCanvas], ScenePrediction],
+) -> tuple[ScenePrediction, ...]:
+    """Three stages overlap: reader threads fill batches ahead; the device runs batch i while
+    the CPU adds batch i-1 into its scene's canvas; a finished scene is cropped, encoded and
+    written in the background while the next scene is predicted. Batches and the order in which
+    windows are blended are exactly those of `predict_mosaic`, so the output is identical."""
+    canvases: dict[str, BlendCanvas] = {}
+    added: dict[str, int] = {}
+    futures = []
+    writer = Background("cloudseg-write")
+
+    def collect(job: SceneJob, spots: list, pending: Pending) -> None:
+        canvas = canvases.setdefault(job.scene, BlendCanvas(job.padded, job.window, job.overlap))
+        for (y, x), p in zip(spots, pending.result(), strict=True):
+            canvas.add(y, x, p)
+        added[job.scene] = added.get(job.scene, 0) + len(spots)
+        if added[job.scene] == len(job.spots):  # its last batch: nodata is complete too
+            futures.append(writer.submit(finish, job, canvases.pop(job.scene)))
+            bar(len(job.records), job.scene)
+
+    batches = prefetch_batches(jobs, batch_size, predictor.host_batch, workers)
+    with writer, closing(batches):
+        queued = None
+        for job, spots, batch in batches:
+            launched = (job, spots, predictor.start(batch))
+            if queued is not None:
+                collect(*queued)
+            queued = launched
+        if queued is not None:
+            collect(*queued)
+    predictor.setup.synchronize()
+    return tuple(f.result() for f in futures)
+
+
+def _finish(
+    job: SceneJob, canvas: BlendCanvas, gt: Path | None, out_dir: Path, cut: float
 ) -> ScenePrediction:
-    mosaic, padded = _scene_mosaic(scene, records)
-    prob = predict_mosaic(predictor, mosaic, overlap, PATCH, batch_size)
-    shape = _shape_of(gt) if gt is not None else padded
+    """Blend, blank no-data, crop to the scene size, write probability and mask GeoTIFFs."""
+    prob = canvas.result()
+    prob[job.nodata] = 0.0
+    shape = _shape_of(gt) if gt is not None else job.padded
     prob = crop(prob, shape)  # to the gt size; a gt larger than the grid is an error
-    ref = _georef(gt, records[0])
+    ref = _georef(gt, job.records[0])
     mask = np.where(prob > cut, 255, 0).astype(np.uint8)
     return ScenePrediction(
-        scene,
+        job.scene,
         shape,
-        len(records),
-        write_uint8(out_dir / f"{scene}{PROB_SUFFIX}", to_uint8_probability(prob), ref),
-        write_uint8(out_dir / f"{scene}{MASK_SUFFIX}", mask, ref),
+        len(job.records),
+        write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", to_uint8_probability(prob), ref),
+        write_uint8(out_dir / f"{job.scene}{MASK_SUFFIX}", mask, ref),
         ref.present,
     )
 
@@ -167,6 +215,7 @@ def predict_scenes(
     device: str = "auto",
     threshold: float | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> PredictResult:
     """Predict every scene of `split` under `data_root` with the bundle's model and write
     `<scene>_prob.tif` / `<scene>_mask.tif` into `out_dir` (see the module docstring)."""
@@ -185,6 +234,7 @@ def predict_scenes(
         device=device,
         threshold=threshold,
         progress=progress,
+        workers=workers,
     )
 
 

@@ -98,6 +98,15 @@ def window_offsets(length: int, window: int = PATCH, overlap: int = 0) -> list[i
     return offsets
 
 
+def window_spots(
+    shape: tuple[int, int], window: int = PATCH, overlap: int = 0
+) -> list[tuple[int, int]]:
+    """Top-left (y, x) of every window over an (H, W) extent, row-major."""
+    h, w = shape
+    xs = window_offsets(w, window, overlap)
+    return [(y, x) for y in window_offsets(h, window, overlap) for x in xs]
+
+
 def blend_weights(window: int = PATCH, overlap: int = 0) -> np.ndarray:
     """(window, window) float32 weights: 1 inside, a linear ramp over `overlap` pixels to
     0.5/overlap at the border (never 0, so a pixel seen by one window keeps its value)."""

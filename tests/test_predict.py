@@ -181,3 +181,81 @@ def test_scene_meter_equals_stitch_then_count():
         assert meter.per_scene[name] == confusion_counts(p, t)
     ious = [meter.per_scene[s].iou for s in "ab"]
     assert meter.iou == pytest.approx(sum(ious) / 2)
+
+
+def _read_tifs(folder) -> dict[str, np.ndarray]:
+    out = {}
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as src:
+            out[path.name] = src.read(1)
+    return out
+
+
+def test_parallel_reading_is_bit_identical_to_one_reader_and_to_predict_mosaic(
+    synthetic_root, tmp_path
+):
+    """Readers fill batches in any order and the model runs ahead of the blending, yet the
+    files equal those of one reader thread and of the in-memory `predict_mosaic` path."""
+    from cloudseg.data import read_band
+    from cloudseg.geotiff import to_uint8_probability
+    from cloudseg.stitch import crop
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(4, 1, 5, padding=2)  # random weights: graded, position-dependent
+    cfg = TrainConfig(device="cpu")
+    kw = {"device": "cpu", "batch_size": 3, "overlap": 64}  # 9 windows/scene, across patches
+    many = predict_with_model(model, cfg, synthetic_root, tmp_path / "w4", workers=4, **kw)
+    one = predict_with_model(model, cfg, synthetic_root, tmp_path / "w1", workers=1, **kw)
+    a, b = _read_tifs(tmp_path / "w4"), _read_tifs(tmp_path / "w1")
+    assert len(a) == 4 and a.keys() == b.keys() and many.windows == one.windows == 18
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    by_scene: dict[str, list] = {}
+    for rec in index_dataset(synthetic_root, split="test"):
+        by_scene.setdefault(rec.id.scene, []).append(rec)
+    predictor = WindowPredictor(model, cfg, device="cpu", batch_size=3)
+    for scene, records in by_scene.items():
+        bands = [
+            (r.id.row, r.id.col, np.stack([read_band(r.files[band]) for band in BANDS]))
+            for r in records
+        ]
+        prob = predict_mosaic(predictor, stitch(bands, 2, 2), overlap=64, batch_size=3)
+        expected = to_uint8_probability(crop(prob, (600, 700)))
+        np.testing.assert_array_equal(a[f"{scene}_prob.tif"], expected)
+
+
+def test_background_read_and_write_errors_name_the_file(synthetic_root, tmp_path):
+    """A band that fails to decode in a reader thread, and a GeoTIFF that cannot be written in
+    the writer thread, surface in the caller as the library's errors naming the file."""
+    from cloudseg.errors import CloudsegError, LayoutError
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root / "38-Cloud_test", root / "38-Cloud_test")
+    records = index_dataset(root, split="test")
+    bad = records[-1].files["nir"]  # the last band: indexing reads only the first bands
+    with rasterio.open(bad) as src:
+        data, profile = src.read(1), src.profile
+    profile.update(compress="deflate", tiled=False, blockysize=16)
+    with rasterio.open(bad, "w", **profile) as dst:
+        dst.write(data, 1)
+    with rasterio.open(bad) as src:  # garble the first strip's deflate stream, keep its size
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(src.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    raw = bytearray(bad.read_bytes())
+    raw[offset + 2 : offset + size - 2] = bytes(range(256)) * ((size - 4) // 256) + bytes(
+        (size - 4) % 256
+    )
+    bad.write_bytes(bytes(raw))
+    cfg = TrainConfig(device="cpu")
+    with pytest.raises(LayoutError, match=bad.name):
+        predict_with_model(BoxFilter(), cfg, root, tmp_path / "out", device="cpu", workers=2)
+
+    first = sorted(find_layout(synthetic_root).scene_gts)[0]
+    out = tmp_path / "blocked"  # the first scene's mask path is a folder: fails mid-run
+    (out / f"{first}_mask.tif.tmp").mkdir(parents=True)
+    with pytest.raises(CloudsegError, match=f"{first}_mask.tif"):
+        predict_with_model(BoxFilter(), cfg, synthetic_root, out, device="cpu", workers=2)
+    out_file = tmp_path / "not-a-folder"
+    out_file.write_text("")
+    with pytest.raises(CloudsegError, match="not-a-folder"):
+        predict_with_model(BoxFilter(), cfg, synthetic_root, out_file, device="cpu")
