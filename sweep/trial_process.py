@@ -17,9 +17,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,20 @@ def _context():
         _CONTEXT = mp.get_context("forkserver")
         _CONTEXT.set_forkserver_preload(PRELOAD)
     return _CONTEXT
+
+
+@contextlib.contextmanager
+def _without_main():
+    """Start children without re-running the parent's `__main__` in them: multiprocessing
+    would re-import the main script in every trial (the `sweep` console script, pytest, or a
+    user's unguarded script, which would recurse). The child's target lives in this module."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -149,7 +165,8 @@ def run_isolated(
         env.setdefault(THREADS_ENV, str(threads))
     args = (there, config, str(out_dir), os.getpid(), env, artifacts)
     proc = ctx.Process(target=_child, args=args, daemon=True)
-    proc.start()
+    with _without_main():
+        proc.start()
     there.close()
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
