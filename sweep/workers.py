@@ -3,8 +3,9 @@
 Everything a worker needs is in the storage (the study's user attrs: spec, target, data root,
 artifact dir, measured pos_weight), so the same `work()` serves `sweep run` (in-process for one
 worker, subprocesses for `--workers K`) and a worker joining from another machine. Optuna is the
-scheduler: `study.optimize` with heartbeats (stale trials are retried with the same params) and
-`MaxTrialsCallback` counting COMPLETE + PRUNED trials across all workers.
+scheduler: `study.optimize` with heartbeats (stale trials are retried with the same params),
+wrapped by `sweep.target.run_to_target` for an exact study-wide target of COMPLETE + PRUNED
+trials across all workers.
 
 Run as a process: `python -m sweep.workers --study NAME --storage URL [--data DIR] ...`.
 """
@@ -65,7 +66,8 @@ def work(
     from sweep.hooks import build_hooks
     from sweep.objective import Objective
     from sweep.spec import parse_spec
-    from sweep.storage import open_storage
+    from sweep.storage import open_storage, redact
+    from sweep.target import run_to_target
     from sweep.trial_process import TrialFailure
 
     attrs = load_study_attrs(study_name, storage_url)
@@ -93,13 +95,12 @@ def work(
         artifact_store(artifact_dir or attrs["artifact_dir"]),
         {"measured_pos_weight": float(attrs.get("measured_pos_weight") or 1.0)},
     )
-    callbacks = [
-        optuna.study.MaxTrialsCallback(target, states=finished_states()),
-        *build_hooks(study, hooks),
-    ]
-    study.optimize(
-        objective, timeout=timeout, catch=(TrialFailure,), callbacks=callbacks,
-        gc_after_trial=False,
+    # Exact study-wide target across workers and machines, and storage-outage tolerance
+    # (sweep.target); Optuna's optimize loop with heartbeats runs underneath.
+    run_to_target(
+        study, objective, target, poll_s=min(5.0, float(ex.heartbeat_interval)),
+        shown_storage=redact(storage_url), timeout=timeout, catch=(TrialFailure,),
+        callbacks=build_hooks(study, hooks), log=lambda line: print(line, file=sys.stderr),
     )
 
 

@@ -95,7 +95,7 @@ def test_rerun_continues_to_the_new_target_with_two_workers(finished, tmp_path):
     )
     study = optuna.load_study(study_name="tiny", storage=url)
     finished_now = study.get_trials(states=FINISHED)
-    assert TARGET + 2 <= len(finished_now) <= TARGET + 3  # two racing workers may add one more
+    assert len(finished_now) == TARGET + 2  # exact, even with two racing workers
     assert summary.complete + summary.pruned == len(finished_now)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     again = run_study(finished["spec"], TARGET, storage=url, data=finished["data"], progress=False)
