@@ -1,10 +1,11 @@
 """Finished trials per hour with 1 worker against K workers (default 4) on the demo study, both
 measured in the same run, each on a fresh SQLite storage over the same synthetic data.
 
-Each configuration runs as its own `sweep run --workers K` process (the engine users run), with
-the machine's cores split between the workers (OMP_NUM_THREADS = cores // K, at least 1). Two
-rates are printed: over the whole command (start-up included) and over the trials themselves
-(first trial start to last trial end, from the storage's timestamps).
+Each configuration runs as its own `sweep run --workers K` process (the engine users run).
+Trials use the spec's `execution.trial_threads` torch threads (demo: 1); OMP_NUM_THREADS is set
+to cores // K (at least 1) for everything else. Two rates are printed: over the whole command
+(start-up included) and over the trials themselves (first trial start to last trial end, from
+the storage's timestamps). Finished = complete + pruned, including any beyond the target.
 
 On a CPU box the ratio is bounded by the core count: 4 workers on 2 cores can at best double the
 rate, and less once they contend for memory bandwidth. On a GPU box give each worker a GPU
