@@ -14,10 +14,15 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
+from cloudseg.errors import CacheError, DivergedError, LayoutError, OutOfMemoryError
+from sweep.cli import app
+from sweep.objective import Objective
 from sweep.runner import create_study, prepare, run_study
 from sweep.spec import parse_spec
 from sweep.storage import open_storage
+from sweep.trial_process import TrialFailure, classify, run_isolated
 from tests.sweep_helpers import start_worker, tiny_spec_dict, trial_threads
 
 
@@ -86,6 +91,8 @@ def test_ctrl_c_marks_the_trial_interrupted_and_a_rerun_resumes(tmp_path, synthe
     url = started(spec, tmp_path, synthetic_root, target=1)
     worker = start_worker("interrupted", url, synthetic_root, tmp_path)
     trial = wait_for_running_trial(url, "interrupted", worker)
+    status = CliRunner().invoke(app, ["status", "--storage", url])
+    assert f"trial {trial.number}: epoch " in status.output and "s ago" in status.output
     worker.send_signal(signal.SIGINT)
     assert worker.wait(timeout=60) == 130
 
@@ -124,3 +131,35 @@ def test_four_processes_on_one_sqlite_file_never_see_a_locked_database(tmp_path)
     assert not any("locked" in e for e in errors)
     study = optuna.load_study(study_name="hammer", storage=url)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 60
+
+
+def test_failure_classes():
+    assert classify(OutOfMemoryError(32, "CUDA out of memory")) == "oom"
+    assert classify(DivergedError(2, 5, float("nan"))) == "diverged"
+    assert classify(LayoutError("/data", ["missing train_red"])) == "data"
+    assert classify(CacheError("stale cache")) == "data"
+    assert classify(RuntimeError("shape mismatch")) == "bug"
+
+
+def test_oom_completes_with_the_worst_value_so_the_sampler_avoids_it(synthetic_root):
+    spec = slow_spec("oom")
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    value = Objective(spec, synthetic_root, None, {})._failed(
+        trial, TrialFailure("oom", "out of memory at batch size 32")
+    )
+    study.tell(trial, value)
+    frozen = study.trials[0]
+    assert frozen.state == TrialState.COMPLETE and frozen.value == 0.0
+    assert frozen.user_attrs["failure"] == "oom"
+    with pytest.raises(TrialFailure):  # any other class fails the trial (the study goes on)
+        Objective(spec, synthetic_root, None, {})._failed(study.ask(), TrialFailure("bug", "x"))
+
+
+def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
+    from sweep.objective import trial_config
+
+    config = trial_config(slow_spec("slow"), {"optim.lr": 0.003}, synthetic_root, 0)
+    with pytest.raises(TrialFailure) as failure:
+        run_isolated(config.to_dict(), tmp_path, lambda *_: False, timeout=0.2)
+    assert failure.value.kind == "timeout"
