@@ -96,7 +96,8 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     from cloudseg.normalise import normalise
 
     model, cfg = load_bundle(bundle_dir)
-    cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir)
+    cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
+                       include_additional=cfg.data.include_additional)
     picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n)
     ds = PatchDataset(cache, picks, crop=cfg.data.crop, augment=False, random_crop=False)
     images = torch.stack([ds[i][0] for i in range(len(ds))])

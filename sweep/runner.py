@@ -68,7 +68,7 @@ def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
     from sweep.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data
-    cache = open_cache(root, cache_dir=cfg.cache_dir)
+    cache = open_cache(root, cache_dir=cfg.cache_dir, include_additional=cfg.include_additional)
     split = split_by_scene(cache.records, cfg.val_fraction, cfg.split_seed)
     ratio = float(compute_stats(cache, split.train).pos_weight)
     return ratio if ratio > 0 and ratio != float("inf") else 1.0
@@ -81,8 +81,11 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
     check_storage_url(storage)
     root = resolve_data_root(spec, data)
     from cloudseg.data import open_cache
+    from sweep.objective import trial_config
 
-    open_cache(root, cache_dir=spec.fixed.get("data", {}).get("cache_dir"), progress=True)
+    cfg = trial_config(spec, {}, root, 0).data  # packed once here, not by the first trials
+    open_cache(root, cache_dir=cfg.cache_dir, progress=True,
+               include_additional=cfg.include_additional)
     return root
 
 
