@@ -43,9 +43,9 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
     best = snap["best"]
     best_text = f"{best.value:.4f} (trial {best.number})" if best else "—"
     head = Text.assemble(
-        (f"{name}  ", "bold"),
-        f"finished {finished}/{target}  ·  pruned {snap['pruned']}  ·  failed {snap['failed']} ",
-        f"({fails})  ·  best {best_text}",
+        (f"{name} ", "bold"),
+        f"{finished}/{target} finished · {snap['pruned']} pruned · {snap['failed']} failed ",
+        f"({fails}) · best {best_text}",
     )
     if not snap["running"]:
         return Group(head)
@@ -56,9 +56,14 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
         steps = t.intermediate_values
         epoch = max(steps) if steps else 0
         iou = f"{steps[epoch]:.4f}" if steps else "—"
-        params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items())
+        params = ", ".join(f"{_label(k)}={_short(v)}" for k, v in t.params.items())
         table.add_row(str(t.number), f"{epoch}/{epochs}", iou, params)
     return Group(head, table)
+
+
+def _label(path: str) -> str:
+    section, _, field = path.partition(".")
+    return section if field == "name" else field
 
 
 def _short(value: Any) -> str:
