@@ -8,7 +8,11 @@
    `pruner: none`: epochs trained and best validation IoU. Targets: pruning saves >= 40% of
    the epochs, and the best IoU stays within 0.01.
 
-    python bench/sweep_overhead.py [--trials 20] [--study demo]
+    python bench/sweep_overhead.py [--trials 20] [--study demo] [--crop 192]
+
+The overhead is mostly fixed (process start, the forkserver's torch import, per-trial fork,
+data preparation and the overlay/curve PNGs), so its ratio falls as trials get longer:
+`--crop 192` makes every step about four times longer.
 """
 
 from __future__ import annotations
@@ -56,8 +60,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--study", default="demo")
+    p.add_argument("--crop", type=int, help="override the budget's crop: longer trials")
     args = p.parse_args()
     spec = yaml.safe_load(find_spec_file(args.study).read_text())
+    if args.crop:
+        spec["budget"] = {**spec["budget"], "crop": args.crop}
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
         root = Path(tmp)
         os.environ.setdefault("CLOUDSEG_CACHE_DIR", str(root / "cache"))
@@ -75,7 +82,9 @@ def main() -> None:
             results[label] = {"wall": wall, **measure(folder, spec["name"])}
     a, b = results["pruned"], results["unpruned"]
     cpu = os.cpu_count()
-    print(f"study {args.study}, {args.trials} trials, {cpu} CPU cores, torch threads default")
+    threads = spec.get("execution", {}).get("trial_threads") or "torch default"
+    print(f"study {args.study}, {args.trials} trials, crop {spec['budget']['crop']}, {cpu} CPU "
+          f"cores, torch threads per trial: {threads}")
     for label, r in results.items():
         print(f"  {label:9s} wall {r['wall']:7.1f} s  sum of fit {r['fit']:7.1f} s  "
               f"epochs {r['epochs']:4d}  pruned {r['pruned']:3d}  best IoU {r['best']:.4f}")
