@@ -55,15 +55,38 @@ def build_hooks(
     ]
 
 
-def _guarded(name: str, hook: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-    warned = []
+class _Guarded:
+    """A hook that never raises into the study; `close()` is forwarded when the hook has one."""
 
-    def call(study, trial) -> None:
+    def __init__(self, name: str, hook: Callable[[Any, Any], None]):
+        self.name, self.hook, self.warned = name, hook, False
+
+    def _warn(self, err: Exception) -> None:
+        if not self.warned:
+            _log.warning("post-trial hook %s failed (%s); the sweep goes on", self.name, err)
+            self.warned = True
+
+    def __call__(self, study, trial) -> None:
         try:
-            hook(study, trial)
+            self.hook(study, trial)
         except Exception as err:  # noqa: BLE001 - a hook must never stop a sweep
-            if not warned:
-                _log.warning("post-trial hook %s failed (%s); the sweep goes on", name, err)
-                warned.append(True)
+            self._warn(err)
 
-    return call
+    def close(self) -> None:
+        close = getattr(self.hook, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as err:  # noqa: BLE001
+                self._warn(err)
+
+
+def _guarded(name: str, hook: Callable[[Any, Any], None]) -> _Guarded:
+    return _Guarded(name, hook)
+
+
+def close_hooks(hooks: list) -> None:
+    """Let each hook finish its pending work (e.g. the mirror's uploads) when a worker ends."""
+    for hook in hooks:
+        if hasattr(hook, "close"):
+            hook.close()

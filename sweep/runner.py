@@ -9,9 +9,12 @@ marked FAILED "interrupted"), as subprocesses for several.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +152,16 @@ def _wait(procs) -> None:
     try:
         for p in procs:
             p.wait()
-    except KeyboardInterrupt:  # the workers got SIGINT too and are closing their trials
+    except KeyboardInterrupt:
+        # From a terminal the workers got SIGINT too and are closing their trials; a SIGINT
+        # sent to this process alone is passed on to the workers still running after 3 s.
+        deadline = time.monotonic() + 3
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
         for p in procs:
             try:
                 p.wait(timeout=30)

@@ -63,7 +63,7 @@ def work(
     import optuna
 
     from sweep.artifacts import artifact_store
-    from sweep.hooks import build_hooks
+    from sweep.hooks import build_hooks, close_hooks
     from sweep.objective import Objective
     from sweep.spec import parse_spec
     from sweep.storage import open_storage, redact
@@ -97,11 +97,15 @@ def work(
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.target); Optuna's optimize loop with heartbeats runs underneath.
-    run_to_target(
-        study, objective, target, poll_s=min(5.0, float(ex.heartbeat_interval)),
-        shown_storage=redact(storage_url), timeout=timeout, catch=(TrialFailure,),
-        callbacks=build_hooks(study, hooks), log=lambda line: print(line, file=sys.stderr),
-    )
+    post_trial = build_hooks(study, hooks)
+    try:
+        run_to_target(
+            study, objective, target, poll_s=min(5.0, float(ex.heartbeat_interval)),
+            shown_storage=redact(storage_url), timeout=timeout, catch=(TrialFailure,),
+            callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
+        )
+    finally:
+        close_hooks(post_trial)
 
 
 def visible_gpus() -> list[str]:

@@ -5,11 +5,13 @@ new target (with two worker processes), and the export reproduces the trial's me
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.hooks import HOOKS
 from sweep.runner import run_study
 from sweep.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
@@ -30,10 +32,47 @@ def finished(synthetic_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{folder / 'sweeps.db'}"
     spec = parse_spec(tiny_spec_dict(), "tiny.yaml")
-    summary = run_study(spec, TARGET, storage=url, data=synthetic_root, progress=False)
+    hooks = {"tests-record": {"path": str(folder / "hook.log")}, "tests-raise": {}}
+    summary = run_study(spec, TARGET, storage=url, data=synthetic_root, progress=False,
+                        hooks=hooks)
     study = optuna.load_study(study_name="tiny", storage=url)
     return {"folder": folder, "url": url, "spec": spec, "summary": summary, "study": study,
-            "data": synthetic_root}
+            "data": synthetic_root, "hook_log": folder / "hook.log"}
+
+
+class _Recorder:
+    """A post-trial hook as the W&B mirror is one: called after each trial, closed at the end."""
+
+    def __init__(self, study, options):
+        self.path = Path(options["path"])
+
+    def __call__(self, study, trial) -> None:
+        with self.path.open("a") as fh:
+            fh.write(f"{trial.number} {trial.state.name}\n")
+
+    def close(self) -> None:
+        with self.path.open("a") as fh:
+            fh.write("closed\n")
+
+
+def _raising(study, options):
+    def hook(study, trial):
+        raise RuntimeError("W&B is down")
+
+    return hook
+
+
+for _name, _factory in (("tests-record", _Recorder), ("tests-raise", _raising)):
+    if _name not in HOOKS:
+        HOOKS.add(_name, _factory)
+
+
+def test_post_trial_hooks_see_every_trial_and_a_raising_hook_is_harmless(finished):
+    lines = finished["hook_log"].read_text().splitlines()
+    assert lines[-1] == "closed"
+    seen = [line.split() for line in lines[:-1]]
+    assert [int(n) for n, _ in seen] == [t.number for t in finished["study"].trials]
+    assert {state for _, state in seen} >= {"COMPLETE", "PRUNED", "FAIL"}
 
 
 def test_study_reaches_the_target_of_finished_trials(finished):
