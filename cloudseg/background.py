@@ -1,14 +1,16 @@
-"""One background thread that runs the next piece of slow output work (deflate-compressing and
-writing a scene's GeoTIFFs) while the caller goes on with the next scene.
+"""Background threads for the slow output work (encoding, deflate-compressing and writing a
+scene's GeoTIFFs) while the caller goes on with the next scene.
 
-At most one task is in flight: `submit` first waits for the previous one, so memory stays bounded
-(one finished scene waiting to be written), and a task's error surfaces in the caller's thread,
-unchanged, at the next `submit`, `wait` or on leaving the `with` block. Tasks raise the library's
-own errors (CloudsegError naming the file), so what the caller sees is what a serial loop raises.
+At most `threads` tasks are in flight: `submit` first waits for the oldest when that many are
+running, so memory stays bounded (that many finished scenes waiting to be written), and a task's
+error surfaces in the caller's thread, unchanged, at a later `submit`, at `wait` or on leaving
+the `with` block. Tasks raise the library's own errors (CloudsegError naming the file), so what
+the caller sees is what a serial loop raises.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -17,21 +19,23 @@ R = TypeVar("R")
 
 
 class Background:
-    def __init__(self, name: str = "cloudseg-write"):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._last: Future | None = None
+    def __init__(self, name: str = "cloudseg-write", threads: int = 1):
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=name)
+        self._running: deque[Future] = deque()
 
     def submit(self, fn: Callable[..., R], *args) -> Future:
-        """Run `fn(*args)` in the background once the previous task has finished."""
-        self.wait()
-        self._last = self._pool.submit(fn, *args)
-        return self._last
+        """Run `fn(*args)` in the background once fewer than `threads` tasks are in flight."""
+        while len(self._running) >= self.threads:
+            self._running.popleft().result()  # re-raises the oldest task's error here
+        future = self._pool.submit(fn, *args)
+        self._running.append(future)
+        return future
 
     def wait(self) -> None:
-        """Block until the last task is done; re-raise its error here."""
-        last, self._last = self._last, None
-        if last is not None:
-            last.result()
+        """Block until every task is done; re-raise the first error here."""
+        while self._running:
+            self._running.popleft().result()
 
     def __enter__(self) -> Background:
         return self
@@ -40,6 +44,6 @@ class Background:
         try:
             if exc_type is None:
                 self.wait()  # a failed last write is the caller's error
-            # else: the caller's exception wins; the write still finishes before we return
+            # else: the caller's exception wins; running writes still end before we return
         finally:
             self._pool.shutdown(wait=True)

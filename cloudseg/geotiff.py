@@ -55,8 +55,11 @@ def scene_georef_from_patch(path: str | Path, row: int, col: int, patch: int) ->
     )
 
 
-def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) -> Path:
-    """One-band uint8 GeoTIFF, deflate + horizontal predictor, 256×256 tiles. Written to a
+def write_uint8(
+    path: str | Path, array: np.ndarray, georef: Georef = Georef(), threads: int = 1
+) -> Path:
+    """One-band uint8 GeoTIFF, deflate + horizontal predictor, 256×256 tiles; `threads` > 1
+    lets GDAL compress tiles in parallel (same pixels, same tiles). Written to a
     temporary name and renamed; a failure is a CloudsegError naming `path` (also when this runs
     in a background thread) and leaves no partial file."""
     import rasterio
@@ -78,6 +81,8 @@ def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) 
         "blockxsize": BLOCK,
         "blockysize": BLOCK,
     }
+    if threads > 1:
+        profile["num_threads"] = str(threads)
     if georef.present:
         profile.update(crs=georef.crs, transform=georef.transform)
     tmp = path.with_name(path.name + ".tmp")
@@ -95,5 +100,13 @@ def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) 
 
 
 def to_uint8_probability(prob: np.ndarray) -> np.ndarray:
-    """[0, 1] float → 0..255 uint8, rounded."""
-    return np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)
+    """[0, 1] float → 0..255 uint8, rounded (one float temporary, not three)."""
+    scaled = np.multiply(prob, 255.0, dtype=np.float32 if prob.dtype == np.float32 else None)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def to_uint8_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """255 where `prob > threshold`, else 0, as uint8 (no int64 temporary)."""
+    return np.multiply(prob > threshold, 255, dtype=np.uint8)

@@ -10,7 +10,8 @@ Reading (PackBits TIFFs, `workers` threads, `cloudseg.scene_reader`), the model 
 device while batch i-1 is blended) and writing (one background thread, `cloudseg.background`)
 overlap, so the device is not left waiting on one CPU thread. Memory: for a 7,700² Landsat scene
 about 0.5 GB of bands and 0.5 GB of float accumulators; at most two scenes' bands (look-ahead
-across a scene boundary) and two scenes' accumulators (one being written) exist at once.
+across a scene boundary) and three scenes' accumulators (one being predicted, two being encoded
+and written) exist at once.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cloudseg.background import Background
 from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
@@ -34,6 +33,7 @@ from cloudseg.geotiff import (
     open_raster,
     read_georef,
     scene_georef_from_patch,
+    to_uint8_mask,
     to_uint8_probability,
     write_uint8,
 )
@@ -114,14 +114,15 @@ def predict_with_model(
     predictor = WindowPredictor(model, train_cfg, device, tta, batch_size)
     bar = _progress(progress, sum(len(j.records) for j in jobs))
     start = time.perf_counter()
+    workers = workers or default_workers()
     try:
         written = _run(
             jobs,
             predictor,
             batch_size,
-            workers or default_workers(),
+            workers,
             bar,
-            lambda job, canvas: _finish(job, canvas, gts.get(job.scene), out_dir, cut),
+            lambda job, canvas: _finish(job, canvas, gts.get(job.scene), out_dir, cut, workers),
         )
     finally:
         bar(0, None)
@@ -158,7 +159,7 @@ def _run(
     canvases: dict[str, BlendCanvas] = {}
     added: dict[str, int] = {}
     futures = []
-    writer = Background("cloudseg-write")
+    writer = Background("cloudseg-write", threads=2)  # scenes written side by side
 
     def collect(job: SceneJob, spots: list, pending: Pending) -> None:
         canvas = canvases.setdefault(job.scene, BlendCanvas(job.padded, job.window, job.overlap))
@@ -184,21 +185,23 @@ def _run(
 
 
 def _finish(
-    job: SceneJob, canvas: BlendCanvas, gt: Path | None, out_dir: Path, cut: float
+    job: SceneJob, canvas: BlendCanvas, gt: Path | None, out_dir: Path, cut: float, threads: int
 ) -> ScenePrediction:
-    """Blend, blank no-data, crop to the scene size, write probability and mask GeoTIFFs."""
+    """Blend, blank no-data, crop to the scene size, write probability and mask GeoTIFFs
+    (`threads` compression threads each)."""
     prob = canvas.result()
     prob[job.nodata] = 0.0
+    job.nodata = None  # jobs live until the end of the run; their masks need not
     shape = _shape_of(gt) if gt is not None else job.padded
     prob = crop(prob, shape)  # to the gt size; a gt larger than the grid is an error
     ref = _georef(gt, job.records[0])
-    mask = np.where(prob > cut, 255, 0).astype(np.uint8)
+    mask, prob = to_uint8_mask(prob, cut), to_uint8_probability(prob)
     return ScenePrediction(
         job.scene,
         shape,
         len(job.records),
-        write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", to_uint8_probability(prob), ref),
-        write_uint8(out_dir / f"{job.scene}{MASK_SUFFIX}", mask, ref),
+        write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", prob, ref, threads),
+        write_uint8(out_dir / f"{job.scene}{MASK_SUFFIX}", mask, ref, threads),
         ref.present,
     )
 
