@@ -49,6 +49,7 @@ def measure(folder: Path, name: str) -> dict[str, float]:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     return {
         "fit": sum(t.user_attrs.get("fit_seconds", 0.0) for t in trials),
+        "trial": sum(t.duration.total_seconds() for t in study.get_trials() if t.duration),
         "epochs": sum(len(t.user_attrs.get("history", [])) for t in trials),
         "best": max((t.value for t in done), default=float("nan")),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
@@ -93,6 +94,9 @@ def main() -> None:
     gap = b["best"] - a["best"]
     print(f"overhead: wall / sum of fit = {overhead:.2f}x (target <= 1.10x); "
           f"without pruning {b['wall'] / b['fit']:.2f}x")
+    print(f"  of which inside trials (fork, data prep, images, uploads): sum of trial time / "
+          f"sum of fit = {a['trial'] / a['fit']:.2f}x; outside (start-up, sampler, storage): "
+          f"wall / sum of trial time = {a['wall'] / a['trial']:.2f}x")
     print(f"pruning saves {saved:.0%} of the epochs (target >= 40%); best IoU "
           f"{a['best']:.4f} vs {b['best']:.4f} without pruning (gap {gap:+.4f}, target <= 0.01)")
 

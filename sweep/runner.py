@@ -129,6 +129,10 @@ def run_study(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     root = prepare(spec, trials, storage, data)
+    if workers == 1:
+        from sweep.trial_process import warm_up
+
+        warm_up()
     create_study(spec, trials, storage, root)
     view = _start_view(spec, storage, trials) if progress else None
     try:

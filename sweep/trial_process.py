@@ -64,6 +64,16 @@ def _context():
     return _CONTEXT
 
 
+def warm_up() -> None:
+    """Start the forkserver now: it imports torch (seconds) while this process goes on with
+    the study's bookkeeping, instead of when the first trial starts."""
+    from multiprocessing import forkserver
+
+    _context()
+    with _without_main():
+        forkserver.ensure_running()
+
+
 @contextlib.contextmanager
 def _without_main():
     """Start children without re-running the parent's `__main__` in them: multiprocessing

@@ -68,10 +68,11 @@ def work(
     from sweep.spec import parse_spec
     from sweep.storage import open_storage, redact
     from sweep.target import run_to_target
-    from sweep.trial_process import TrialFailure
+    from sweep.trial_process import TrialFailure, warm_up
 
     attrs = load_study_attrs(study_name, storage_url)
     spec = parse_spec(attrs["spec"], f"study {study_name}")
+    warm_up()
     ex = spec.execution
     storage = open_storage(
         storage_url,
