@@ -3,9 +3,10 @@ measured in the same run, each on a fresh SQLite storage over the same synthetic
 
 Each configuration runs as its own `sweep run --workers K` process (the engine users run).
 Trials use the spec's `execution.trial_threads` torch threads (demo: 1); OMP_NUM_THREADS is set
-to cores // K (at least 1) for everything else. Two rates are printed: over the whole command
-(start-up included) and over the trials themselves (first trial start to last trial end, from
-the storage's timestamps). Finished = complete + pruned, including any beyond the target.
+to cores // K (at least 1) for everything else. Three rates are printed: over the whole command
+(start-up included), over the trials (first trial start to last trial end, storage timestamps)
+and steady state (after the first K trials ended: roughly once every worker has paid its
+start-up, importing torch into its trial forkserver). Finished = complete + pruned.
 
 On a CPU box the ratio is bounded by the core count: 4 workers on 2 cores can at best double the
 rate, and less once they contend for memory bandwidth. On a GPU box give each worker a GPU
@@ -70,13 +71,16 @@ def run_once(workers: int, trials: int, study: str, data: Path, work: Path) -> d
         if t.state in FINISHED
     ]
     first = min(t.datetime_start for t in done)
-    last = max(t.datetime_complete for t in done)
-    span = (last - first).total_seconds()
+    ends = sorted(t.datetime_complete for t in done)
+    span = (ends[-1] - first).total_seconds()
+    # Steady state: after every worker has finished its first trial (start-up paid).
+    steady = (ends[-1] - ends[workers - 1]).total_seconds()
     return {
         "finished": len(done),
         "wall_s": wall,
         "per_hour_wall": len(done) / wall * 3600,
         "per_hour_trials": len(done) / span * 3600,
+        "per_hour_steady": (len(done) - workers) / steady * 3600 if steady > 0 else 0.0,
         "mean_trial_s": sum(t.duration.total_seconds() for t in done) / len(done),
     }
 
@@ -104,18 +108,20 @@ def main() -> None:
     print(f"study {args.study}: {args.trials} trials per configuration, {os.cpu_count()} cores")
     print(
         f"{'workers':>8} {'finished':>9} {'wall s':>8} {'trials/h (wall)':>16} "
-        f"{'trials/h (trials)':>18} {'mean trial s':>13}"
+        f"{'trials/h (trials)':>18} {'trials/h (steady)':>18} {'mean trial s':>13}"
     )
     for k, r in results.items():
         print(
             f"{k:>8} {r['finished']:>9} {r['wall_s']:>8.1f} {r['per_hour_wall']:>16.0f} "
-            f"{r['per_hour_trials']:>18.0f} {r['mean_trial_s']:>13.1f}"
+            f"{r['per_hour_trials']:>18.0f} {r['per_hour_steady']:>18.0f} "
+            f"{r['mean_trial_s']:>13.1f}"
         )
     one, many = results[1], results[args.workers]
     print(
         f"ratio {args.workers} vs 1 workers: "
         f"{many['per_hour_wall'] / one['per_hour_wall']:.2f}x (wall), "
-        f"{many['per_hour_trials'] / one['per_hour_trials']:.2f}x (trials)"
+        f"{many['per_hour_trials'] / one['per_hour_trials']:.2f}x (trials), "
+        f"{many['per_hour_steady'] / max(one['per_hour_steady'], 1e-9):.2f}x (steady)"
     )
 
 
