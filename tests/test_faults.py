@@ -9,9 +9,11 @@ fast (1 s, 3 s grace) so each test takes seconds of training; most of the time i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,16 @@ def tiny_spec(folder: Path, data: Path) -> Path:
 @pytest.fixture
 def spec_file(tmp_path, synthetic_root) -> Path:
     return tiny_spec(tmp_path, synthetic_root)
+
+
+@pytest.fixture(autouse=True)
+def _scratch_tmpdir(monkeypatch):
+    """Workers killed with SIGKILL leave their trial's scratch folder behind: keep those in a
+    folder of ours (short: forkserver sockets live there too) and remove it afterwards."""
+    scratch = tempfile.mkdtemp(prefix="cs-faults-")
+    monkeypatch.setenv("TMPDIR", scratch)
+    yield
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sweep(*args: str, cwd: Path) -> subprocess.Popen:
