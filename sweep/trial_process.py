@@ -29,7 +29,7 @@ from typing import Any
 PRELOAD = [
     "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.pipeline",
     "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
-    "sweep.artifacts",
+    "sweep.artifacts", "sweep._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
 _CONTEXT: Any = None
