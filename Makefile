@@ -31,9 +31,11 @@ $(DEMO_DATA)/.complete: | $(STAMP)
 	$(BIN)/cloudseg synth $(DEMO_DATA) --train-scenes 6 --test-scenes 2 --scene-size 800 800 --seed 0
 	touch $@
 
+# The main job on the embedded default: synthetic data, SQLite (sweeps.db), CPU. Rerunning adds
+# no trials: --trials is the study-wide target.
 demo: $(STAMP) $(DEMO_DATA)/.complete
-	$(BIN)/cloudseg prepare $(DEMO_DATA)
-	$(BIN)/cloudseg stats $(DEMO_DATA)
+	$(BIN)/sweep run --study demo --trials 20 --data $(DEMO_DATA)
+	$(BIN)/sweep best --export
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,4 +45,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) data/synthetic exports sweeps.db* .pytest_cache
+	rm -rf $(VENV) data/synthetic exports artifacts sweeps.db* .pytest_cache

@@ -24,6 +24,8 @@ from typing import Any
 from cloudseg.errors import CloudsegError, ConfigError
 from sweep.trial_process import THREADS_ENV
 
+STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
+
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 
@@ -136,15 +138,16 @@ def launch(
     gpus = visible_gpus()
     procs = []
     for i in range(count):
+        # The storage URL travels in the environment, not argv: `ps` shows argv (passwords).
         cmd = [
             sys.executable, "-m", "sweep.workers", "--study", study_name,
-            "--storage", storage_url, "--data", str(data), "--worker-index", str(i),
+            "--data", str(data), "--worker-index", str(i),
         ]
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]
         if hooks:
             cmd += ["--hooks", json.dumps(hooks)]
-        env = dict(os.environ)
+        env = {**os.environ, STORAGE_ENV: storage_url}
         if len(gpus) > 1:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         if not gpus and THREADS_ENV not in env:  # CPU only: split the cores between workers
@@ -156,7 +159,8 @@ def launch(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweep.workers", description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True)
-    p.add_argument("--storage", required=True)
+    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                   help=f"Optuna RDB URL (default: ${STORAGE_ENV})")
     p.add_argument("--data")
     p.add_argument("--target", type=int)
     p.add_argument("--timeout", type=float)
@@ -164,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-index", type=int, default=0)
     p.add_argument("--artifact-dir")
     a = p.parse_args(argv)
+    if not a.storage:
+        p.error(f"--storage or ${STORAGE_ENV} is required")
     try:
         work(
             a.study, a.storage, data=a.data, target=a.target, timeout=a.timeout, hooks=a.hooks,

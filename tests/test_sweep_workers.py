@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -163,3 +164,22 @@ def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
     with pytest.raises(TrialFailure) as failure:
         run_isolated(config.to_dict(), tmp_path, lambda *_: False, timeout=0.2)
     assert failure.value.kind == "timeout"
+
+
+
+def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_path):
+    """`ps` shows argv to every user of the machine: a password in the URL must not be there."""
+    from sweep.workers import STORAGE_ENV, launch
+
+    url = f"sqlite:///{tmp_path / 'nothing-here.db'}?password=s3cret"
+    (proc,) = launch(1, "no-such-study", url, data=tmp_path, timeout=None, hooks=None)
+    try:
+        # Read what the kernel shows other users (argv) and the worker's own environment, while
+        # the worker is still importing (it exits once it finds no such study).
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "s3cret" not in cmdline
+    assert f"{STORAGE_ENV}={url}" in environ
