@@ -113,7 +113,9 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
                        include_additional=cfg.data.include_additional)
     picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n)
-    ds = PatchDataset(cache, picks, crop=cfg.data.crop, augment=False, random_crop=False)
+    # Whole patches, not the training crop: a centred crop of a scene-edge patch can be all
+    # no-data, and the models are fully convolutional.
+    ds = PatchDataset(cache, picks, crop=None, augment=False, random_crop=False)
     images = torch.stack([ds[i][0] for i in range(len(ds))])
     masks = torch.stack([ds[i][1] for i in range(len(ds))])
     with torch.no_grad():

@@ -100,7 +100,7 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
         "evaluate` for that).",
         "",
         "## Model",
-        f"`{config.model.name}` (encoder `{config.model.encoder}`), loss `{config.loss.name}`, "
+        f"`{config.model.name}`{_encoder_note(config.model)}, loss `{config.loss.name}`, "
         f"lr {config.optim.lr:.3g}, batch size {config.optim.batch_size}, "
         f"crop {config.data.crop}, normalisation `{config.train.normalisation}`.",
         "",
@@ -138,3 +138,13 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
         "",
     ]
     return "\n".join(parts)
+
+
+def _encoder_note(model_cfg) -> str:
+    """smp models name their encoder; the from-scratch U-Nets have none (but a base width)."""
+    from cloudseg.models import MODELS, PAPER_WIDTH
+
+    if MODELS.get(model_cfg.name).uses_encoder:
+        return f" (encoder `{model_cfg.encoder}`)"
+    width = PAPER_WIDTH if model_cfg.base_width is None else model_cfg.base_width
+    return f" (base width {width})"
