@@ -27,7 +27,14 @@ def _isolated_environment(tmp_path_factory):
     os.environ.update(values)
     os.environ.pop("WANDB_API_KEY", None)
     os.environ.pop("CLOUDSWEEP_DATA", None)
+    # Tiny test models gain nothing from more intra-op threads; on 2 cores, spinning threads
+    # in every process make the suite several times slower.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(before)
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

@@ -26,15 +26,6 @@ from cloudseg.train import fit, seed_everything, validate
 TINY = {"model": {"name": "vanilla-unet", "base_width": 4}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from more threads, and on a busy 2-core machine two spinning
-    intra-op threads per process make these tests several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_model(config):
     seed_everything(0)

@@ -14,14 +14,6 @@ SMALL_ENCODER = "resnet18"  # smp's own encoder, cheap at 64 px
 SMALL_WIDTH = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread start-up and contention on the 2 CI cores cost more than they save.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_config(name: str) -> ModelConfig:
     if MODELS.get(name).uses_encoder:

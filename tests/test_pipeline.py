@@ -4,7 +4,6 @@ resolved config is complete and reloadable, runs repeat exactly, errors name wha
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cloudseg.checkpoint import load_bundle
 from cloudseg.cli import main
@@ -13,16 +12,6 @@ from cloudseg.data import compute_stats, resample, split_by_scene
 from cloudseg.errors import ConfigError, DivergedError
 from cloudseg.metrics import Metrics
 from cloudseg.pipeline import run_training
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from more threads, and on a busy 2-core machine two spinning
-    intra-op threads per process make these tests several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -20,16 +20,6 @@ from cloudseg.normalise import nodata_mask, normalise
 from cloudseg.train import StepInfo, fit, make_scheduler, seed_everything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from more threads, and on a busy 2-core machine two spinning
-    intra-op threads per process make these tests several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def toy_data(n: int, seed: int, size: int = 16) -> TensorDataset:
     """uint16 4-band images where cloud is bright in every band, with a no-data margin."""
     g = torch.Generator().manual_seed(seed)
