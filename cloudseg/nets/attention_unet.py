@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cloudseg.nets.blocks import AttentionGate, DoubleConv, UpConv, stage_widths
+from cloudseg.nets.blocks import AttentionGate, DoubleConv, UpConv, encode, stage_widths
 
 
 class AttentionUNet(nn.Module):
@@ -30,10 +30,7 @@ class AttentionUNet(nn.Module):
         self.head = nn.Conv2d(w[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, stage in enumerate(self.down):
-            x = stage(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(self.down, self.pool, x)
         x = skips.pop()
         for i in reversed(range(4)):
             up = self.up[i](x)

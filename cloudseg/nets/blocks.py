@@ -84,3 +84,13 @@ class RRCNNBlock(nn.Module):
 def stage_widths(base_width: int) -> list[int]:
     """Channels of the five stages: base, 2×, 4×, 8×, 16× (64 … 1024 in the papers)."""
     return [base_width * 2**i for i in range(5)]
+
+
+def encode(stages: nn.ModuleList, pool: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The U-Net contracting path shared by the from-scratch models: stage outputs, shallowest
+    first (the last one is the bottleneck, the others are the skips)."""
+    features = []
+    for i, stage in enumerate(stages):
+        x = stage(x if i == 0 else pool(x))
+        features.append(x)
+    return features

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cloudseg.nets.blocks import DoubleConv, stage_widths
+from cloudseg.nets.blocks import DoubleConv, encode, stage_widths
 
 
 class VanillaUNet(nn.Module):
@@ -27,10 +27,7 @@ class VanillaUNet(nn.Module):
         self.head = nn.Conv2d(w[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, stage in enumerate(self.down):
-            x = stage(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(self.down, self.pool, x)
         x = skips.pop()
         for i in reversed(range(4)):
             x = self.fuse[i](torch.cat([skips.pop(), self.up[i](x)], dim=1))
