@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from sweep.mirror_media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
+
 OVERLAY_PATCHES = 4
 # prediction colours: true positive white, false positive red, false negative blue, TN black
 TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
@@ -143,6 +145,12 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    # The raw masks too, so the W&B mirror can log them with `masks=` (its mask viewer).
+    save_overlay_masks(
+        path.with_name(MASKS_FILENAME),
+        np.stack([(_false_colour(r) * 255).round().astype(np.uint8) for r in raw]),
+        pred, truth, patch=[cache.records[i].name for i in picks],
+    )
     return path
 
 
@@ -152,6 +160,7 @@ def render_trial_images(result, out_dir: Path) -> dict[str, str]:
     files = {"curve": str(learning_curve_png(history, out_dir / "learning_curve.png"))}
     if result.best_checkpoint is not None and not result.stopped_early:  # pruned: curve only
         files["overlay"] = str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png"))
+        files[MASKS_KEY] = str(out_dir / MASKS_FILENAME)  # written beside it by overlay_png
         files["checkpoint"] = str(Path(result.best_checkpoint) / "model.safetensors")
     return files
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from sweep.hooks import HOOKS
+from sweep.mirror_media import load_overlay_masks
 from sweep.runner import run_study
 from sweep.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
@@ -113,9 +115,15 @@ def test_trials_store_their_attrs_and_artifacts(finished, synthetic_root):
         assert {"tp", "fp", "fn", "tn"} <= set(attrs["metrics"])
         assert attrs["fit_seconds"] > 0 and attrs["images_per_s"] > 0
         assert attrs["peak_memory_mb"] is None  # CPU
-        assert set(attrs["artifacts"]) == {"overlay", "curve", "checkpoint"}
+        assert set(attrs["artifacts"]) == {"overlay", "overlay_masks", "curve", "checkpoint"}
         with store.open_reader(attrs["artifacts"]["overlay"]) as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        with store.open_reader(attrs["artifacts"]["overlay_masks"]) as fh:
+            patches = load_overlay_masks(fh.read())  # what the W&B mirror logs with masks=
+        assert len(patches) == 4
+        for p in patches:
+            assert p["image"].shape == (384, 384, 3) and p["prediction"].shape == (384, 384)
+            assert set(np.unique(p["ground_truth"])) <= {0, 1} and p["patch"].startswith("patch_")
         if attrs["config"]["loss"]["name"] == "weighted-bce":  # drawn around the measured ratio
             measured = study.user_attrs["measured_pos_weight"]
             assert 0.5 * measured <= attrs["config"]["loss"]["pos_weight"] <= 2.0 * measured
