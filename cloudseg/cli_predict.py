@@ -26,6 +26,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         help="sliding-window overlap in pixels, blended to remove seams (e.g. 64)",
     )
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=None,
+                   help="patch-reading threads (default: min(8, CPU count))")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--threshold",
@@ -54,6 +56,7 @@ def predict(args: argparse.Namespace) -> int:
         device=args.device,
         threshold=threshold,
         progress=True,
+        workers=args.workers,
     )
     table = Table(title=f"{len(result.scenes)} scenes → {args.out}")
     for col in ("scene", "height × width", "patches", "georeferenced"):

@@ -158,6 +158,11 @@ def test_predict_scenes_from_a_bundle_and_cli(synthetic_root, tmp_path, capsys):
         for suffix in ("_prob.tif", "_mask.tif"):
             with rasterio.open(out / f"{scene}{suffix}") as src:
                 assert src.shape == (600, 700)
+    one = tmp_path / "one-reader"
+    assert main([*argv[:4], str(one), *argv[5:], "--workers", "1"]) == 0
+    for path in out.glob("*.tif"):  # the reader count never changes the pixels
+        with rasterio.open(path) as a, rasterio.open(one / path.name) as b:
+            assert np.array_equal(a.read(), b.read())
     assert main([*argv, "--overlap", "384"]) == 2
     assert "overlap" in capsys.readouterr().err
 
