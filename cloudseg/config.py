@@ -77,6 +77,10 @@ class TrainConfig(_Frozen):
     ignore_nodata: bool = True  # leave pixels whose four bands are 0 out of the metrics
     num_workers: int = Field(0, ge=0)  # DataLoader workers
     max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU demo and tests
+    # What picks the best epoch: IoU pooled over validation patches, or the 38-Cloud figure,
+    # IoU per whole validation scene averaged over scenes (cloudseg.scene_metrics; validation
+    # then runs on every whole 384 px patch of the held-out scenes, data.max_val_patches unset).
+    val_metric: Literal["patch", "scene"] = "patch"
 
     @model_validator(mode="after")
     def _stats_complete(self) -> TrainConfig:

@@ -74,7 +74,15 @@ def run_training(
     from cloudseg.train import fit, seed_everything
 
     dcfg = config.data
+    by_scene = config.train.val_metric == "scene"
+    if by_scene and dcfg.max_val_patches is not None:
+        raise ConfigError(
+            f"data.max_val_patches: train.val_metric 'scene' scores whole validation scenes and "
+            f"a capped scene is not a scene; set it to null (got {dcfg.max_val_patches})"
+        )
     check_input_size(config.model.name, dcfg.crop or 384)  # fail before any data work
+    if by_scene:
+        check_input_size(config.model.name, 384)  # validation sees whole patches
     root = resolve_data_root(config).expanduser().absolute()
     config = _replace(config, data={"root": str(root)})
     cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress is True,
@@ -126,7 +134,9 @@ def run_training(
     train_ds = PatchDataset(
         cache, train_idx, crop=crop, augment=dcfg.augment, random_crop=True, seed=config.train.seed
     )
-    val_ds = PatchDataset(cache, val_idx, crop=crop, augment=False, random_crop=False)
+    # Scene scoring validates whole patches: their counts add up to the stitched scene's.
+    val_ds = PatchDataset(cache, val_idx, crop=None if by_scene else crop, augment=False,
+                          random_crop=False)
     # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops each epoch).
     loader_args = {
         "batch_size": config.optim.batch_size,
@@ -141,11 +151,12 @@ def run_training(
     )
     val_loader = val_ds.loader(shuffle=False, **loader_args)
 
+    records = cache.records
     result = fit(
         model, loss_fn, train_loader, val_loader, config, callbacks=callbacks,
         checkpoint_dir=out_dir, progress=None if isinstance(progress, bool) else progress,
+        val_scenes=[records[i].id.scene for i in val_idx] if by_scene else None,
     )
-    records = cache.records
     summary = {
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),

@@ -20,6 +20,18 @@ class EpochRecord:
     val: Metrics  # counts summed over the whole validation set
     seconds: float  # wall time of the epoch, training + validation
     images_per_s: float  # training throughput
+    scene_iou: float | None = None  # IoU per validation scene, averaged (train.val_metric scene)
+
+    def metrics(self) -> dict:
+        """The validation figures: pooled counts and metrics, plus "scene_iou" when measured."""
+        scene = {} if self.scene_iou is None else {"scene_iou": self.scene_iou}
+        return {**self.val.as_dict(), **scene}
+
+    def score(self, val_metric: str = "patch") -> float:
+        """What picks the best epoch (train.val_metric): pooled IoU or per-scene mean IoU."""
+        if val_metric == "scene" and self.scene_iou is not None:
+            return self.scene_iou
+        return self.val.iou
 
     def as_dict(self) -> dict:
         return {
@@ -28,7 +40,7 @@ class EpochRecord:
             "val_loss": self.val_loss,
             "seconds": self.seconds,
             "images_per_s": self.images_per_s,
-            **self.val.as_dict(),
+            **self.metrics(),
         }
 
 
@@ -36,7 +48,7 @@ class EpochRecord:
 class FitResult:
     config: RunConfig  # resolved: pos_weight "auto" and band statistics filled in
     history: tuple[EpochRecord, ...]
-    best_epoch: int  # epoch with the best validation IoU
+    best_epoch: int  # epoch with the best validation IoU (scene IoU if train.val_metric scene)
     stopped_early: bool  # a callback asked to stop
     fit_seconds: float
     peak_memory_mb: float | None  # CUDA peak allocated; None on CPU
@@ -46,7 +58,11 @@ class FitResult:
 
     @property
     def best(self) -> Metrics:
-        return self.history[self.best_epoch - 1].val
+        return self.best_record.val
+
+    @property
+    def best_record(self) -> EpochRecord:
+        return self.history[self.best_epoch - 1]
 
     @property
     def images_per_s(self) -> float:

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from cloudseg.checkpoint import save_bundle
-from cloudseg.config import OptimConfig, RunConfig, TrainConfig
+from cloudseg.config import RunConfig, TrainConfig
 from cloudseg.device import DeviceSetup, select_device
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.metrics import ConfusionMeter, Metrics
 from cloudseg.normalise import nodata_mask, normalise
 from cloudseg.results import EpochRecord, FitResult
+from cloudseg.scene_metrics import SceneMeter
+from cloudseg.schedule import make_scheduler
 
 # Reading the loss back to the host waits for the GPU; doing it every few steps (for the
 # divergence check and the progress bar) keeps the kernel queue full in between.
@@ -72,12 +74,15 @@ def fit(
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: str | Path | None = None,
     progress: ProgressHook | Any | None = None,
+    val_scenes: Sequence[str] | None = None,
 ) -> FitResult:
     """Train `model` for `config.train.epochs`, validating after each epoch.
 
     Batches are `(images uint16 (B,4,H,W), masks uint8 (B,1,H,W) {0,1})`. `progress` is a
     callable taking StepInfo, a rich Progress, or None (silent). Checkpoint bundles go to
     `checkpoint_dir/best` (best validation IoU) and `checkpoint_dir/last`.
+    `val_scenes[i]`, the scene of the val loader's i-th item, adds the per-scene mean IoU to
+    each EpochRecord; it picks the best epoch when `train.val_metric` is "scene".
     """
     t_fit = time.perf_counter()
     tcfg, ocfg = config.train, config.optim
@@ -88,6 +93,9 @@ def fit(
         steps = min(steps, tcfg.max_steps_per_epoch)
     if steps == 0 or len(val_loader) == 0:  # type: ignore[arg-type]
         raise ConfigError("fit: the training and validation loaders must yield at least one batch")
+    if tcfg.val_metric == "scene" and val_scenes is None:
+        raise ConfigError("train.val_metric: 'scene' needs fit(..., val_scenes=[scene per "
+                          "validation item]); cloudseg.pipeline.run_training passes them")
 
     model = model.to(setup.device, memory_format=setup.memory_format)
     loss_fn = loss_fn.to(setup.device)  # a loss may hold buffers (e.g. pos_weight)
@@ -144,14 +152,18 @@ def fit(
             setup.synchronize()
             train_seconds = time.perf_counter() - t_epoch
 
-            val_loss, val_metrics = validate(model, loss_fn, val_loader, setup, tcfg)
+            per_scene = None if val_scenes is None else SceneMeter(tcfg.threshold)
+            val_loss, val_metrics = validate(
+                model, loss_fn, val_loader, setup, tcfg, scenes=val_scenes, scene_meter=per_scene
+            )
             record = EpochRecord(
                 epoch=epoch, train_loss=loss_sum / max(done_steps, 1), val_loss=val_loss,
                 val=val_metrics, seconds=time.perf_counter() - t_epoch,
                 images_per_s=n_images / train_seconds,
+                scene_iou=None if per_scene is None else per_scene.iou,
             )
             history.append(record)
-            if best is None or record.val.iou > best.val.iou:
+            if best is None or record.score(tcfg.val_metric) > best.score(tcfg.val_metric):
                 best = record
                 if checkpoint_dir is not None:
                     best_dir = Path(checkpoint_dir) / "best"
@@ -191,10 +203,12 @@ def fit(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, loss_fn: nn.Module, loader: Iterable, setup: DeviceSetup, tcfg: TrainConfig
+    model: nn.Module, loss_fn: nn.Module, loader: Iterable, setup: DeviceSetup, tcfg: TrainConfig,
+    *, scenes: Sequence[str] | None = None, scene_meter: SceneMeter | None = None,
 ) -> tuple[float, Metrics]:
     """Mean loss per image and confusion counts over the whole loader (no-data pixels out of
-    the counts when `train.ignore_nodata`)."""
+    the counts when `train.ignore_nodata`). With `scene_meter`, each item's counts also go to
+    its scene, `scenes[i]` for the loader's i-th item."""
     model.eval()
     meter = ConfusionMeter(tcfg.threshold)
     loss_sum = torch.zeros((), device=setup.device)
@@ -205,33 +219,14 @@ def validate(
             logits = model(x)
         logits = logits.float()
         loss_sum += loss_fn(logits, y) * raw.shape[0]
+        valid = ~nodata_mask(raw) if tcfg.ignore_nodata else None
+        meter.update_from_logits(logits, y, valid)
+        if scene_meter is not None:
+            scene_meter.update_from_logits(scenes[n : n + raw.shape[0]], logits, y, valid)
         n += raw.shape[0]
-        meter.update_from_logits(logits, y, ~nodata_mask(raw) if tcfg.ignore_nodata else None)
+    if scenes is not None and n != len(scenes):
+        raise ConfigError(f"validate: {len(scenes)} scene names for {n} validation items")
     return loss_sum.item() / max(n, 1), meter.metrics
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, ocfg: OptimConfig, steps_per_epoch: int, epochs: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step learning-rate schedule: linear warmup, then cosine decay to 0 or constant;
-    "onecycle" is torch's OneCycleLR with the warmup as its rising phase (default 30%)."""
-    total = steps_per_epoch * epochs
-    warmup = min(ocfg.warmup_epochs * steps_per_epoch, total)
-    if ocfg.schedule == "onecycle":
-        pct = warmup / total if warmup else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=ocfg.lr, total_steps=max(total, 2), pct_start=min(pct, 0.99)
-        )
-
-    def factor(step: int) -> float:  # step = optimizer steps taken so far
-        if step < warmup:
-            return (step + 1) / warmup
-        if ocfg.schedule == "constant":
-            return 1.0
-        done = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _to_device(
