@@ -41,6 +41,7 @@ def trial_config(
         ("data.crop", b.crop),
         ("train.max_steps_per_epoch", b.batches_per_epoch),
         ("data.max_val_patches", b.max_val_patches),
+        ("train.val_metric", spec.val_metric),
         ("data.root", str(data_root)),
         ("data.subset_seed", subset_seed),
     ):
@@ -66,7 +67,7 @@ class Objective:
         self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
-        spec, metric = self.spec, self.spec.metric
+        spec, metric = self.spec, self.spec.record_key
         seed = subset_seed(spec, origin_number(trial))
         trial.set_user_attr("subset_seed", seed)
         params = suggest(trial, spec.space, spec.fixed, self.context)

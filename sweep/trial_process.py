@@ -143,7 +143,7 @@ def _payload(result, files: dict[str, str]) -> dict[str, Any]:
         "config": result.config.to_dict(),
         "history": [r.as_dict() for r in result.history],
         "best_epoch": result.best_epoch,
-        "metrics": result.best.as_dict(),
+        "metrics": result.best_record.metrics(),  # + scene_iou when measured
         "fit_seconds": result.fit_seconds,
         "peak_memory_mb": result.peak_memory_mb,
         "images_per_s": result.images_per_s,
