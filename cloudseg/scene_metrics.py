@@ -8,13 +8,13 @@ Why no canvas: the confusion counts of a stitched scene are the sum of its non-o
 patches' counts, so grouping per-patch counts by scene is exactly "stitch, then count" (a test
 checks this against `cloudseg.stitch.stitch`), without holding any scene in memory.
 
-Cost (for an `objective: scene-iou` option): the extra work over patch validation is four
-per-patch sums and one (4, B) device→host copy per batch, which is negligible. The real cost is
-what makes the figure meaningful: each validation scene must be predicted *whole*, i.e. every
-patch of the held-out scenes at full 384 px (`data.crop` does not apply to validation,
-`data.max_val_patches` must be None). With the default 20 % of 18 38-Cloud training scenes that
-is ~1,700 patches per evaluation, about 1/5 of an epoch over all 8,400 training patches;
-a capped or cropped validation set still works but scores partial scenes.
+Cost (`train.val_metric: scene`, which `fit` uses to pick the best epoch; `metric: scene-iou`
+in a study spec): the extra work over patch validation is four per-patch sums and one (4, B)
+device→host copy per batch, which is negligible. The real cost is what makes the figure
+meaningful: each validation scene must be predicted *whole*, i.e. every patch of the held-out
+scenes at full 384 px (`data.crop` then does not apply to validation, and `data.max_val_patches`
+must be None: a capped scene is not a scene). With the default 20 % of 18 38-Cloud training
+scenes that is ~1,700 patches per evaluation, about 1/5 of an epoch over all 8,400 patches.
 
 Differences from the official protocol, by design: padding and no-data margins are excluded
 through `valid` (the official script counts margins as true negatives, which only moves
