@@ -13,7 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cloudseg.nets.blocks import AttentionGate, DoubleConv, UpConv, encode, stage_widths
+from cloudseg.nets.blocks import (
+    AttentionGate,
+    DoubleConv,
+    UpConv,
+    double_conv_stages,
+    encode,
+    stage_widths,
+)
 
 
 class AttentionUNet(nn.Module):
@@ -21,9 +28,7 @@ class AttentionUNet(nn.Module):
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)
-        self.down = nn.ModuleList(
-            [DoubleConv(in_channels, w[0])] + [DoubleConv(w[i], w[i + 1]) for i in range(4)]
-        )
+        self.down = double_conv_stages(in_channels, w)
         self.up = nn.ModuleList([UpConv(w[i + 1], w[i]) for i in range(4)])
         self.gate = nn.ModuleList([AttentionGate(w[i], w[i], max(w[i] // 2, 1)) for i in range(4)])
         self.fuse = nn.ModuleList([DoubleConv(2 * w[i], w[i]) for i in range(4)])

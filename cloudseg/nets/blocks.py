@@ -94,3 +94,11 @@ def encode(stages: nn.ModuleList, pool: nn.Module, x: torch.Tensor) -> list[torc
         x = stage(x if i == 0 else pool(x))
         features.append(x)
     return features
+
+
+def double_conv_stages(in_channels: int, widths: list[int]) -> nn.ModuleList:
+    """The plain U-Net contracting stages (vanilla and attention U-Net): one DoubleConv each."""
+    return nn.ModuleList(
+        [DoubleConv(in_channels, widths[0])]
+        + [DoubleConv(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cloudseg.nets.blocks import DoubleConv, encode, stage_widths
+from cloudseg.nets.blocks import DoubleConv, double_conv_stages, encode, stage_widths
 
 
 class VanillaUNet(nn.Module):
@@ -19,9 +19,7 @@ class VanillaUNet(nn.Module):
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)
-        self.down = nn.ModuleList(
-            [DoubleConv(in_channels, w[0])] + [DoubleConv(w[i], w[i + 1]) for i in range(4)]
-        )
+        self.down = double_conv_stages(in_channels, w)
         self.up = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(4)])
         self.fuse = nn.ModuleList([DoubleConv(2 * w[i], w[i]) for i in range(4)])
         self.head = nn.Conv2d(w[0], classes, 1)
