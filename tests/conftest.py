@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.data", "tests.fixtures.storage"]
+pytest_plugins = ["tests.fixtures.data", "tests.fixtures.storage", "tests.mirror_helpers"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from PIL import Image
 
@@ -163,3 +164,19 @@ def artifact_store(sweep_dir: Path) -> FileSystemArtifactStore:
     """The sweep's `artifacts/` folder next to its database, as the runner lays it out."""
     (sweep_dir / "artifacts").mkdir(exist_ok=True)
     return FileSystemArtifactStore(str(sweep_dir / "artifacts"))
+
+
+# Fixtures shared by the mirror test modules (loaded as a plugin by tests/conftest.py).
+@pytest.fixture
+def no_network(monkeypatch):
+    yield from forbid_network(monkeypatch)
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    return tmp_path
+
+
+@pytest.fixture
+def store(sweep_dir):
+    return artifact_store(sweep_dir)

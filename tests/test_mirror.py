@@ -22,27 +22,13 @@ from sweep.mirror_payload import content_hash, history_rows, trial_run_id
 from sweep.mirror_state import MirrorState
 from tests.mirror_helpers import (
     CONFIG,
-    artifact_store,
-    forbid_network,
     inspect,
     make_study,
     run_dirs,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    yield from forbid_network(monkeypatch)
-
-
-@pytest.fixture
-def sweep_dir(tmp_path):
-    return tmp_path
-
-
-@pytest.fixture
-def store(sweep_dir):
-    return artifact_store(sweep_dir)
+# Fixtures `sweep_dir` and `store` come from tests/mirror_helpers.py (a conftest plugin).
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, store):

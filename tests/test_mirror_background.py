@@ -17,27 +17,13 @@ import pytest
 from sweep.mirror import mirror_study, mirrored_runs
 from sweep.mirror_background import BackgroundMirror, wandb_hook
 from tests.mirror_helpers import (
-    artifact_store,
-    forbid_network,
     inspect,
     make_study,
     run_dirs,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    yield from forbid_network(monkeypatch)
-
-
-@pytest.fixture
-def sweep_dir(tmp_path):
-    return tmp_path
-
-
-@pytest.fixture
-def store(sweep_dir):
-    return artifact_store(sweep_dir)
+# Fixtures `sweep_dir` and `store` come from tests/mirror_helpers.py (a conftest plugin).
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def test_failing_wandb_never_stops_the_sweep_and_a_later_pass_catches_up(
