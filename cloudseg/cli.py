@@ -1,6 +1,8 @@
 """`cloudseg` command line (argparse, so the library stays free of typer): each command is a
 short function that parses its arguments and calls the library. Heavy imports (torch) stay
-inside the commands so `cloudseg --help` is instant. Library errors become one line, exit 2."""
+inside the commands so `cloudseg --help` is instant. Library errors and usage errors become one
+line, exit 2; anything else is a bug: one line saying so, exit 1 (`--debug` shows the traceback).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cloudseg.errors import CloudsegError
+from cloudseg.errors import DEBUG_ENV, CloudsegError, bug_line, debug_enabled, one_line
 
 Handler = Callable[[argparse.Namespace], int | None]
 _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
@@ -24,8 +26,17 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
     return register
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line like every other error, not a usage block plus a line."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cloudseg", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="cloudseg", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, arguments, handler in _COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -35,15 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2), already printed
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     except CloudsegError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug or debug_enabled():
+            raise
+        print(bug_line(err, "cloudseg --debug"), file=sys.stderr)
+        return 1
 
 
 def run() -> None:

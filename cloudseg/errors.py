@@ -51,3 +51,30 @@ class OutOfMemoryError(TrainingError):
         super().__init__(
             f"out of memory at batch size {batch_size}" + (f": {detail}" if detail else "")
         )
+
+
+DEBUG_ENV = "CLOUDSWEEP_DEBUG"  # set to 1 (or pass --debug) to see tracebacks of bugs
+
+
+def one_line(err: BaseException) -> str:
+    """The message of `err` as one line, for a CLI's `error: ...` (a tree's problems joined)."""
+    if isinstance(err, LayoutError) and "\n" in str(err):  # not a one-line NotADatasetError
+        shown = err.problems[:20]
+        more = len(err.problems) - len(shown)
+        tail = f"; ... and {more} more" if more > 0 else ""
+        return f"{err.root}: {len(err.problems)} problem(s) in the data tree: " + "; ".join(
+            shown) + tail
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def bug_line(err: BaseException, debug_flag: str) -> str:
+    """One line for an error no one anticipated: it is a bug, and how to see its traceback."""
+    what = f"{type(err).__name__}: {one_line(err)}" if str(err) else type(err).__name__
+    return (f"internal error (a bug, please report it): {what}; rerun with {debug_flag} or "
+            f"{DEBUG_ENV}=1 for the traceback")
+
+
+def debug_enabled() -> bool:
+    import os
+
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")

@@ -1,8 +1,10 @@
 """`sweep` command line (typer): each command parses its options and calls the sweep API.
 
 Heavy imports (torch, via cloudseg training) happen only inside `run` and `best --export`, so
-`sweep --help` and `sweep status` stay fast. Every expected error is one line on stderr and
-exit code 2; Ctrl-C is exit code 130 after the running trial has been marked interrupted.
+`sweep --help` and `sweep status` stay fast. Every expected error (a cloudseg/sweep error or a
+bad flag) is one line on stderr and exit code 2; anything else is a bug: one line saying so and
+exit code 1 (`sweep --debug ...` or CLOUDSWEEP_DEBUG=1 shows the traceback). Ctrl-C is exit code
+130 after the running trial has been marked interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from cloudseg.errors import CloudsegError
+from cloudseg.errors import CloudsegError, bug_line, debug_enabled, one_line
 from sweep.storage import DEFAULT_STORAGE
 
 app = typer.Typer(
@@ -34,19 +36,39 @@ class WandbMode(StrEnum):
     online = "online"
 
 
+_DEBUG = {"on": False}  # set by `sweep --debug`
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an unexpected error (or CLOUDSWEEP_DEBUG=1)."
+    ),
+) -> None:
+    """Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna."""
+    _DEBUG["on"] = debug
+
+
 @contextlib.contextmanager
 def _errors():
-    """Library errors → `error: <one line>` and exit code 2; Ctrl-C → exit code 130."""
+    """Library errors → `error: <one line>` and exit code 2; Ctrl-C → exit code 130; anything
+    else is a bug → one line saying so (the traceback with --debug) and exit code 1."""
     try:
         yield
     except CloudsegError as err:
-        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        typer.echo(f"error: {text}", err=True)
+        typer.echo(f"error: {one_line(err)}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trial is marked FAILED (interrupted); rerun to "
                    "resume", err=True)
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as err:
+        if _DEBUG["on"] or debug_enabled():
+            raise
+        typer.echo(bug_line(err, "sweep --debug"), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -231,8 +253,29 @@ def normalise_argv(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(args=normalise_argv(sys.argv[1:]), prog_name="sweep")
+    """Console-script entry point: a bad flag or value is one line and exit code 2, like every
+    other input error, instead of click's usage block."""
+    from typer.exceptions import TyperException  # typer's own copy of click's exceptions
+
+    args = normalise_argv(sys.argv[1:])
+    try:
+        code = app(args=args, prog_name="sweep", standalone_mode=False)
+    except TyperException as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `sweep`: the help, as before
+            app(args=["--help"], prog_name="sweep")
+        ctx = getattr(err, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {one_line(Exception(err.format_message()))}{where}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as err:  # outside any command (option parsing, the callback)
+        if _DEBUG["on"] or debug_enabled():
+            raise
+        typer.echo(bug_line(err, "sweep --debug"), err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Both CLIs: a bad flag is one line and exit 2; an unexpected exception is one line that says it
+is a bug and how to see its traceback, exit 1; --debug / CLOUDSWEEP_DEBUG=1 shows the traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import cloudseg.cli as cloudseg_cli
+import cloudseg.data
+import sweep.cli as sweep_cli
+import sweep.spec
+
+
+def sweep_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["sweep", *args])
+    monkeypatch.setitem(sweep_cli._DEBUG, "on", False)
+    with pytest.raises(SystemExit) as done:
+        sweep_cli.main()
+    return done.value.code, capsys.readouterr().err.strip()
+
+
+@pytest.fixture(autouse=True)
+def _no_debug_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("CLOUDSWEEP_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _boom(*_args, **_kwargs):
+    raise RuntimeError("something nobody planned for")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--study", "demo", "--trials", "abc"], "'--trials'"),
+        (["run", "--study", "demo", "--trials", "2", "--wandb", "sometimes"], "'--wandb'"),
+        (["best", "--top", "0"], "'--top'"),
+        (["runn"], "No such command 'runn'"),
+    ],
+)
+def test_sweep_bad_flags_are_one_line_exit_2(monkeypatch, capsys, args, fragment):
+    code, err = sweep_main(monkeypatch, capsys, *args)
+    assert code == 2 and "\n" not in err and err.startswith("error: "), err
+    assert fragment in err and "╭" not in err
+
+
+def test_sweep_unexpected_error_is_one_line_naming_a_bug(monkeypatch, capsys):
+    monkeypatch.setattr(sweep.spec, "load_spec", _boom)
+    code, err = sweep_main(monkeypatch, capsys, "run", "--study", "demo", "--trials", "2")
+    assert code == 1 and "\n" not in err, err
+    assert "bug" in err and "RuntimeError: something nobody planned for" in err
+    assert "--debug" in err and "CLOUDSWEEP_DEBUG=1" in err
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_sweep_debug_shows_the_traceback(monkeypatch, capsys, how):
+    monkeypatch.setattr(sweep.spec, "load_spec", _boom)
+    args = ["run", "--study", "demo", "--trials", "2"]
+    if how == "flag":
+        args = ["--debug", *args]
+    else:
+        monkeypatch.setenv("CLOUDSWEEP_DEBUG", "1")
+    monkeypatch.setattr(sys, "argv", ["sweep", *args])
+    with pytest.raises(RuntimeError, match="nobody planned"):
+        sweep_cli.main()
+
+
+def test_cloudseg_bad_flag_is_one_line_exit_2(capsys, tmp_path):
+    assert cloudseg_cli.main(["synth", str(tmp_path / "x"), "--seed", "abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: cloudseg synth: argument --seed"), err
+    assert cloudseg_cli.main(["prepare"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "required" in err, err
+
+
+def test_cloudseg_unexpected_error_is_one_line_and_debug_raises(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(cloudseg.data, "prepare_cache", _boom)
+    assert cloudseg_cli.main(["prepare", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bug" in err and "RuntimeError" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        cloudseg_cli.main(["--debug", "prepare", str(tmp_path)])
+    monkeypatch.setenv("CLOUDSWEEP_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cloudseg_cli.main(["prepare", str(tmp_path)])
