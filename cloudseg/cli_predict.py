@@ -73,9 +73,24 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pred_dir", type=Path, help="folder with <scene>_prob.tif (cloudseg predict)")
-    p.add_argument("gt_dir", type=Path, help="Entire_scene_gts/ or a folder that contains it")
+    p.add_argument(
+        "pred_dir",
+        type=Path,
+        help="folder with <scene>_prob.tif (cloudseg predict) or per-patch predictions "
+        "*patch_<idx>_<row>_by_<col>_<scene>.TIF (float 0-1 or uint8 0-255)",
+    )
+    p.add_argument(
+        "gt_dir",
+        type=Path,
+        help="38-Cloud_test/Entire_scene_gts/, or a folder that contains it (the data root)",
+    )
     p.add_argument("--threshold", default="12/255", help="cloud where probability > this")
+    p.add_argument(
+        "--footprint",
+        action="store_true",
+        help="score only pixels inside the scene footprint (NOT the 38-Cloud protocol, "
+        "which scores every pixel); needs cloudseg predict's GeoTIFFs",
+    )
     p.add_argument(
         "--protocol",
         choices=("per-scene", "pooled"),
@@ -103,13 +118,17 @@ def evaluate(args: argparse.Namespace) -> int:
         write_summary_json,
     )
 
-    report = evaluate_scenes(args.pred_dir, args.gt_dir, parse_threshold(args.threshold))
+    report = evaluate_scenes(
+        args.pred_dir, args.gt_dir, parse_threshold(args.threshold), footprint=args.footprint
+    )
     csv_path = args.csv or args.pred_dir / "evaluation.csv"
     write_scene_csv(report, csv_path)
     json_path = write_summary_json(report, csv_path.with_suffix(".json"), args.protocol)
 
     names = [col for _, col in SCENE_METRICS]
-    scenes = Table(title=f"per scene (prediction > {report.threshold:.6f})")
+    scenes = Table(
+        title=f"per scene (prediction > {report.threshold:.6f}; scored: {report.scored})"
+    )
     for col in ("scene", *names):
         scenes.add_column(col, justify="left" if col == "scene" else "right")
     for s in report.scenes:

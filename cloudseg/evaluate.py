@@ -1,14 +1,18 @@
 """The official 38-Cloud evaluation (the authors' `evaluation.m`), with its failure modes made loud.
 
-Protocol: threshold each scene's cloud probability at `> 12/255`, compare every pixel with the
-whole-scene ground truth (`Entire_scene_gts/edited_corrected_gts_<scene>.TIF`), compute precision,
-recall, specificity, Jaccard and overall accuracy *per scene*, then average over the scenes. That
-mean is the figure papers report (Cloud-Net: Jaccard 78.50). Pooling TP/FP/FN/TN over all scenes
-first gives a different, usually higher number: it is reported too, always labelled "pooled".
+Protocol (the default, and what the tables say they are): threshold each scene's cloud
+probability at `> 12/255`, stitch per-patch predictions by (row, col) and crop the scene out of
+the middle of the grid (centred padding), compare every pixel with the whole-scene ground truth
+(`Entire_scene_gts/edited_corrected_gts_<scene>.TIF`), no-data margins included and scored on
+the network's own output there, compute precision, recall, specificity, Jaccard and overall
+accuracy *per scene*, then average over the scenes. That mean is the figure papers report
+(Cloud-Net: Jaccard 78.50). Pooling TP/FP/FN/TN over all scenes first gives a different,
+usually higher number: it is reported too, always labelled "pooled". `footprint=True` scores
+only the pixels inside each scene's footprint instead, and is labelled so.
 
-Unlike `evaluation.m`, a scene without a prediction, a prediction without a ground truth, or a
-prediction whose size differs from its ground truth is an error that names the scene (the Matlab
-script silently compares a canvas that is too small).
+Predictions come as scene GeoTIFFs or per-patch files (`cloudseg.scene_sources`). Unlike
+`evaluation.m`, a scene without a prediction, a prediction without a ground truth, a missing
+patch or a size that does not fit is an error that names the scene.
 
 A scene with an empty denominator (no cloud and none predicted) scores 1.0 for that quantity,
 the `Metrics` convention; Matlab would give NaN there. The 20 38-Cloud test scenes all have cloud.
@@ -26,9 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudseg.errors import CloudsegError, ConfigError
+from cloudseg.errors import ConfigError
 from cloudseg.geotiff import open_raster
 from cloudseg.metrics import Metrics, confusion_counts
+from cloudseg.scene_sources import (
+    PROB_SUFFIX,
+    EvaluationError,
+    Source,
+    binarise,
+    prediction_sources,
+)
 
 OFFICIAL_THRESHOLD = 12 / 255
 # The five per-scene figures of the 38-Cloud tables, as (Metrics attribute, table column).
@@ -39,14 +50,12 @@ SCENE_METRICS: tuple[tuple[str, str], ...] = (
     ("iou", "Jaccard"),
     ("accuracy", "Accuracy"),
 )
-PROB_SUFFIX = "_prob.tif"  # what `cloudseg predict` writes: uint8 probability 0-255
 GT_PREFIX = "edited_corrected_gts_"
 GT_FOLDER = "Entire_scene_gts"
 PROTOCOLS = ("per-scene", "pooled")
-
-
-class EvaluationError(CloudsegError):
-    """Predictions and ground truths do not line up: the message names every scene at fault."""
+SCORED_ALL = "every pixel (38-Cloud protocol: no-data margins included)"
+SCORED_FOOTPRINT = "footprint only (no-data margins excluded: NOT the 38-Cloud protocol)"
+__all__ = ["EvaluationError", "PROB_SUFFIX", "binarise"]  # re-exported for callers
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class SceneResult:
 class EvaluationReport:
     scenes: tuple[SceneResult, ...]
     threshold: float
+    scored: str = SCORED_ALL
 
     @property
     def mean(self) -> dict[str, float]:
@@ -77,6 +87,7 @@ class EvaluationReport:
         return {
             "headline": protocol,
             "threshold": self.threshold,
+            "scored": self.scored,
             "n_scenes": len(self.scenes),
             "per_scene_mean_percent": {col: 100 * self.mean[a] for a, col in SCENE_METRICS},
             "pooled_percent": {col: 100 * getattr(pooled, a) for a, col in SCENE_METRICS},
@@ -139,23 +150,17 @@ def gt_path_map(gt_dir: str | Path) -> dict[str, Path]:
     """Scene → whole-scene gt file, from `GT_DIR` itself, its `Entire_scene_gts/` folder, or
     that folder one level down (a data root whose `38-Cloud_test/` holds it)."""
     gt_dir = Path(gt_dir)
+    hint = (f"the 38-Cloud layout keeps them in <data root>/38-Cloud_test/{GT_FOLDER}/ "
+            "(the data root itself is accepted too)")
     if not gt_dir.is_dir():
-        raise EvaluationError(f"{gt_dir}: ground-truth folder does not exist")
+        raise EvaluationError(f"{gt_dir}: ground-truth folder does not exist; {hint}")
     candidates = [gt_dir / GT_FOLDER, *sorted(gt_dir.glob(f"*/{GT_FOLDER}")), gt_dir]
     folder = next(c for c in candidates if c.is_dir())
     pattern = re.compile(rf"^{GT_PREFIX}(.+)\.tiff?$", re.IGNORECASE)
-    return {m.group(1): p for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
-
-
-def prediction_path_map(pred_dir: str | Path) -> dict[str, Path]:
-    """Scene → `<scene>_prob.tif` in `PRED_DIR` (what `cloudseg predict` writes)."""
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise EvaluationError(f"{pred_dir}: prediction folder does not exist")
-    n = len(PROB_SUFFIX)
-    return {
-        p.name[:-n]: p for p in sorted(pred_dir.iterdir()) if p.name.lower().endswith(PROB_SUFFIX)
-    }
+    found = {m.group(1): p for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))}
+    if not found:
+        raise EvaluationError(f"{gt_dir}: no {GT_PREFIX}<scene>.TIF files found; {hint}")
+    return found
 
 
 def _shape(path: Path) -> tuple[int, int]:
@@ -166,16 +171,6 @@ def _shape(path: Path) -> tuple[int, int]:
 def _read(path: Path) -> np.ndarray:
     with open_raster(path) as src:
         return src.read(1)
-
-
-def binarise(prediction: np.ndarray, threshold: float) -> np.ndarray:
-    """`p > threshold` where p = value/255 for uint8 images, the value itself for floats."""
-    if prediction.dtype == np.uint8:
-        lut = np.arange(256) / 255 > threshold  # exact `v/255 > t`, without a float copy
-        return lut[prediction]
-    if np.issubdtype(prediction.dtype, np.integer):
-        raise EvaluationError(f"prediction dtype {prediction.dtype}: expected uint8 or float")
-    return prediction > threshold
 
 
 def score_scene(
@@ -193,41 +188,46 @@ def score_scene(
     return confusion_counts(binarise(prediction, threshold), gt > 0)
 
 
+def _score(source: Source, gt_path: Path, shape, threshold: float, footprint: bool) -> Metrics:
+    cloud, truth = source.binary(shape, threshold), _read(gt_path) > 0
+    if footprint:
+        inside = source.footprint()
+        cloud, truth = cloud[inside], truth[inside]
+    return confusion_counts(cloud, truth)
+
+
 def evaluate_scenes(
-    pred_dir: str | Path, gt_dir: str | Path, threshold: float = OFFICIAL_THRESHOLD
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    threshold: float = OFFICIAL_THRESHOLD,
+    *,
+    footprint: bool = False,
 ) -> EvaluationReport:
-    """Score every scene that has a whole-scene ground truth in `gt_dir` against
-    `pred_dir/<scene>_prob.tif`. All pairing and size problems are checked (from the file
-    headers) before any pixel is read and reported together."""
-    gts, preds = gt_path_map(gt_dir), prediction_path_map(pred_dir)
+    """Score every scene that has a whole-scene ground truth in `gt_dir` against its
+    prediction in `pred_dir` (scene GeoTIFFs or per-patch files). All pairing, grid and size
+    problems are checked (from file names and headers) before any pixel is read and reported
+    together. `footprint` scores only pixels inside each scene's footprint (labelled so)."""
+    gts, preds = gt_path_map(gt_dir), prediction_sources(pred_dir)
     problems = [
-        f"scene {s}: no prediction (expected {Path(pred_dir) / (s + PROB_SUFFIX)})"
+        f"scene {s}: no prediction in {pred_dir} (expected {s}{PROB_SUFFIX} or "
+        f"*patch_<idx>_<row>_by_<col>_{s}.TIF files)"
         for s in gts
         if s not in preds
     ]
     problems += [
-        f"scene {s}: prediction {preds[s]} has no ground truth ({GT_PREFIX}{s}.TIF) in {gt_dir}"
+        f"scene {s}: prediction in {pred_dir} has no ground truth ({GT_PREFIX}{s}.TIF) in {gt_dir}"
         for s in preds
         if s not in gts
     ]
-    shapes = {}
-    for scene in sorted(set(gts) & set(preds)):
-        shapes[scene] = _shape(gts[scene])
-        got = _shape(preds[scene])
-        if got != shapes[scene]:
-            problems.append(
-                f"scene {scene}: prediction is {got[0]}x{got[1]} but the ground truth "
-                f"is {shapes[scene][0]}x{shapes[scene][1]} (height x width)"
-            )
+    shapes = {s: _shape(gts[s]) for s in sorted(set(gts) & set(preds))}
+    problems += [p for s, shape in shapes.items() if (p := preds[s].problem(shape))]
     if problems:
         raise EvaluationError("; ".join(problems))
-    if not shapes:
-        raise EvaluationError(f"{gt_dir}: no {GT_PREFIX}<scene>.TIF files found")
     results = tuple(
-        SceneResult(s, score_scene(_read(preds[s]), _read(gts[s]), threshold, s), shapes[s])
-        for s in sorted(shapes)
+        SceneResult(s, _score(preds[s], gts[s], shape, threshold, footprint), shape)
+        for s, shape in shapes.items()
     )
-    return EvaluationReport(results, threshold)
+    return EvaluationReport(results, threshold, SCORED_FOOTPRINT if footprint else SCORED_ALL)
 
 
 def write_scene_csv(report: EvaluationReport, path: str | Path) -> Path:

@@ -1,8 +1,18 @@
-"""Scene masks as GeoTIFFs (rasterio): compressed, tiled uint8, georeferenced when the source is.
+"""Scene products as GeoTIFFs (rasterio): compressed, tiled uint8, georeferenced when the source is.
 
-38-Cloud's patches and whole-scene gts are plain TIFFs without a CRS, so their masks carry none;
-a tree whose scene gt or patches do carry one passes it on. A patch's transform is shifted back
-to the scene origin using the patch's (row, col) in the grid.
+Encodings (documented in the README too):
+- probability `<scene>_prob.tif`: v = ceil(255·p), i.e. v means p ∈ ((v−1)/255, v/255]. Then
+  `v > k` ⇔ `p > k/255` exactly for every integer k, so scoring the file at the official
+  12/255 (or any k/255) gives the same counts as thresholding the float output itself; rounding
+  would move pixels with 12/255 < p ≤ 12.5/255 to "clear".
+- mask `<scene>_mask.tif`: 255 where p > the bundle's threshold (compared in float), else 0.
+- Both hold the network's output on every pixel (the official protocol scores no-data margins
+  too) and declare the scene footprint (pixels where any band is non-zero) as a GDAL mask band:
+  GIS tools and `rasterio`'s `read(masked=True)` treat the margin as no-data.
+
+38-Cloud's patches and whole-scene gts are plain TIFFs without a CRS, so their products carry
+none; a tree whose scene gt or patches do carry one passes it on. A patch's transform is moved
+to the scene origin through the scene grid (`SceneGrid`: centred padding).
 """
 
 from __future__ import annotations
@@ -11,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cloudseg.scene_grid import SceneGrid
 
 BLOCK = 256  # GeoTIFF tile side (a multiple of 16, as the format requires)
 # Deflate level. Writing was the bottleneck of whole-scene prediction on an H100: a 4000² mask
@@ -48,23 +60,28 @@ def read_georef(path: str | Path) -> Georef:
         return Georef(src.crs, src.transform) if src.crs is not None else Georef()
 
 
-def scene_georef_from_patch(path: str | Path, row: int, col: int, patch: int) -> Georef:
-    """A georeferenced patch (row, col) → the transform of its scene's top-left corner."""
+def scene_georef_from_patch(path: str | Path, row: int, col: int, grid: SceneGrid) -> Georef:
+    """A georeferenced patch (row, col) → the transform of its scene's top-left pixel, which
+    sits at the grid's centred offset on the padded canvas."""
     from affine import Affine
 
     ref = read_georef(path)
     if not ref.present:
         return ref
-    return Georef(
-        ref.crs, ref.transform @ Affine.translation(-(col - 1) * patch, -(row - 1) * patch)
-    )
+    (y0, x0), (oy, ox) = grid.patch_origin(row, col), grid.offset
+    return Georef(ref.crs, ref.transform @ Affine.translation(ox - x0, oy - y0))
 
 
-def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) -> Path:
-    """One-band uint8 GeoTIFF, deflate (level `ZLEVEL`) + horizontal predictor, 256×256 tiles.
-    Written to a
-    temporary name and renamed; a failure is a CloudsegError naming `path` (also when this runs
-    in a background thread) and leaves no partial file."""
+def write_uint8(
+    path: str | Path,
+    array: np.ndarray,
+    georef: Georef = Georef(),
+    footprint: np.ndarray | None = None,
+) -> Path:
+    """One-band uint8 GeoTIFF, deflate (level `ZLEVEL`) + horizontal predictor, 256×256 tiles,
+    with `footprint` (bool, True = valid) as its internal GDAL mask band when given. Written to
+    a temporary name and renamed; a failure is a CloudsegError naming `path` (also when this
+    runs in a background thread) and leaves no partial file."""
     import rasterio
 
     from cloudseg.errors import CloudsegError
@@ -90,8 +107,10 @@ def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) 
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array, 1)
+            if footprint is not None:
+                dst.write_mask(np.multiply(footprint, 255, dtype=np.uint8))
         tmp.replace(path)  # a reader never sees half a mask
     except Exception as err:  # OSError, rasterio/GDAL errors (no common base)
         if tmp.is_file():
@@ -101,12 +120,17 @@ def write_uint8(path: str | Path, array: np.ndarray, georef: Georef = Georef()) 
     return path
 
 
-def to_uint8_probability(prob: np.ndarray) -> np.ndarray:
-    """[0, 1] float → 0..255 uint8, rounded (one float temporary, not three)."""
-    scaled = np.multiply(prob, 255.0, dtype=np.float32 if prob.dtype == np.float32 else None)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, 255, out=scaled)
-    return scaled.astype(np.uint8)
+def to_uint8_probability(prob: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """[0, 1] float → ceil(255·p) as uint8 (see the module docstring for why ceil). The product
+    is taken in float64, where 255·p of a float32 p is exact, `rows` rows at a time to bound
+    the temporary."""
+    out = np.empty(prob.shape, np.uint8)
+    for top in range(0, prob.shape[0], rows):
+        scaled = np.multiply(prob[top : top + rows], 255.0, dtype=np.float64)
+        np.ceil(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        out[top : top + rows] = scaled
+    return out
 
 
 def to_uint8_mask(prob: np.ndarray, threshold: float) -> np.ndarray:

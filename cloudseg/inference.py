@@ -99,10 +99,10 @@ def predict_mosaic(
     overlap: int = 0,
     window: int = PATCH,
     batch_size: int = 16,
-    mask_nodata: bool = True,
 ) -> np.ndarray:
     """(4, H, W) uint16 mosaic → (H, W) float32 probability. With overlap=0 and H, W multiples
-    of `window` the windows are exactly the patch grid. No-data pixels (all bands 0) get 0."""
+    of `window` the windows are exactly the patch grid. No-data pixels keep the network's
+    output (the 38-Cloud protocol scores them)."""
     check_overlap(overlap, window)
     canvas = BlendCanvas(image.shape[-2:], window, overlap)
     spots = window_spots(image.shape[-2:], window, overlap)
@@ -111,7 +111,4 @@ def predict_mosaic(
         probs = predictor(np.stack([image[:, y : y + window, x : x + window] for y, x in chunk]))
         for (y, x), p in zip(chunk, probs, strict=True):
             canvas.add(y, x, p)
-    prob = canvas.result()
-    if mask_nodata:
-        prob[(image == 0).all(axis=0)] = 0.0
-    return prob
+    return canvas.result()

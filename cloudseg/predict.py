@@ -2,9 +2,11 @@
 
 For each scene of a 38-Cloud/95-Cloud split: assemble its padded band mosaic from the patches'
 (row, col), slide a 384-pixel window over it (overlap=0: exactly the patch grid; overlap>0:
-blended windows that remove patch-edge seams), crop to the scene size (from the whole-scene gt
-when the tree has one, else the padded grid), and write `<scene>_prob.tif` (uint8 0-255) and
-`<scene>_mask.tif` (0/255) as deflate-compressed, tiled GeoTIFFs.
+blended windows that remove patch-edge seams), crop the scene out of the middle of its grid
+(38-Cloud pads scenes around their centre; the size comes from the whole-scene gt when the tree
+has one, else the padded grid is written whole), and write `<scene>_prob.tif` (uint8
+ceil(255·p)) and `<scene>_mask.tif` (0/255) as deflate-compressed, tiled GeoTIFFs (encodings:
+cloudseg.geotiff).
 
 Reading (PackBits TIFFs, `workers` threads, `cloudseg.scene_reader`), the model (batch i on the
 device while batch i-1 is blended) and writing (one background thread, `cloudseg.background`)
@@ -39,13 +41,12 @@ from cloudseg.geotiff import (
     write_uint8,
 )
 from cloudseg.inference import Pending, WindowPredictor
+from cloudseg.scene_grid import PATCH, SceneGrid
 from cloudseg.scene_reader import SceneJob, prefetch_batches
 from cloudseg.stitch import (
-    PATCH,
     BlendCanvas,
     check_complete,
     check_overlap,
-    crop,
     grid_size,
     window_spots,
 )
@@ -189,18 +190,26 @@ def _run(
 def _finish(
     job: SceneJob, canvas: BlendCanvas, gt: Path | None, out_dir: Path, cut: float
 ) -> ScenePrediction:
-    """Blend, blank no-data, crop to the scene size, write probability and mask GeoTIFFs."""
-    prob = canvas.result()
-    prob[job.nodata] = 0.0
+    """Blend, crop the scene out of its centred grid, write probability and mask GeoTIFFs.
+
+    The network's output is kept on no-data pixels (the official protocol scores them); the
+    footprint goes into each file's mask band instead."""
+    grid = (
+        SceneGrid.fitted(_shape_of(gt), job.rows, job.cols, job.scene)
+        if gt is not None
+        else SceneGrid.uncropped(job.rows, job.cols)
+    )
+    prob = grid.crop(canvas.result())
+    footprint = ~grid.crop(job.nodata)
     job.nodata = None  # jobs live until the end of the run; their masks need not
-    shape = _shape_of(gt) if gt is not None else job.padded
-    prob = crop(prob, shape)  # to the gt size; a gt larger than the grid is an error
-    ref = _georef(gt, job.records[0])
+    ref = _georef(gt, job.records[0], grid)
     mask, prob = to_uint8_mask(prob, cut), to_uint8_probability(prob)
     with ThreadPoolExecutor(1, thread_name_prefix="cloudseg-mask") as side:  # deflate both at once
-        pending = side.submit(write_uint8, out_dir / f"{job.scene}{MASK_SUFFIX}", mask, ref)
-        prob_path = write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", prob, ref)
+        mask_file = out_dir / f"{job.scene}{MASK_SUFFIX}"
+        pending = side.submit(write_uint8, mask_file, mask, ref, footprint)
+        prob_path = write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", prob, ref, footprint)
         mask_path = pending.result()
+    shape = (grid.height, grid.width)
     return ScenePrediction(job.scene, shape, len(job.records), prob_path, mask_path, ref.present)
 
 
@@ -244,12 +253,12 @@ def _shape_of(path: Path) -> tuple[int, int]:
         return src.height, src.width
 
 
-def _georef(gt: Path | None, first) -> Georef:
+def _georef(gt: Path | None, first, grid: SceneGrid) -> Georef:
     """Prefer the scene-level gt's georeference; else derive it from a georeferenced patch."""
     if gt is not None and (ref := read_georef(gt)).present:
         return ref
     return scene_georef_from_patch(
-        next(iter(first.files.values())), first.id.row, first.id.col, PATCH
+        next(iter(first.files.values())), first.id.row, first.id.col, grid
     )
 
 

@@ -1,8 +1,9 @@
 """Patches ↔ scenes: the 38-Cloud patch grid, cropping, and a blended sliding window.
 
-38-Cloud cuts each scene, zero-padded to a multiple of 384, into a row-major grid of 384×384
-patches named by (row, col), 1-based. Stitching places patch (r, c) at ((r-1)·384, (c-1)·384)
-and crops the canvas back to the scene size (which only the whole-scene gt knows).
+38-Cloud cuts each scene, zero-padded around its centre to a multiple of 384, into a row-major
+grid of 384×384 patches named by (row, col), 1-based. Stitching places patch (r, c) at
+((r-1)·384, (c-1)·384) and crops the scene out of the middle of the canvas (`SceneGrid`, which
+needs the scene size: only the whole-scene gt knows it).
 
 A network with zero padding is least reliable near the borders of its input window, so
 predicting the grid patch by patch leaves seams. `window_offsets` + `blend_weights` +
@@ -18,8 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from cloudseg.errors import ConfigError, LayoutError
-
-PATCH = 384
+from cloudseg.scene_grid import PATCH, SceneGrid
 
 
 def grid_size(cells: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -71,15 +71,11 @@ def stitch(
     return crop(canvas, shape) if shape is not None else canvas
 
 
-def crop(canvas: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Top-left (H, W) of a padded canvas; a scene larger than its canvas is an error."""
-    h, w = shape
-    if h > canvas.shape[-2] or w > canvas.shape[-1]:
-        raise LayoutError(
-            "crop",
-            [f"scene size {h}x{w} exceeds the patch canvas {canvas.shape[-2]}x{canvas.shape[-1]}"],
-        )
-    return canvas[..., :h, :w]
+def crop(canvas: np.ndarray, shape: tuple[int, int], patch: int = PATCH) -> np.ndarray:
+    """The (H, W) scene out of the middle of its padded canvas (the 38-Cloud centred padding);
+    a size that does not belong to the canvas's grid is an error."""
+    rows, cols = canvas.shape[-2] // patch, canvas.shape[-1] // patch
+    return SceneGrid.fitted(shape, rows, cols, "crop", patch).crop(canvas)
 
 
 def check_overlap(overlap: int, window: int = PATCH) -> None:

@@ -59,16 +59,34 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
                               read_band(c / "38-Cloud_training/train_red" / red))
 
 
-def test_padding_to_a_multiple_of_384_is_zero(tmp_path):
-    root = write_synthetic(tmp_path / "s", seed=0, **SMALL)  # 400 x 500 -> 2 x 2 patches
+def _numbered_scene(rng, height, width):
+    """Every pixel distinct and non-zero, so any misplaced or cropped pixel shows."""
+    values = np.arange(1, height * width + 1, dtype=np.int64).reshape(height, width)
+    bands = np.stack([(values * (b + 1)) % 60000 + 1 for b in range(4)]).astype(np.uint16)
+    return bands, np.where(values % 3 == 0, 255, 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(400, 500), (769, 1153), (768, 384)])
+def test_scenes_are_padded_around_their_centre_as_38_cloud_does(tmp_path, monkeypatch, size):
+    """Reference from the 38-Cloud facts, not from the production grid: a scene sits at row
+    floor((rows*384 - H)/2), column floor((cols*384 - W)/2) of its zero-padded canvas."""
+    monkeypatch.setattr(synthetic, "make_scene", _numbered_scene)
+    h, w = size
+    root = write_synthetic(tmp_path / "s", train_scenes=1, test_scenes=0, scene_size=size)
+    bands, gt = _numbered_scene(None, h, w)
+    rows, cols = -(-h // 384), -(-w // 384)
+    top, left = (rows * 384 - h) // 2, (cols * 384 - w) // 2
     records = index_dataset(root)
-    assert [(r.id.row, r.id.col, r.id.idx) for r in records] == [
-        (1, 1, 1), (1, 2, 2), (2, 1, 3), (2, 2, 4)]
-    by_pos = {(r.id.row, r.id.col): r for r in records}
-    for band in [*BANDS, "gt"]:
-        assert not read_band(by_pos[2, 1].files[band])[400 - 384:].any()
-        assert not read_band(by_pos[1, 2].files[band])[:, 500 - 384:].any()
-    assert read_band(by_pos[1, 1].files["red"])[192, 192] > 0
+    assert len(records) == rows * cols
+    for b, band in enumerate([*BANDS, "gt"]):
+        scene = gt if band == "gt" else bands[b]
+        expected = np.zeros((rows * 384, cols * 384), scene.dtype)
+        expected[top : top + h, left : left + w] = scene
+        for r in records:
+            assert r.id.idx == (r.id.row - 1) * cols + r.id.col
+            y, x = (r.id.row - 1) * 384, (r.id.col - 1) * 384
+            np.testing.assert_array_equal(
+                read_band(r.files[band]), expected[y : y + 384, x : x + 384])
 
 
 def test_csvs_and_whole_scene_gts(tmp_path):

@@ -127,7 +127,9 @@ def test_georeferenced_sources_keep_crs_and_transform(synthetic_root, tmp_path):
     result = predict_with_model(
         BoxFilter(), TrainConfig(device="cpu"), root, tmp_path / "out", device="cpu"
     )
-    expected = {scene_a: gt_transform, scene_b: origin}
+    # 38-Cloud pads around the centre: the 600x700 scene starts at row (768 - 600) // 2 = 84,
+    # column (768 - 700) // 2 = 34 of its 2x2 grid's canvas.
+    expected = {scene_a: gt_transform, scene_b: origin @ Affine.translation(34, 84)}
     for s in result.scenes:
         assert s.georeferenced
         with rasterio.open(s.prob_path) as src:

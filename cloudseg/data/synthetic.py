@@ -25,10 +25,10 @@ from cloudseg.data.layout import (
     TRAIN_DIR,
     PatchId,
     format_patch_name,
-    scene_grid,
 )
 from cloudseg.data.tiff import write_band
 from cloudseg.errors import ConfigError
+from cloudseg.scene_grid import SceneGrid
 
 # Typical Landsat-8 L1 DN per band (R, G, B, NIR) at unit illumination; the real sample has
 # clear means about (8700, 9200, 10000, 17000) and cloud means about (23600, 24000, 24500, 28600).
@@ -126,11 +126,11 @@ def _write_csv(path: Path, names: list[str]) -> None:
 
 def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.ndarray
                  ) -> tuple[list[str], list[str]]:
-    """Cut one scene into zero-padded patches; returns (all names, non-empty names)."""
-    height, width = gt.shape
-    n_rows, n_cols = scene_grid(height, width)
-    pad = ((0, 0), (0, n_rows * PATCH_SIZE - height), (0, n_cols * PATCH_SIZE - width))
-    bands, gt = np.pad(bands, pad), np.pad(gt, pad[1:])
+    """Cut one scene, zero-padded around its centre as 38-Cloud does, into patches; returns
+    (all names, non-empty names)."""
+    grid = SceneGrid.of_scene(*gt.shape, patch=PATCH_SIZE)
+    n_rows, n_cols = grid.rows, grid.cols
+    bands, gt = grid.pad(bands), grid.pad(gt)
     prefix = "train" if split == "train" else "test"
     top = root / (TRAIN_DIR if split == "train" else TEST_DIR)
     names, nonempty = [], []
