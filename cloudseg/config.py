@@ -134,13 +134,6 @@ def parse_run_config(data: Any, source: str = "config") -> RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_run_config(data, str(path))
+    from cloudseg.yaml_io import read_yaml
+
+    return parse_run_config(read_yaml(path, "run config"), str(path))

@@ -26,12 +26,18 @@ if TYPE_CHECKING:
 PARAM_FIELDS = ("pos_weight", "gamma", "alpha", "beta", "focal_weight", "dice_weight")
 
 
+def _no_rules(p: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class LossSpec:
-    """A factory over resolved parameters, the LossConfig fields it reads and their defaults."""
+    """A factory over resolved parameters, the LossConfig fields it reads and their defaults,
+    and its value rules (`check`, torch-free, so a sweep can check a spec before any trial)."""
 
     build: Callable[[dict[str, Any], float | None], nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], None] = _no_rules
 
     @property
     def params(self) -> frozenset[str]:
@@ -50,17 +56,18 @@ def _check(p: dict[str, Any], key: str, ok: Callable[[float], bool], rule: str) 
         raise ConfigError(f"loss {p['name']!r}: loss.{key} must be {rule}, got {v!r}")
 
 
+def _focal_rules(p: dict[str, Any]) -> None:
+    _check(p, "gamma", lambda v: v >= 0, ">= 0")
+    _check(p, "alpha", lambda v: 0 <= v <= 1, "in [0, 1] or null")
+
+
 def _focal(p: dict[str, Any], auto: float | None = None) -> nn.Module:
     from segmentation_models_pytorch.losses import FocalLoss
 
-    _check(p, "gamma", lambda v: v >= 0, ">= 0")
-    _check(p, "alpha", lambda v: 0 <= v <= 1, "in [0, 1] or null")
     return FocalLoss("binary", alpha=p["alpha"], gamma=p["gamma"])
 
 
-def _tversky(p: dict[str, Any], auto: float | None = None) -> nn.Module:
-    from segmentation_models_pytorch.losses import TverskyLoss
-
+def _tversky_rules(p: dict[str, Any]) -> None:
     _check(p, "alpha", lambda v: v >= 0, ">= 0")
     _check(p, "beta", lambda v: v >= 0, ">= 0")
     _check(p, "gamma", lambda v: v > 0, "> 0")
@@ -69,6 +76,11 @@ def _tversky(p: dict[str, Any], auto: float | None = None) -> nn.Module:
             f"loss {p['name']!r}: loss.alpha + loss.beta must be > 0, "
             f"got {p['alpha']!r} + {p['beta']!r}"
         )
+
+
+def _tversky(p: dict[str, Any], auto: float | None = None) -> nn.Module:
+    from segmentation_models_pytorch.losses import TverskyLoss
+
     # smp returns mean_over_classes(1 - TI) ** gamma; with one class that is (1 - TI) ** gamma,
     # the focal Tversky loss; gamma = 1 is the plain Tversky loss.
     return TverskyLoss("binary", alpha=p["alpha"], beta=p["beta"], gamma=p.get("gamma", 1.0))
@@ -78,6 +90,11 @@ def _bce(p: dict[str, Any], auto: float | None) -> nn.Module:
     from segmentation_models_pytorch.losses import SoftBCEWithLogitsLoss
 
     return SoftBCEWithLogitsLoss()
+
+
+def _weighted_bce_rules(p: dict[str, Any]) -> None:
+    if p.get("pos_weight") != "auto":
+        _check(p, "pos_weight", lambda v: v > 0, "> 0 or 'auto'")
 
 
 def _weighted_bce(p: dict[str, Any], auto: float | None) -> nn.Module:
@@ -111,17 +128,21 @@ def _smp(class_name: str) -> Callable[[dict[str, Any], float | None], nn.Module]
     return build
 
 
-def _mixed_focal(p: dict[str, Any], auto: float | None) -> nn.Module:
-    from segmentation_models_pytorch.losses import DiceLoss
-
-    from cloudseg.loss_modules import WeightedSum
-
+def _mixed_focal_rules(p: dict[str, Any]) -> None:
     for key in ("focal_weight", "dice_weight"):
         _check(p, key, lambda v: v >= 0, ">= 0")
     if p["focal_weight"] + p["dice_weight"] <= 0:
         raise ConfigError(
             "loss 'mixed-focal': loss.focal_weight and loss.dice_weight must not both be 0"
         )
+    _focal_rules(p)
+
+
+def _mixed_focal(p: dict[str, Any], auto: float | None) -> nn.Module:
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    from cloudseg.loss_modules import WeightedSum
+
     focal = _focal(p)
     return WeightedSum(
         {"focal": (p["focal_weight"], focal), "dice": (p["dice_weight"], DiceLoss("binary"))}
@@ -154,9 +175,15 @@ def resolve_loss_params(cfg: LossConfig) -> dict[str, Any]:
     return resolved
 
 
+def check_loss_config(cfg: LossConfig) -> None:
+    """Every value rule `build_loss` applies, without torch: ConfigError naming loss and field."""
+    LOSSES.get(cfg.name).check({**resolve_loss_params(cfg), "name": cfg.name})
+
+
 def build_loss(cfg: LossConfig, pos_weight_auto: float | None = None) -> nn.Module:
     """The loss module for `cfg`; `pos_weight_auto` is the background/cloud pixel ratio of the
     training subset, used when weighted-bce has pos_weight "auto"."""
+    check_loss_config(cfg)
     spec = LOSSES.get(cfg.name)
     params = {**resolve_loss_params(cfg), "name": cfg.name}
     return spec.build(params, pos_weight_auto)
@@ -166,16 +193,25 @@ def build_loss(cfg: LossConfig, pos_weight_auto: float | None = None) -> nn.Modu
 # (FN), which favours recall (Salehi et al. 2017); focal Tversky exponent 0.75 (= 1/γ with
 # γ = 4/3 in Abraham & Khan 2019); mixed focal 0.5·focal + 0.5·dice.
 LOSSES.add("bce", LossSpec(_bce))
-LOSSES.add("weighted-bce", LossSpec(_weighted_bce, {"pos_weight": None}))  # required
-LOSSES.add("focal", LossSpec(_focal, {"gamma": 2.0, "alpha": None}))
-LOSSES.add("tversky", LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7}))
-LOSSES.add("focal-tversky", LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7, "gamma": 0.75}))
+LOSSES.add(  # pos_weight is required
+    "weighted-bce", LossSpec(_weighted_bce, {"pos_weight": None}, _weighted_bce_rules)
+)
+LOSSES.add("focal", LossSpec(_focal, {"gamma": 2.0, "alpha": None}, _focal_rules))
+LOSSES.add("tversky", LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7}, _tversky_rules))
+LOSSES.add(
+    "focal-tversky",
+    LossSpec(_tversky, {"alpha": 0.3, "beta": 0.7, "gamma": 0.75}, _tversky_rules),
+)
 LOSSES.add("dice", LossSpec(_smp("DiceLoss")))
 LOSSES.add("jaccard", LossSpec(_smp("JaccardLoss")))
 LOSSES.add("lovasz", LossSpec(_smp("LovaszLoss")))
 LOSSES.add(
     "mixed-focal",
-    LossSpec(_mixed_focal, {"gamma": 2.0, "alpha": None, "focal_weight": 0.5, "dice_weight": 0.5}),
+    LossSpec(
+        _mixed_focal,
+        {"gamma": 2.0, "alpha": None, "focal_weight": 0.5, "dice_weight": 0.5},
+        _mixed_focal_rules,
+    ),
 )
 
 LOSS_PARAMS: dict[str, frozenset[str]] = {name: LOSSES.get(name).params for name in LOSSES}

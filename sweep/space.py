@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
@@ -51,6 +51,13 @@ class ParamSpec(BaseModel):
             raise ValueError("`step` and `log` cannot be combined")
         if self.choices is not None:
             raise ValueError(f"{self.type} takes low/high, not `choices`")
+        if self.type == "int":  # Optuna would truncate 2.5 to 2 and draw below the stated low
+            odd = [f"{k}={v:g}" for k, v in (("low", self.low), ("high", self.high),
+                                             ("step", self.step)) if v is not None and v % 1]
+            odd += [f"grid value {v!r}" for v in self.grid or []
+                    if not isinstance(v, int | float) or isinstance(v, bool) or v % 1]
+            if odd:
+                raise ValueError(f"int takes whole numbers; got {', '.join(odd)}")
         return self
 
     def grid_values(self) -> list[Any] | None:
@@ -94,6 +101,67 @@ def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
             registry.get(name)
         except ConfigError as err:
             raise ConfigError(f"{src}: {where}: {err}") from None
+
+
+def _depends_on(path: str, p: ParamSpec, space: dict[str, ParamSpec]) -> set[str]:
+    """The parameters that must be drawn before `path`: its `when` and, for a loss field,
+    loss.name (the implicit condition)."""
+    deps = set(p.when)
+    if path.startswith("loss.") and path != "loss.name" and "loss.name" in space:
+        deps.add("loss.name")
+    return deps & set(space)
+
+
+def _cycle(space: dict[str, ParamSpec]) -> list[str] | None:
+    """One dependency cycle among the space's conditions (`a -> b -> a`), or None."""
+    deps = {k: sorted(_depends_on(k, p, space)) for k, p in space.items()}
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in deps[node]:
+            if state.get(nxt) == 1:
+                return [*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt]
+            if nxt not in state and (found := visit(nxt, [*trail, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(space):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def _check_loss_values(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str,
+                       loss_names: list[Any]) -> None:
+    """Each loss value a trial could get, checked by the loss's own rules (torch-free)."""
+    from cloudseg.config import LossConfig
+    from cloudseg.losses import check_loss_config
+
+    uses = loss_fields()
+    for name in loss_names:
+        base = {k: v for k, v in (fixed.get("loss") or {}).items() if k in uses[name]}
+        tries: list[tuple[str, dict[str, Any]]] = [("fixed.loss", {})]
+        for path, p in space.items():
+            field = path.partition(".")[2]
+            if not path.startswith("loss.") or field not in uses[name]:
+                continue
+            if name not in p.when.get("loss.name", [name]):
+                continue
+            for value in p.values_to_check():
+                drawn = {field: value}
+                if p.complement and p.complement.startswith("loss.") and value is not None:
+                    drawn[p.complement.partition(".")[2]] = round(1.0 - value, 12)
+                tries.append((f"space.{path}", drawn))
+        for where, drawn in tries:
+            try:
+                cfg = LossConfig.model_validate({**base, **drawn, "name": name})
+                check_loss_config(cfg)
+            except ValidationError:
+                continue  # a type error: the run-config check names it
+            except ConfigError as err:
+                raise ConfigError(f"{src}: {where}: {err}") from None
 
 
 def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) -> None:
@@ -141,6 +209,12 @@ def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) ->
             tree = {k: dict(v) for k, v in fixed.items() if isinstance(v, dict)}
             set_path(tree, path, value)
             parse_run_config(tree, where)
+    if cycle := _cycle(space):
+        what = "a parameter conditioned on itself" if len(set(cycle)) == 1 else (
+            "each waits for the other to be drawn")
+        raise ConfigError(f"{src}: space: conditions form a cycle: {' -> '.join(cycle)} ({what}; "
+                          "loss fields also wait for loss.name)")
+    _check_loss_values(space, fixed, src, [n for n in loss_names if n in uses])
 
 
 def _active(path: str, p: ParamSpec, chosen: dict[str, Any], loss_name: str | None, uses) -> bool:

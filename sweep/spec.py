@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudseg.config import format_validation_error, parse_run_config
 from cloudseg.errors import ConfigError
+from cloudseg.yaml_io import read_yaml
 from sweep.space import ParamSpec, check_space
 from sweep.strategies import PRUNERS, SAMPLERS
 
@@ -158,6 +158,23 @@ def _check_metric(spec: StudySpec, src: str) -> None:
         )
 
 
+def _check_input_sizes(spec: StudySpec, src: str) -> None:
+    """Every model in play takes every crop a trial can get (a 100 px crop fails every U-Net)."""
+    from cloudseg.models import MODELS, check_input_size
+
+    model = spec.space.get("model.name")
+    names = model.choices if model else [(spec.fixed.get("model") or {}).get("name", "unet")]
+    crop = spec.space.get("data.crop")
+    crops, where = ((crop.values_to_check(), "space.data.crop") if crop else
+                    ([spec.budget.crop or 384], "budget.crop"))
+    for name in (n for n in names or [] if n in MODELS):
+        for side in crops:
+            try:
+                check_input_size(name, int(side))
+            except ConfigError as err:
+                raise ConfigError(f"{src}: {where}: {err}") from None
+
+
 def parse_spec(data: Any, source: str, default_name: str | None = None) -> StudySpec:
     """Validate a mapping into a StudySpec: structure, strategies, fixed config, space."""
     if not isinstance(data, dict):
@@ -173,6 +190,7 @@ def parse_spec(data: Any, source: str, default_name: str | None = None) -> Study
     _check_metric(spec, source)
     parse_run_config(spec.fixed, f"{source}: fixed")
     check_space(spec.space, spec.fixed, source)
+    _check_input_sizes(spec, source)
     return spec
 
 
@@ -201,10 +219,4 @@ def find_spec_file(study: str) -> Path:
 
 def load_spec(study: str | Path) -> StudySpec:
     path = find_spec_file(str(study))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    return parse_spec(data, str(path), default_name=path.stem)
+    return parse_spec(read_yaml(path, "study spec"), str(path), default_name=path.stem)

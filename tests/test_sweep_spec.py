@@ -136,3 +136,106 @@ def test_every_pruner_builds(name):
         extra["lower"] = 0.05
     spec = parse_spec(tiny_spec_dict(pruner={"name": name, **extra}), "p.yaml")
     assert isinstance(spec.build_pruner(), optuna.pruners.BasePruner)
+
+
+FOCAL = {"type": "categorical", "choices": ["focal", "focal-tversky"]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # conditions that form a cycle: two parameters waiting for each other, and one on itself
+        ({"space__optim.lr": {"type": "float", "low": 0.01, "high": 0.1,
+                              "when": {"optim.batch_size": [4]}},
+          "space__optim.batch_size": {"type": "categorical", "choices": [4, 8],
+                                      "when": {"optim.lr": [0.01]}}},
+         "space: conditions form a cycle: optim.batch_size -> optim.lr -> optim.batch_size"),
+        ({"space__optim.batch_size": {"type": "categorical", "choices": [4, 8],
+                                      "when": {"optim.batch_size": [4]}}},
+         "optim.batch_size -> optim.batch_size (a parameter conditioned on itself"),
+        ({"space__loss.name": {"type": "categorical", "choices": ["focal", "dice"],
+                               "when": {"loss.gamma": [2.0]}},
+          "space__loss.gamma": {"type": "categorical", "choices": [2.0]},
+          "space__loss.pos_weight": None},
+         "loss.gamma -> loss.name -> loss.gamma"),
+        # an int parameter with fractional bounds would be truncated (2 drawn below low=2.5)
+        ({"space__optim.batch_size": {"type": "int", "low": 2.5, "high": 8.5}},
+         "space.optim.batch_size: Value error, int takes whole numbers; got low=2.5, high=8.5"),
+        ({"space__optim.warmup_epochs": {"type": "int", "low": 0, "high": 4, "step": 1.5}},
+         "step=1.5"),
+        # loss values checked by the loss's own rules when the spec loads
+        ({"space__loss.name": FOCAL, "space__loss.pos_weight": None,
+          "space__loss.gamma": {"type": "float", "low": -3, "high": -1}},
+         "space.loss.gamma: loss 'focal': loss.gamma must be >= 0, got -3.0"),
+        ({"space__loss.name": None, "space__loss.pos_weight": None,
+          "fixed__loss": {"name": "focal", "gamma": -1}},
+         "fixed.loss: loss 'focal': loss.gamma must be >= 0, got -1"),
+        ({"space__loss.pos_weight": {"type": "float", "low": -1, "high": 2.0}},
+         "space.loss.pos_weight: loss 'weighted-bce': loss.pos_weight must be > 0"),
+        ({"space__loss.name": {"type": "categorical", "choices": ["mixed-focal"]},
+          "space__loss.pos_weight": None,
+          "space__loss.focal_weight": {"type": "float", "low": 0.5, "high": 1.5,
+                                       "complement": "loss.dice_weight"}},
+         "loss.dice_weight must be >= 0, got -0.5"),
+        # a crop the model cannot take fails every trial: said at load time
+        ({"budget__crop": 100}, "budget.crop: model 'vanilla-unet' needs input sides that are "
+                                "multiples of 16"),
+    ],
+)
+def test_spec_value_errors_are_found_when_the_spec_loads(tmp_path, changes, expected):
+    spec = tiny_spec_dict()
+    for dotted, value in changes.items():
+        node = spec
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        if value is None:
+            node.pop(last)
+        else:
+            node[last] = value
+    with pytest.raises(ConfigError) as err:
+        load_spec(write_spec(tmp_path, spec))
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "tiny.yaml")) and expected in message, message
+
+
+def test_a_gamma_range_valid_for_its_conditioned_loss_only_is_accepted(tmp_path):
+    spec = tiny_spec_dict()
+    spec["space"]["loss.name"] = FOCAL
+    # 0 is fine for focal (>= 0) but not for focal-tversky (> 0): the condition keeps them apart
+    spec["space"]["loss.gamma"] = {"type": "float", "low": 0, "high": 2,
+                                   "when": {"loss.name": ["focal"]}}
+    del spec["space"]["loss.pos_weight"]
+    assert load_spec(write_spec(tmp_path, spec)).space["loss.gamma"].low == 0
+
+
+def test_a_binary_spec_file_is_one_error_naming_the_file(tmp_path):
+    path = tmp_path / "blob.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(f"{path}: not a text file (byte 128 is not UTF-8)")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        ("name: a\nseed: 1\nseed: 2\n", "'seed'", "line 2 and again line 3"),
+        ("name: a\nbudget:\n  epochs: 2\n  epochs: 3\n", "'epochs'", "line 3 and again line 4"),
+        ("name: a\nbudget: {epochs: 2, epochs: 3}\n", "'epochs'", "line 2 and again line 2"),
+    ],
+)
+def test_duplicate_yaml_keys_are_rejected_naming_key_and_file(tmp_path, text, key, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(f"{path}: duplicate key {key} ({lines})"), str(err.value)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    from cloudseg.yaml_io import read_yaml
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
+    assert read_yaml(path) == {"a": {"x": 1, "y": 2}, "c": {"x": 3, "y": 2}}
