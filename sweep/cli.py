@@ -104,7 +104,9 @@ def run(
 
 @app.command()
 def worker(
-    study: str = typer.Option(..., "--study", help="Name of a study that `sweep run` created."),
+    study: str = typer.Option(
+        ..., "--study", help="Study name or spec path; created from its spec when missing."
+    ),
     storage: str = typer.Option(
         DEFAULT_STORAGE, "--storage", envvar="SWEEP_STORAGE",
         help="The study's storage; across machines postgresql+psycopg://USER@HOST/DB "
@@ -123,18 +125,20 @@ def worker(
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
 ) -> None:
-    """Join a study from any machine and run its trials until the study-wide target is met.
+    """Join a study from any machine (creating it from its spec when missing) and run its
+    trials until the study-wide target is met; every machine runs this same command.
 
     The same engine as `sweep run`: one process, one GPU (pick it with CUDA_VISIBLE_DEVICES).
+    A worker whose study is already done exits 0.
     """
     with _errors():
-        from sweep.runner import summarise
-        from sweep.storage import check_storage_url, redact
+        from sweep.runner import join_or_create, summarise
+        from sweep.storage import redact
         from sweep.workers import work
 
-        check_storage_url(storage)
-        work(study, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)
-        s = summarise(study, storage)
+        name = join_or_create(study, storage, trials=trials, data=data)
+        work(name, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)
+        s = summarise(name, storage)
         typer.echo(
             f"{s.study} in {redact(storage)}: {s.complete + s.pruned}/{trials or s.target} "
             f"finished ({s.pruned} pruned, {s.failed} failed)"

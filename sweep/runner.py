@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from typing import Any
 
 from cloudseg.errors import ConfigError
 from sweep.spec import StudySpec
-from sweep.storage import DEFAULT_STORAGE, artifact_dir_for, check_storage_url, open_storage
+from sweep.storage import (
+    DEFAULT_STORAGE,
+    artifact_dir_for,
+    check_storage_url,
+    open_storage,
+    redact,
+    sqlite_path,
+)
 
 DATA_ENV = "CLOUDSWEEP_DATA"
 DATA_HINT = (
@@ -83,33 +91,88 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
         raise ConfigError(f"--trials must be a positive number of finished trials (got {trials})")
     check_storage_url(storage)
     root = resolve_data_root(spec, data)
-    from cloudseg.data import open_cache
+    from cloudseg.data import open_cache, split_by_scene
     from sweep.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data  # packed once here, not by the first trials
-    open_cache(root, cache_dir=cfg.cache_dir, progress=True,
-               include_additional=cfg.include_additional)
+    cache = open_cache(root, cache_dir=cfg.cache_dir, progress=True,
+                       include_additional=cfg.include_additional)
+    try:  # every trial splits the same way: a tree it rejects must fail here, not in trial 0
+        split_by_scene(cache.records, cfg.val_fraction, cfg.split_seed)
+    except ConfigError as err:
+        raise ConfigError(f"data root {root}: {err}") from None
     return root
 
 
-def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path):
-    """Create or load the study and record what workers need as study user attrs."""
+def stored_attrs(storage, name: str) -> dict[str, Any] | None:
+    """The user attrs of study `name`, or None when the storage has no such study."""
+    try:
+        return storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None
+
+
+def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
+                 overwrite: bool = True):
+    """Create or load the study and record what workers need as study user attrs.
+
+    Safe for many processes at once: Optuna creates the study row once (the others load it),
+    and `spec` is written last, so a reader that sees `spec` sees everything. Whatever can fail
+    (the measured class balance) runs before the row exists. With overwrite=False (a worker
+    joining) a study that already has its spec keeps its spec and target."""
     import optuna
 
     storage = open_storage(storage_url)
+    existing = stored_attrs(storage, spec.name) or {}
+    if not overwrite and "spec" in existing:
+        return optuna.load_study(study_name=spec.name, storage=storage)
+    weight = (existing["measured_pos_weight"] if "measured_pos_weight" in existing
+              else measure_pos_weight(spec, root))
     study = optuna.create_study(
         study_name=spec.name, storage=storage, direction=spec.direction, load_if_exists=True
     )
     if study.direction.name.lower() != spec.direction:
         raise ConfigError(f"study {spec.name!r} exists with direction {study.direction.name}")
-    if "measured_pos_weight" not in study.user_attrs:
-        study.set_user_attr("measured_pos_weight", measure_pos_weight(spec, root))
-    study.set_user_attr("spec", spec.to_dict())
+    study.set_user_attr("measured_pos_weight", weight)
     study.set_user_attr("target", trials)
     study.set_user_attr("data_root", str(root))
     study.set_user_attr("artifact_dir", str(artifact_dir_for(storage_url).resolve()))
     study.set_user_attr("last_run", dt.datetime.now(dt.UTC).isoformat())
+    study.set_user_attr("spec", spec.to_dict())  # last: its presence means "ready"
     return study
+
+
+def join_or_create(study: str, storage_url: str, *, trials: int | None,
+                   data: str | Path | None) -> str:
+    """The name of the study a worker joins (`--study NAME|PATH`), created from its spec when
+    the storage lacks it. Every input is checked before the storage is written."""
+    from sweep.spec import available_studies, load_spec
+
+    check_storage_url(storage_url)
+    is_path = Path(study).suffix in (".yaml", ".yml") or Path(study).exists()
+    spec = load_spec(study) if is_path or study in available_studies() else None
+    name = spec.name if spec else study
+    attrs = _attrs_if_any(storage_url, name)
+    if attrs is not None and "spec" in attrs:
+        if spec is not None and attrs["spec"] != spec.to_dict():
+            print(f"note: study {name!r} exists; its stored spec is used, not {spec.source}",
+                  file=sys.stderr)
+        return name
+    if spec is None:
+        return name  # sweep.workers waits for a creator to finish, else names the choices
+    if trials is None:
+        raise ConfigError(f"study {name!r} does not exist yet in {redact(storage_url)}: "
+                          "give --trials N (the study-wide target) to create it")
+    root = prepare(spec, trials, storage_url, data)
+    create_study(spec, trials, storage_url, root, overwrite=False)
+    return name
+
+
+def _attrs_if_any(storage_url: str, name: str) -> dict[str, Any] | None:
+    path = sqlite_path(storage_url)
+    if path is not None and not path.exists():
+        return None  # nothing to read: do not create the file just to look
+    return stored_attrs(open_storage(storage_url), name)
 
 
 def run_study(

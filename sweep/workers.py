@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +36,45 @@ def finished_states():
     return tuple(TrialState[s] for s in FINISHED_STATES)
 
 
+SPEC_WAIT_S = 60.0  # how long a joining worker waits for another worker to finish creating
+
+
 def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
+    """The study's user attrs once its creator has written them all (`spec` comes last)."""
     import optuna
 
+    from sweep.runner import stored_attrs
+    from sweep.spec import available_studies
     from sweep.storage import open_storage, redact
 
     storage = open_storage(storage_url)
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage).user_attrs
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-        raise ConfigError(
-            f"no study {study_name!r} in {redact(storage_url)}; available: {names}"
-        ) from None
+    deadline = time.monotonic() + SPEC_WAIT_S
+    while True:
+        attrs = stored_attrs(storage, study_name)
+        if attrs is None:
+            names = ", ".join(optuna.get_all_study_names(storage)) or "none"
+            specs = ", ".join(available_studies()) or "none"
+            raise ConfigError(
+                f"no study {study_name!r} in {redact(storage_url)} (studies there: {names}) and "
+                f"no spec of that name to create it from (specs: {specs}; or give a spec path)"
+            )
+        if "spec" in attrs:
+            return attrs
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"study {study_name!r} in {redact(storage_url)} has no spec: its creation did "
+                f"not finish; rerun with --study <spec name or path> --trials N to complete it"
+            )
+        time.sleep(0.5)
+
+
+def study_done(study_name: str, storage_url: str, target: int) -> bool:
+    import optuna
+
+    from sweep.storage import open_storage
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    return len(study.get_trials(deepcopy=False, states=finished_states())) >= target
 
 
 def work(
@@ -74,6 +101,9 @@ def work(
 
     attrs = load_study_attrs(study_name, storage_url)
     spec = parse_spec(attrs["spec"], f"study {study_name}")
+    target = int(target or attrs["target"])
+    if study_done(study_name, storage_url, target):
+        return  # nothing to do: exit 0 (compose does not restart it)
     warm_up()
     ex = spec.execution
     storage = open_storage(
@@ -86,12 +116,9 @@ def work(
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
-        sampler=spec.build_sampler(seed_offset=worker_index),  # workers must not draw alike
+        sampler=spec.build_sampler(),  # seeded per trial number: workers never draw alike
         pruner=spec.build_pruner(),
     )
-    target = int(target or attrs["target"])
-    if len(study.get_trials(deepcopy=False, states=finished_states())) >= target:
-        return
     objective = Objective(
         spec,
         Path(data or attrs["data_root"]),
