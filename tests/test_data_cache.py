@@ -13,7 +13,7 @@ import pytest
 
 from cloudseg.data import BANDS, find_layout, open_cache, prepare_cache, read_band, write_band
 from cloudseg.data.cache import COMPLETE, default_cache_dir, fingerprint
-from cloudseg.errors import LayoutError
+from cloudseg.errors import CacheError, LayoutError
 
 
 def versions(cache_dir):
@@ -106,4 +106,20 @@ def test_bad_tree_raises_and_leaves_no_cache(tmp_path):
     bad.mkdir(parents=True)
     with pytest.raises(LayoutError, match="missing folder 38-Cloud_training/train_nir/"):
         prepare_cache(tmp_path / "bad", tmp_path / "c")
-    assert not (tmp_path / "c").exists() or versions(tmp_path / "c") == []
+    assert not (tmp_path / "c").exists()  # no empty folder, no .lock
+
+
+def test_a_rejected_tree_leaves_nothing_in_the_default_cache_location(
+        synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDSEG_CACHE_DIR", str(tmp_path / "caches"))
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    next((tree / "38-Cloud_training" / "train_gt").iterdir()).write_bytes(b"broken")
+    with pytest.raises(LayoutError, match="unreadable or truncated TIFF"):
+        open_cache(tree)
+    assert not (tmp_path / "caches").exists()
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_cache_error(synthetic_root, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CacheError, match=r"cache folder .*file/c: cannot write there"):
+        prepare_cache(synthetic_root, tmp_path / "file" / "c")

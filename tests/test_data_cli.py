@@ -31,9 +31,11 @@ def test_a_broken_tree_lists_its_files_and_exits_2(tmp_path, capsys):
     (tmp_path / "38-Cloud_training" / "train_red").mkdir(parents=True)
     (tmp_path / "38-Cloud_training" / "train_red" / "readme.md").write_text("x")
     assert main(["prepare", str(tmp_path), "--cache", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err
-    assert "stray file 38-Cloud_training/train_red/readme.md" in err
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {tmp_path}: 5 problem(s) in the data tree: ")
+    assert "; stray file 38-Cloud_training/train_red/readme.md" in err
     assert "missing folder 38-Cloud_training/train_gt/" in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_synth_refuses_an_existing_folder(tmp_path, capsys):

@@ -157,3 +157,80 @@ def test_95cloud_additional_patches_join_the_training_set(synthetic_root, tmp_pa
     assert all(extra in r.files["nir"].parents for r in added)
     assert len(index_dataset(tree, include_additional=False)) == 16
     assert len(open_cache(tree, tmp_path / "c")) == 20
+
+
+SCENE = "LC08_L1TP_100030_20200115_20200128_01_T1"  # the first synthetic scene (2 x 2 patches)
+
+
+def _rename_patch(tree, old: str, new: str) -> None:
+    for band in (*BANDS, "gt"):
+        folder = tree / TRAIN / f"train_{band}"
+        (folder / f"{band}_{old}.TIF").rename(folder / f"{band}_{new}.TIF")
+
+
+def test_an_index_that_disagrees_with_the_grid_position_is_named(synthetic_root, tmp_path):
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    # swap the indices of two patches: names still parse, places no longer add up
+    _rename_patch(tree, f"patch_2_1_by_2_{SCENE}", f"patch_3_1_by_2_{SCENE}")
+    _rename_patch(tree, f"patch_3_2_by_1_{SCENE}", f"patch_2_2_by_1_{SCENE}")
+    with pytest.raises(LayoutError) as info:
+        index_dataset(tree)
+    grid = [p for p in info.value.problems if "grid position" in p]
+    assert grid == [
+        f"patch_3_1_by_2_{SCENE}: index 3 does not match its grid position row 1, col 2 "
+        "(idx = (row-1)*n_cols + col = 2 with the scene's 2 columns)",
+        f"patch_2_2_by_1_{SCENE}: index 2 does not match its grid position row 2, col 1 "
+        "(idx = (row-1)*n_cols + col = 3 with the scene's 2 columns)",
+    ]
+
+
+def test_a_partial_scene_infers_its_column_count_from_the_indices(real_sample_root):
+    # patch 192 at row 10, col 12 means a 20-column scene; the largest col seen (12) does not
+    (record,) = index_dataset(real_sample_root)
+    assert (record.id.idx, record.id.row, record.id.col) == (192, 10, 12)
+
+
+def test_a_nonempty_csv_listing_a_patch_without_files_is_named(synthetic_root, tmp_path):
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    csv = tree / "training_patches_38-cloud_nonempty.csv"
+    csv.write_text(csv.read_text() + f"patch_9_3_by_3_{SCENE}\n")
+    assert problems(tree).endswith(
+        f"training_patches_38-cloud_nonempty.csv lists patch_9_3_by_3_{SCENE} but its files "
+        "are missing")
+
+
+def test_a_symlink_loop_is_named_as_such_not_as_a_missing_folder(tree):
+    shutil.rmtree(tree / TRAIN / "train_blue")
+    (tree / TRAIN / "train_blue").symlink_to("train_blue")
+    with pytest.raises(LayoutError) as info:
+        index_dataset(tree)
+    assert str(info.value) == (f"{tree / TRAIN / 'train_blue'} is a symlink loop (following it "
+                               "leads back to itself)")
+
+
+def test_a_patch_file_that_is_a_symlink_loop_or_dead_link_is_named(tree):
+    band_file(tree, "red").unlink()
+    band_file(tree, "red").symlink_to(band_file(tree, "red").name)
+    band_file(tree, "nir").unlink()
+    band_file(tree, "nir").symlink_to("/nonexistent/nir.TIF")
+    msg = problems(tree)
+    assert f"{TRAIN}/train_red/red_{REAL_NAME}.TIF is a symlink loop" in msg
+    assert f"{TRAIN}/train_nir/nir_{REAL_NAME}.TIF is a broken symlink (its target " \
+           "/nonexistent/nir.TIF does not exist)" in msg
+    assert "stray file" not in msg
+
+
+def test_a_root_that_is_a_symlink_loop_is_named(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(LayoutError, match="data root .*loop is a symlink loop"):
+        index_dataset(tmp_path / "loop")
+
+
+def test_a_tiff_error_names_the_file_once_and_is_not_cut(tmp_path, real_sample_root):
+    deep = tmp_path.joinpath(*["a_rather_long_folder_name"] * 8)
+    tree = shutil.copytree(real_sample_root, deep / "tree")
+    band_file(tree, "blue").write_bytes(b"not a tiff at all")
+    (msg,) = [p for p in (problems(tree).splitlines()) if "blue_" in p]
+    assert msg.endswith(f"blue_{REAL_NAME}.TIF: unreadable or truncated TIFF (not recognized "
+                        "as being in a supported file format)")
+    assert "a_rather_long_folder_name" not in msg

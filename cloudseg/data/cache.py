@@ -121,16 +121,26 @@ def open_cache(root: str | Path, cache_dir: str | Path | None = None, progress: 
 
 def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progress: bool = False,
                   include_additional: bool = True, force: bool = False) -> PatchCache:
-    """Check the cache under the lock and (re)build it when missing, stale, broken or forced."""
+    """The cache for `root`, (re)built when missing, stale, broken or forced: the tree is
+    validated first, then built under a file lock (one builder at a time)."""
     layout = find_layout(root)
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(layout.root)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_dir / ".lock")):
-        fp = fingerprint(layout, include_additional)
-        final = cache_dir / fp[:20]
+    fp = fingerprint(layout, include_additional)
+    final = cache_dir / fp[:20]
+    if not force and (cache := _usable(final)):
+        return cache
+    # The tree is validated before anything is written: a rejected tree leaves no folder or lock.
+    records = index_dataset(layout.root, "train", include_additional, progress)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(cache_dir / ".lock"))
+        lock.acquire()
+    except OSError as err:
+        raise CacheError(f"cache folder {cache_dir}: cannot write there ({err.strerror}); "
+                         "choose another with --cache or CLOUDSEG_CACHE_DIR") from None
+    try:
         if not force and (cache := _usable(final)):
-            return cache
-        records = index_dataset(layout.root, "train", include_additional, progress)
+            return cache  # another process built it while this one was indexing
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
         try:
             tmp.chmod(0o755)
@@ -143,6 +153,8 @@ def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progres
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return _load(final)
+    finally:
+        lock.release()
 
 
 def _build(out: Path, root: Path, records: list[PatchRecord], fp: str, progress: bool) -> None:

@@ -4,13 +4,14 @@ clear LayoutError at start-up listing every problem, never a traceback in trial 
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cloudseg.data.layout import (
+    ADDITIONAL_DIR,
     BANDS,
     EXPECTED_TREE,
     GT,
@@ -19,6 +20,7 @@ from cloudseg.data.layout import (
     PatchId,
     find_layout,
     format_patch_name,
+    link_problem,
     parse_csv_name,
     parse_patch_name,
 )
@@ -61,6 +63,9 @@ def _scan(layout: DatasetLayout, folders: dict[str, list[Path]], problems: list[
         for folder in dirs:
             for path in sorted(folder.iterdir()):
                 rel = path.relative_to(layout.root)
+                if problem := link_problem(path):
+                    problems.append(problem.replace(str(path), str(rel), 1))
+                    continue
                 try:
                     got, pid = parse_patch_name(path.name)
                 except LayoutError:
@@ -73,6 +78,50 @@ def _scan(layout: DatasetLayout, folders: dict[str, list[Path]], problems: list[
                 else:
                     patches[pid][band] = path
     return patches
+
+
+def _grid_problems(ids: list[PatchId]) -> list[str]:
+    """Patches whose index disagrees with their place in the scene's grid.
+
+    `idx = (row - 1) * n_cols + col`. n_cols is what the scene's patches agree on (a tree may
+    hold only some of a scene's patches, so the largest col seen is a lower bound, not n_cols);
+    with no row > 1 to tell, it is the largest col."""
+    by_scene: dict[str, list[PatchId]] = defaultdict(list)
+    for pid in ids:
+        by_scene[pid.scene].append(pid)
+    problems = []
+    for scene_ids in by_scene.values():
+        widest = max(p.col for p in scene_ids)
+        votes = Counter((p.idx - p.col) // (p.row - 1) for p in scene_ids
+                        if p.row > 1 and p.idx > p.col and (p.idx - p.col) % (p.row - 1) == 0
+                        and (p.idx - p.col) // (p.row - 1) >= widest)
+        n_cols = min(votes, key=lambda n: (-votes[n], n)) if votes else widest
+        for p in sorted(scene_ids):
+            expected = (p.row - 1) * n_cols + p.col
+            if p.row < 1 or p.col < 1:
+                problems.append(f"{p.name}: row and col count from 1 (got row {p.row}, "
+                                f"col {p.col})")
+            elif p.idx != expected:
+                problems.append(
+                    f"{p.name}: index {p.idx} does not match its grid position row {p.row}, "
+                    f"col {p.col} (idx = (row-1)*n_cols + col = {expected} with the scene's "
+                    f"{n_cols} columns)")
+    return problems
+
+
+def _listed_without_files(layout: DatasetLayout, csvs: list[Path], present: set[str],
+                          include_additional: bool) -> list[str]:
+    """Entries of the patch CSVs (the all-patches and the non-empty lists) with no files."""
+    problems = []
+    for path in csvs:
+        parts = [part.lower() for part in path.relative_to(layout.root).parts]
+        if not include_additional and ADDITIONAL_DIR.lower() in parts:
+            continue  # 95-Cloud's own lists, for folders this index leaves out
+        listed = {n for n in read_csv_names(path) if parse_csv_name(n)}
+        rel = path.relative_to(layout.root)
+        problems += [f"{rel} lists {n} but its files are missing"
+                     for n in sorted(listed - present)]
+    return problems
 
 
 def _check_patch(item: tuple[PatchId, dict[str, Path], bool]
@@ -112,7 +161,8 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
     layout = find_layout(root)
     if split == "train":
         wanted = {b: d if include_additional else d[:1] for b, d in layout.train_dirs.items()}
-        bands, where, csvs = (*BANDS, GT), "38-Cloud_training/train_", layout.train_csvs
+        bands, where = (*BANDS, GT), "38-Cloud_training/train_"
+        csvs = [*layout.train_csvs, *layout.nonempty_csvs]
     else:
         wanted = {b: [d] for b, d in layout.test_dirs.items()}
         bands, where, csvs = BANDS, "38-Cloud_test/test_", layout.test_csvs
@@ -126,10 +176,8 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
             if band not in files and band in wanted:
                 problems.append(f"{pid.name}: missing {band} ({where}{band}/"
                                 f"{format_patch_name(band, pid)})")
-    for path in csvs:
-        listed = {n for n in read_csv_names(path) if parse_csv_name(n)}
-        missing = sorted(listed - {p.name for p in patches})
-        problems += [f"{path.name} lists {n} but its files are missing" for n in missing]
+    problems += _grid_problems(list(patches))
+    problems += _listed_without_files(layout, csvs, {p.name for p in patches}, include_additional)
 
     nonempty_names: set[str] = set()
     for path in layout.nonempty_csvs if split == "train" else []:

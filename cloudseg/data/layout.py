@@ -3,6 +3,8 @@ module asks this one where things are instead of globbing on its own."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,8 @@ EXPECTED_TREE = (
 
 
 class NotADatasetError(LayoutError):
-    """The root is missing or holds no 38-Cloud folders: one line, what was expected where."""
+    """The root (or one of its folders) is missing, a dead link, or holds no 38-Cloud folders:
+    one line, what was expected where."""
 
     def __init__(self, root: object, message: str):
         super().__init__(root, [message])
@@ -104,20 +107,39 @@ class DatasetLayout:
         return bool(self.test_dirs)
 
 
+def link_problem(path: Path) -> str | None:
+    """Why `path` is a symlink that leads nowhere (a loop, a missing target), else None:
+    `Path.exists()` says False for both, which would read as "missing"."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"{path} is a symlink loop (following it leads back to itself)"
+        return f"{path} is a broken symlink (its target {os.readlink(path)} does not exist)"
+    return None
+
+
 def _child(folder: Path, name: str) -> Path | None:
-    """Case-insensitive child lookup: the published archives disagree on 'Cloud' vs 'cloud'."""
+    """Case-insensitive child lookup: the published archives disagree on 'Cloud' vs 'cloud'.
+    A child that is a symlink loop or dangling link is an error, not an absent folder."""
     if not folder.is_dir():
         return None
     exact = folder / name
-    if exact.exists():
-        return exact
     low = name.lower()
-    return next((p for p in folder.iterdir() if p.name.lower() == low), None)
+    found = exact if exact.exists() else next(
+        (p for p in folder.iterdir() if p.name.lower() == low), None)
+    if found is not None and (problem := link_problem(found)):
+        raise NotADatasetError(found, problem)
+    return found
 
 
 def find_layout(root: str | Path) -> DatasetLayout:
     """Discover the folders and CSVs of a 38-Cloud or 95-Cloud root (no file is read)."""
     root = Path(root).expanduser()
+    if problem := link_problem(root):
+        raise NotADatasetError(root, f"data root {problem}")
     if not root.exists():
         raise NotADatasetError(root, f"data root {root} does not exist; expected {EXPECTED_TREE}")
     if not root.is_dir():

@@ -58,11 +58,20 @@ def check_file(path: Path, dtype: str, shape: tuple[int, int] = (PATCH_SIZE, PAT
                         f"{shape[0]}x{shape[1]}"), got
             end = _data_end(src)
     except RasterioIOError as err:
-        return f"{path.name}: unreadable or truncated TIFF ({str(err).splitlines()[0][:120]})", None
+        return f"{path.name}: unreadable or truncated TIFF ({_gdal_reason(err, path)})", None
     size = os.path.getsize(path)
     if end is not None and end > size:
         return f"{path.name}: truncated TIFF ({size} bytes, strips need {end})", got
     return None, got
+
+
+def _gdal_reason(err: Exception, path: Path) -> str:
+    """GDAL's reason without the path it repeats (the caller names the file), never cut."""
+    text = " ".join(str(err).split())
+    for shown in sorted({str(path), str(Path(path).resolve()), os.fspath(path)}, key=len,
+                        reverse=True):
+        text = text.replace(f"'{shown}' ", "").replace(f"{shown}: ", "").replace(shown, "it")
+    return text.rstrip(".")
 
 
 def _data_end(src) -> int | None:
