@@ -279,4 +279,27 @@ def read_storage(url: str):
             f"storage {redact(url)!r}: no such database {path}; run `sweep run` first"
         )
     check_storage_url(url)
+    if not _has_optuna_schema(url):  # opening it would write the whole schema into it
+        raise StorageError(
+            f"storage {redact(url)!r}: holds no studies (an empty database); run `sweep run` first"
+        )
     return open_storage(url)
+
+
+def _has_optuna_schema(url: str) -> bool:
+    """Whether the database already holds Optuna's tables, asked without creating anything."""
+    path = sqlite_path(url)
+    if path is not None:
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)  # the file exists: nothing is made
+        try:
+            return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'version_info'").fetchone() is not None
+        finally:
+            con.close()
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        return inspect(engine).has_table("version_info")
+    finally:
+        engine.dispose()

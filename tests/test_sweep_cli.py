@@ -109,6 +109,14 @@ def test_status_and_best_without_a_database(cwd):
     assert not (cwd / "sweeps.db").exists()
 
 
+def test_status_and_best_on_an_empty_database_file_write_nothing_into_it(cwd):
+    (cwd / "sweeps.db").write_bytes(b"")
+    for args in (["status"], ["best"], ["best", "--export"], ["mirror", "--study", "s"]):
+        assert_error(run(*args), "sweeps.db", "holds no studies (an empty database)")
+    assert (cwd / "sweeps.db").stat().st_size == 0
+    assert sorted(p.name for p in cwd.iterdir()) == ["sweeps.db"]
+
+
 def test_bare_export_means_the_default_folder():
     assert normalise_argv(["best", "--export"]) == ["best", "--export="]
     assert normalise_argv(["best", "--export", "--top", "2"])[1] == "--export="
