@@ -34,6 +34,9 @@ class DataConfig(_Frozen):
     augment: bool = True  # flips / rot90, identical on image and mask
     include_additional: bool = True  # 95-Cloud's additional training folders when present
     max_val_patches: int | None = Field(None, ge=1)  # cap the validation set (CPU demo, tests)
+    # Keep the trial's patches on the training device and batch/augment there: "auto" on CUDA
+    # when they fit in half the free memory, "always" (also on the CPU), "never" (DataLoader).
+    on_device: Literal["auto", "always", "never"] = "auto"
 
 
 class ModelConfig(_Frozen):
@@ -70,6 +73,7 @@ class TrainConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # used on CUDA only (bf16 where supported, else fp16 + scaler)
     channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model, CUDA only (the plain weights are saved)
     normalisation: Literal["max", "band-stats"] = "max"  # uint16 → float: /65535 or per-band z
     band_mean: tuple[float, float, float, float] | None = None  # filled in when band-stats
     band_std: tuple[float, float, float, float] | None = None

@@ -68,6 +68,7 @@ def run_training(
     import torch
 
     from cloudseg.data import PatchDataset, compute_stats, open_cache, resample, split_by_scene
+    from cloudseg.data.device_batches import DeviceBatches, fits
     from cloudseg.device import select_device
     from cloudseg.losses import build_loss
     from cloudseg.models import build_model, check_input_size
@@ -137,19 +138,31 @@ def run_training(
     # Scene scoring validates whole patches: their counts add up to the stitched scene's.
     val_ds = PatchDataset(cache, val_idx, crop=None if by_scene else crop, augment=False,
                           random_crop=False)
-    # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops each epoch).
-    loader_args = {
-        "batch_size": config.optim.batch_size,
-        "num_workers": config.train.num_workers,
-        "pin_memory": select_device(config.train).is_cuda,
-    }
-    # Whole-batch fetches (PatchDataset.loader): same batches as the default collate, no stacking.
-    train_loader = train_ds.loader(
-        shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
-        drop_last=len(train_ds) > config.optim.batch_size,  # no tiny last batch for BatchNorm
-        **loader_args,
+    setup = select_device(config.train)
+    batch = config.optim.batch_size
+    drop_last = len(train_ds) > batch  # no tiny last batch for BatchNorm
+    on_device = dcfg.on_device == "always" or (
+        dcfg.on_device == "auto" and fits(len(train_idx) + len(val_idx), setup.device)
     )
-    val_loader = val_ds.loader(shuffle=False, **loader_args)
+    if on_device:  # copied to the device once; batches, crops and flips are drawn there
+        train_loader = DeviceBatches(
+            cache, train_idx, setup.device, batch, crop=crop, augment=dcfg.augment,
+            random_crop=True, shuffle=True, drop_last=drop_last, seed=config.train.seed,
+        )
+        val_loader = DeviceBatches(
+            cache, val_idx, setup.device, batch, crop=val_ds.crop, random_crop=False,
+            shuffle=False,
+        )
+    else:
+        # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops).
+        loader_args = {"batch_size": batch, "num_workers": config.train.num_workers,
+                       "pin_memory": setup.is_cuda}
+        # Whole-batch fetches (PatchDataset.loader): the default collate's batches, no stacking.
+        train_loader = train_ds.loader(
+            shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
+            drop_last=drop_last, **loader_args,
+        )
+        val_loader = val_ds.loader(shuffle=False, **loader_args)
 
     records = cache.records
     result = fit(
@@ -165,5 +178,6 @@ def run_training(
             "val": sorted({records[i].id.scene for i in val_idx}),
         },
         "pos_weight": pos_weight,
+        "data_on_device": on_device,
     }
     return replace(result, extras={**result.extras, **summary})
