@@ -129,3 +129,19 @@ def test_a_failure_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         write_synthetic(tmp_path / "out", seed=0, **SMALL)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parallel_writing_gives_the_same_tree_and_coarse_keeps_the_size(tmp_path):
+    kw = {"train_scenes": 2, "test_scenes": 1, "scene_size": (400, 500), "seed": 4}
+    one = write_synthetic(tmp_path / "one", **kw)
+    two = write_synthetic(tmp_path / "two", workers=2, **kw)
+    assert [p.relative_to(one) for p in files(one)] == [p.relative_to(two) for p in files(two)]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files(one), files(two),
+                                                                 strict=True))
+    coarse = write_synthetic(tmp_path / "coarse", coarse=4, **kw)
+    (gt,) = (coarse / "38-Cloud_test/Entire_scene_gts").iterdir()
+    with rasterio.open(gt) as src:
+        assert src.shape == (400, 500)
+        block = src.read(1)[100:104, 200:204]
+    assert (block == block[0, 0]).all()  # drawn at 1/4 size: 4x4 blocks
+    assert len(index_dataset(coarse)) == 2 * 2 * 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -150,22 +151,27 @@ def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.n
 
 
 def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2,
-                    scene_size: tuple[int, int] = (800, 800), seed: int = 0) -> Path:
+                    scene_size: tuple[int, int] = (800, 800), seed: int = 0, *,
+                    coarse: int = 1, workers: int = 1) -> Path:
     """Write a synthetic 38-Cloud tree at `out` (must not exist yet); returns its path.
 
-    Built in a temporary sibling folder and renamed, so a crash leaves nothing at `out`."""
+    Built in a temporary sibling folder and renamed, so a crash leaves nothing at `out`.
+    `coarse` > 1 draws each scene at 1/coarse of its size and enlarges it (blocky but 1/coarse²
+    of the work: full-size 38-Cloud trees for benchmarks); `workers` processes draw scenes in
+    parallel. Neither changes the tree for coarse=1, whatever the worker count."""
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"synthetic output {out} already exists and is not empty")
     if train_scenes < 1 or test_scenes < 0:
         raise ConfigError(f"train_scenes must be >= 1 and test_scenes >= 0, got "
                           f"{train_scenes} and {test_scenes}")
-    if min(scene_size) < 64:
-        raise ConfigError(f"scene_size must be at least 64x64 pixels, got {scene_size}")
+    if min(scene_size) < 64 * coarse or coarse < 1:
+        raise ConfigError(f"scene_size must be at least {64 * coarse} px a side (64 x coarse "
+                          f"{coarse}), got {scene_size}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _write_tree(tmp, train_scenes, test_scenes, scene_size, seed)
+        _write_tree(tmp, train_scenes, test_scenes, scene_size, seed, coarse, workers)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -175,24 +181,41 @@ def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2
     return out
 
 
+def _synth_scene(root: Path, split: str, scene: str, rng: np.random.Generator,
+                 size: tuple[int, int], coarse: int) -> tuple[list[str], list[str]]:
+    """Draw one scene, write its patches (and its whole-scene gt for a test scene)."""
+    h, w = size
+    bands, gt = make_scene(rng, -(-h // coarse), -(-w // coarse))
+    if coarse > 1:
+        grow = np.s_[..., :h, :w]
+        bands = bands.repeat(coarse, -2).repeat(coarse, -1)[grow]
+        gt = gt.repeat(coarse, -2).repeat(coarse, -1)[grow]
+    if split == "test":
+        write_band(root / TEST_DIR / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
+    return _write_scene(root, split, scene, bands, gt)
+
+
 def _write_tree(root: Path, train_scenes: int, test_scenes: int, size: tuple[int, int],
-                seed: int) -> None:
+                seed: int, coarse: int = 1, workers: int = 1) -> None:
     for folder in [f"{TRAIN_DIR}/train_{b}" for b in (*BANDS, GT)] + (
             [f"{TEST_DIR}/test_{b}" for b in BANDS] + [f"{TEST_DIR}/{SCENE_GTS_DIR}"]
             if test_scenes else []):
         (root / folder).mkdir(parents=True)
     rngs = np.random.default_rng(seed).spawn(train_scenes + test_scenes)
-    csvs: dict[str, list[str]] = {"train": [], "nonempty": [], "test": []}
+    jobs = []
     for i, rng in enumerate(rngs):
         split = "train" if i < train_scenes else "test"
-        scene = _scene_id(i, split)
-        bands, gt = make_scene(rng, *size)
-        names, nonempty = _write_scene(root, split, scene, bands, gt)
+        jobs.append((root, split, _scene_id(i, split), rng, size, coarse))
+    if workers > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            written = list(pool.map(_synth_scene, *zip(*jobs, strict=True)))
+    else:
+        written = [_synth_scene(*job) for job in jobs]
+    csvs: dict[str, list[str]] = {"train": [], "nonempty": [], "test": []}
+    for (_, split, *_rest), (names, nonempty) in zip(jobs, written, strict=True):
         csvs[split] += names
         if split == "train":
             csvs["nonempty"] += nonempty
-        else:
-            write_band(root / TEST_DIR / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
     _write_csv(root / TRAIN_DIR / TRAIN_CSV, csvs["train"])
     _write_csv(root / NONEMPTY_CSV, csvs["nonempty"])
     if test_scenes:
