@@ -72,6 +72,28 @@ def _stop_when_slots_taken(target: int):
     return callback
 
 
+def retry_killed(study, trial) -> None:
+    """Queue a trial whose process was killed by a signal (failure "killed", e.g. the
+    out-of-memory killer) once more with the same params and training subset, as Optuna's
+    stale-trial retry does: a kill can come from outside (another job's memory), so one kill
+    does not yet condemn the params; a retry killed again stays failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if trial.state != TrialState.FAIL or trial.user_attrs.get("failure") != "killed":
+        return
+    if trial.system_attrs.get("killed_retry_of") is not None:
+        return
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        system_attrs={
+            "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+            "retry_history": [*trial.system_attrs.get("retry_history", []), trial.number],
+            "killed_retry_of": trial.number,
+        },
+    ))
+
+
 def is_storage_outage(err: BaseException) -> bool:
     """A lost connection, seen directly or through Optuna's bookkeeping (its `_run_trial`
     raises UnboundLocalError when the database vanished while telling a trial), or the
@@ -141,7 +163,7 @@ def run_to_target(
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             study.optimize(
                 wrapped, timeout=left, catch=(*catch, Surplus), gc_after_trial=False,
-                callbacks=[_stop_when_slots_taken(target), *callbacks],
+                callbacks=[retry_killed, _stop_when_slots_taken(target), *callbacks],
             )
         except Exception as err:
             if not is_storage_outage(err):

@@ -36,7 +36,10 @@ _CONTEXT: Any = None
 
 
 class TrialFailure(Exception):
-    """A classified trial failure: kind in oom, diverged, data, timeout, bug."""
+    """A classified trial failure: kind in oom, diverged, data, timeout, killed, bug.
+
+    "killed": the trial process was ended by a signal it did not send itself (the kernel's
+    out-of-memory killer sends SIGKILL); sweep.target retries such a trial once."""
 
     def __init__(self, kind: str, message: str):
         self.kind, self.message = kind, message
@@ -154,6 +157,20 @@ def _payload(result, files: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _died(proc) -> TrialFailure:
+    """The failure of a child that ended without a word: killed by a signal, or crashed."""
+    proc.join(5)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (what the kernel's out-of-memory killer sends)" if -code == signal.SIGKILL else ""
+        return TrialFailure("killed", f"trial process killed by {name} ({-code}){hint}")
+    return TrialFailure("bug", f"trial process died (exit code {code})")
+
+
 def run_isolated(
     config: dict,
     out_dir: Path,
@@ -187,11 +204,11 @@ def run_isolated(
             try:
                 message = here.recv()
             except EOFError:
-                proc.join(5)
-                code = proc.exitcode
-                raise TrialFailure("bug", f"trial process died (exit code {code})") from None
+                raise _died(proc) from None
             if message[0] == "epoch":
-                here.send(bool(on_epoch(message[1], message[2])))
+                stop = bool(on_epoch(message[1], message[2]))
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    here.send(stop)  # a child killed meanwhile: the next recv says how
             elif message[0] == "done":
                 proc.join(10)  # it exits right after sending
                 return message[1]
