@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU figures of the time-to-answer issue, in one run of under 8 minutes on one GPU:
+#   1. training-step throughput of UNet-ResNet34 at 384² (fp32, bf16 + channels_last, + compile)
+#   2. time to answer: `sweep run --study loss-search --trials 12` on a 38-Cloud-sized tree,
+#      plain and with train.compile (the tree is written once and reused by the second run)
+# Goals: >= 2,500 img/s (floor 1,500); 40 trials in <= 10 min (extrapolated from 12); GPU
+# utilisation >= 85 % over the study.
+#
+#   bash bench/gpu_check.sh [TRIALS]            # from the repository root, venv in .venv
+#
+# Output goes to stdout and to $OUT/gpu_check.log when OUT is set (the device tool's folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRIALS=${1:-12}
+PY=${PYTHON:-.venv/bin/python}
+LOG=${OUT:-/tmp}/gpu_check.log
+export CLOUDSEG_CACHE_DIR=${CLOUDSEG_CACHE_DIR:-/tmp/cloudseg-cache}
+{
+    echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+    "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+    echo "== 1. train step, unet-resnet34 at 384x384"
+    timeout 120 "$PY" bench/train_step.py --models unet-resnet34 --size 384 --batch 64 \
+        --steps 20 --warmup 5 --compile || echo "train_step: exit $?"
+    echo "== 2. time to answer, loss-search, $TRIALS trials"
+    timeout 230 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root /tmp/tta-full \
+        --timeout 120 || echo "time_to_answer: exit $?"
+    echo "== 3. the same with train.compile"
+    timeout 120 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root /tmp/tta-full \
+        --timeout 80 --set fixed.train.compile=true || echo "time_to_answer (compile): exit $?"
+} 2>&1 | tee "$LOG"
