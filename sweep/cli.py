@@ -100,6 +100,10 @@ def run(
             f"{summary.study}: {summary.complete + summary.pruned}/{summary.target} finished "
             f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"
         )
+        if summary.lost_workers:
+            typer.echo(f"note: {len(summary.lost_workers)} of {workers} worker processes ended "
+                       f"early (exit codes {list(summary.lost_workers)}); the others finished "
+                       "the study", err=True)
 
 
 @app.command()
@@ -178,12 +182,19 @@ def best(
     study: str | None = typer.Option(None, "--study", help="Default: the most recently run."),
     top: int = typer.Option(5, "--top", min=1, help="Rows in the table."),
     export: str | None = typer.Option(
-        None, "--export", help="Export the best trial's bundle to DIR (alone: exports/<study>)."
+        None, "--export", help="Export the best trial's bundle to DIR (alone: exports/<study>); "
+        "a bundle already there is replaced whole.",
+    ),
+    trial: int | None = typer.Option(
+        None, "--trial", min=0, help="With --export: export trial N instead of the best."
     ),
     storage: str = STORAGE,
 ) -> None:
-    """The best trials as a table; --export writes the best one as a self-contained bundle."""
+    """The best trials as a table; --export writes the best one (or --trial N) as a
+    self-contained bundle, atomically: rerunning it is safe."""
     with _errors():
+        if trial is not None and export is None:
+            raise CloudsegError("--trial N chooses the trial to export: add --export [DIR]")
         from sweep.api import best_trials, export_best
         from sweep.status import latest_study
         from sweep.storage import read_storage
@@ -198,8 +209,9 @@ def best(
                                for k, v in t.params.items())
             typer.echo(f"  trial {t.number:>4}  {t.value:.4f}  {params}")
         if export is not None:
-            dest = export_best(name, Path(export or f"exports/{name}"), storage=storage)
-            typer.echo(f"exported trial {rows[0].number} to {dest}")
+            dest = export_best(name, Path(export or f"exports/{name}"), storage=storage,
+                               trial=trial)
+            typer.echo(f"exported trial {rows[0].number if trial is None else trial} to {dest}")
 
 
 @app.command()

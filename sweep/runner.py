@@ -10,6 +10,7 @@ marked FAILED "interrupted"), as subprocesses for several.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -49,6 +50,7 @@ class RunSummary:
     failed: int
     best_number: int | None
     best_value: float | None
+    lost_workers: tuple[int, ...] = ()  # exit codes of local workers that ended early
 
 
 def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
@@ -138,6 +140,9 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     study.set_user_attr("data_root", str(root))
     study.set_user_attr("artifact_dir", str(artifact_dir_for(storage_url).resolve()))
     study.set_user_attr("last_run", dt.datetime.now(dt.UTC).isoformat())
+    from sweep.records import record_study
+
+    record_study(study, spec)  # dashboard: the metric's name, the spec as a readable note
     study.set_user_attr("spec", spec.to_dict())  # last: its presence means "ready"
     return study
 
@@ -192,12 +197,13 @@ def run_study(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     root = prepare(spec, trials, storage, data)
-    if workers == 1:
+    if workers == 1 and not _finished_already(spec.name, storage, trials):
         from sweep.trial_process import warm_up
 
-        warm_up()
+        warm_up()  # torch loads in the forkserver meanwhile; never for a run with nothing to do
     create_study(spec, trials, storage, root)
     view = _start_view(spec, storage, trials) if progress else None
+    lost: list[int] = []
     try:
         if workers == 1:
             worker_mod.work(spec.name, storage, data=root, timeout=timeout, hooks=hooks)
@@ -205,15 +211,37 @@ def run_study(
             procs = worker_mod.launch(
                 workers, spec.name, storage, data=root, timeout=timeout, hooks=hooks
             )
-            _wait(procs)
+            lost = _wait(procs)
     finally:
         if view is not None:
             view.stop()
-    return summarise(spec.name, storage)
+    summary = summarise(spec.name, storage)
+    if lost and summary.complete + summary.pruned < summary.target:
+        raise ConfigError(
+            f"{len(lost)} of {workers} worker processes exited early (codes {lost}) and the "
+            f"study has {summary.complete + summary.pruned}/{summary.target} finished trials; "
+            "rerun to resume"
+        )
+    return dataclasses.replace(summary, lost_workers=tuple(lost))
 
 
-def _wait(procs) -> None:
-    """Wait for worker processes; on Ctrl-C give them time to mark their trials, then stop."""
+def _finished_already(name: str, storage: str, target: int) -> bool:
+    """Whether the study exists and has `target` finished trials (a rerun with nothing to do)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:
+        return False
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return len(done) >= target
+
+
+def _wait(procs) -> list[int]:
+    """Wait for worker processes; on Ctrl-C give them time to mark their trials, then stop.
+    Returns the exit codes of those that failed (killed, crashed): the others finish the study
+    (a dead worker's trial is retried after the heartbeat grace period)."""
     import subprocess
 
     try:
@@ -235,9 +263,7 @@ def _wait(procs) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         raise
-    bad = [p.returncode for p in procs if p.returncode not in (0, None)]
-    if bad:
-        raise ConfigError(f"{len(bad)} worker process(es) exited with codes {bad}")
+    return [p.returncode for p in procs if p.returncode not in (0, None)]
 
 
 def _start_view(spec: StudySpec, storage: str, target: int):

@@ -204,3 +204,52 @@ def test_postgres_restart_under_running_workers_loses_nothing(
     ran = [t.params for t in done if t.state in FINISHED]
     for failed in (t for t in done if t.state == TrialState.FAIL):  # interrupted ones ran again
         assert not failed.params or failed.params in ran, failed.number
+
+
+def test_a_killed_one_of_several_local_workers_still_ends_with_the_summary(
+    spec_file, tmp_path
+):
+    """`sweep run --workers 2` with one worker killed (SIGKILL) mid-trial: the other finishes
+    the study (the dead worker's trial is retried), and the run ends 0 with its summary and a
+    note naming the lost worker, not with exit code 2 and no summary."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    run = sweep("run", "--study", str(spec_file), "--trials", "4", "--storage", url,
+                "--workers", "2", "--no-progress", cwd=tmp_path)
+
+    def a_worker_in_trial() -> int | None:
+        if run.poll() is not None:
+            pytest.fail(f"`sweep run` ended before a worker was killed: {finish(run)}")
+        return next((w for w in children(run.pid) if in_trial(w)), None)
+
+    victim = wait_for(a_worker_in_trial, "a worker to start a trial", poll=0.05)
+    os.kill(victim, signal.SIGKILL)
+    code, output = finish(run)
+    assert code == 0, output
+    assert f"{STUDY}: 4/4 finished" in output
+    assert "note: 1 of 2 worker processes ended early (exit codes [-9]); the others " \
+           "finished the study" in output
+    assert "Traceback" not in output
+    assert_study_done(url, 4, killed=None)
+
+
+def test_a_run_with_nothing_to_do_starts_no_forkserver(spec_file, synthetic_root, tmp_path,
+                                                       monkeypatch):
+    """The forkserver holds torch (~450 MB): a rerun of a finished study must not start one."""
+    import sweep.trial_process
+    from sweep.runner import run_study
+    from sweep.spec import load_spec
+
+    url = f"sqlite:///{tmp_path / 'done.db'}"
+    spec = load_spec(spec_file)
+    study = optuna.create_study(study_name=STUDY, storage=url, direction="maximize")
+    dist = optuna.distributions.FloatDistribution(0.001, 0.03, log=True)
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": 0.01}, distributions={"optim.lr": dist}, value=value))
+
+    def no_forkserver():
+        raise AssertionError("a forkserver was started for a run with nothing to do")
+
+    monkeypatch.setattr(sweep.trial_process, "warm_up", no_forkserver)
+    summary = run_study(spec, 2, storage=url, data=synthetic_root, progress=False)
+    assert (summary.complete, summary.target) == (2, 2)
