@@ -34,7 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cloudseg", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="cloudseg", description="Cloud segmentation of Landsat 8 scenes "
+                     "(38-Cloud / 95-Cloud): data, training, prediction, evaluation.")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

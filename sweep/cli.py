@@ -217,7 +217,7 @@ def best(
 @app.command()
 def dashboard(
     study: str | None = typer.Option(None, "--study", help="Print this study's page URL."),
-    port: int = typer.Option(8080, "--port"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (local only by default)."),
     storage: str = STORAGE,
     artifact_dir: Path | None = typer.Option(None, "--artifact-dir", help="Default: next to DB."),
@@ -226,8 +226,14 @@ def dashboard(
     with _errors():
         from sweep.api import serve_dashboard
 
-        serve_dashboard(storage, host=host, port=port, study=study, artifact_dir=artifact_dir,
-                        echo=typer.echo)
+        try:
+            serve_dashboard(storage, host=host, port=port, study=study,
+                            artifact_dir=artifact_dir, echo=typer.echo)
+        except OSError as err:  # the address is taken or cannot be bound: an input, not a bug
+            if err.strerror is None:
+                raise
+            raise CloudsegError(f"dashboard: cannot listen on {host}:{port}: {err.strerror} "
+                                "(choose another with --port / --host)") from None
 
 
 @app.command()

@@ -86,3 +86,25 @@ def test_cloudseg_unexpected_error_is_one_line_and_debug_raises(monkeypatch, cap
     monkeypatch.setenv("CLOUDSWEEP_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cloudseg_cli.main(["prepare", str(tmp_path)])
+
+
+def test_dashboard_port_out_of_range_is_a_flag_error(monkeypatch, capsys):
+    code, err = sweep_main(monkeypatch, capsys, "dashboard", "--port", "99999")
+    assert code == 2 and "\n" not in err and "'--port'" in err, err
+
+
+def test_dashboard_on_a_taken_port_is_one_line_not_a_bug(monkeypatch, capsys, tmp_path):
+    import socket
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = sweep_main(monkeypatch, capsys, "dashboard", "--port", str(port))
+    assert code == 2 and err.splitlines()[-1] == (
+        f"error: dashboard: cannot listen on 127.0.0.1:{port}: Address already in use (choose "
+        "another with --port / --host)"), err
