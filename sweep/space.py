@@ -11,6 +11,7 @@ Optuna name, so the dashboard shows real config fields. Conditions:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -35,6 +36,12 @@ class ParamSpec(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> ParamSpec:
+        odd = [v for v in [*(self.choices or []), *(self.grid or []),
+                           *(v for vs in self.when.values() for v in vs)]
+               if v is not None and not isinstance(v, str | int | float | bool)]
+        if odd:  # Optuna stores choices as JSON scalars; a list or mapping cannot be one
+            raise ValueError(f"choices, grid and when values must be numbers, strings, booleans "
+                             f"or null; got {odd[0]!r}")
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("categorical needs a non-empty `choices` list")
@@ -43,6 +50,11 @@ class ParamSpec(BaseModel):
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"{self.type} needs `low` and `high`")
+        if not all(math.isfinite(v) for v in (self.low, self.high, self.step or 1.0)):
+            raise ValueError(f"low, high and step must be finite (low={self.low}, "
+                             f"high={self.high}, step={self.step})")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"`step` must be > 0 (step={self.step})")
         if self.low > self.high:
             raise ValueError(f"`low <= high` must hold (low={self.low}, high={self.high})")
         if self.log and self.low <= 0:

@@ -177,6 +177,13 @@ FOCAL = {"type": "categorical", "choices": ["focal", "focal-tversky"]}
           "space__loss.focal_weight": {"type": "float", "low": 0.5, "high": 1.5,
                                        "complement": "loss.dice_weight"}},
          "loss.dice_weight must be >= 0, got -0.5"),
+        # values Optuna cannot take: unhashable choices, infinite bounds, a step <= 0
+        ({"space__loss.name": {"type": "categorical", "choices": [["bce"], "dice"]}},
+         "choices, grid and when values must be numbers, strings, booleans or null; got ['bce']"),
+        ({"space__optim.lr": {"type": "float", "low": 0.01, "high": float("inf")}},
+         "low, high and step must be finite"),
+        ({"space__optim.batch_size": {"type": "int", "low": 1, "high": 8, "step": 0}},
+         "`step` must be > 0 (step=0.0)"),
         # a crop the model cannot take fails every trial: said at load time
         ({"budget__crop": 100}, "budget.crop: model 'vanilla-unet' needs input sides that are "
                                 "multiples of 16"),
