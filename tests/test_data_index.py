@@ -234,3 +234,10 @@ def test_a_tiff_error_names_the_file_once_and_is_not_cut(tmp_path, real_sample_r
     assert msg.endswith(f"blue_{REAL_NAME}.TIF: unreadable or truncated TIFF (not recognized "
                         "as being in a supported file format)")
     assert "a_rather_long_folder_name" not in msg
+
+
+def test_a_csv_that_is_not_text_is_named(synthetic_root, tmp_path):
+    tree = shutil.copytree(synthetic_root, tmp_path / "s")
+    (tree / "training_patches_38-cloud_nonempty.csv").write_bytes(bytes(range(256)))
+    assert problems(tree).endswith(
+        "training_patches_38-cloud_nonempty.csv: not a readable patch CSV (not UTF-8 text)")

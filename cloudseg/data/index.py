@@ -3,6 +3,7 @@ clear LayoutError at start-up listing every problem, never a traceback in trial 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -44,9 +45,15 @@ class PatchRecord:
 
 
 def read_csv_names(path: Path) -> set[str]:
-    """The `name` column of a 38-Cloud patch CSV (first column when the header differs)."""
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    """The `name` column of a 38-Cloud patch CSV (first column when the header differs);
+    LayoutError when the file is not a readable text CSV."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        why = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else (
+            getattr(err, "strerror", None) or str(err))
+        raise LayoutError(path, [f"{path.name}: not a readable patch CSV ({why})"]) from None
     if not rows:
         return set()
     header = [h.strip().lower() for h in rows[0]]
@@ -117,8 +124,12 @@ def _listed_without_files(layout: DatasetLayout, csvs: list[Path], present: set[
         parts = [part.lower() for part in path.relative_to(layout.root).parts]
         if not include_additional and ADDITIONAL_DIR.lower() in parts:
             continue  # 95-Cloud's own lists, for folders this index leaves out
-        listed = {n for n in read_csv_names(path) if parse_csv_name(n)}
         rel = path.relative_to(layout.root)
+        try:
+            listed = {n for n in read_csv_names(path) if parse_csv_name(n)}
+        except LayoutError as err:
+            problems += [p.replace(path.name, str(rel), 1) for p in err.problems]
+            continue
         problems += [f"{rel} lists {n} but its files are missing"
                      for n in sorted(listed - present)]
     return problems
@@ -181,7 +192,8 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
 
     nonempty_names: set[str] = set()
     for path in layout.nonempty_csvs if split == "train" else []:
-        nonempty_names |= read_csv_names(path)
+        with contextlib.suppress(LayoutError):  # an unreadable CSV is listed above already
+            nonempty_names |= read_csv_names(path)
     covered = {parse_csv_name(n).scene for n in nonempty_names if parse_csv_name(n)}
     complete = sorted((pid, files) for pid, files in patches.items()
                       if all(b in files for b in bands))
