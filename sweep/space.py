@@ -224,8 +224,9 @@ def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) ->
     if cycle := _cycle(space):
         what = "a parameter conditioned on itself" if len(set(cycle)) == 1 else (
             "each waits for the other to be drawn")
-        raise ConfigError(f"{src}: space: conditions form a cycle: {' -> '.join(cycle)} ({what}; "
-                          "loss fields also wait for loss.name)")
+        if "loss.name" in cycle:
+            what += "; a loss field waits for loss.name"
+        raise ConfigError(f"{src}: space: conditions form a cycle: {' -> '.join(cycle)} ({what})")
     _check_loss_values(space, fixed, src, [n for n in loss_names if n in uses])
 
 
