@@ -25,6 +25,7 @@ from cloudseg.checkpoint import load_bundle, save_bundle
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset, read_band, write_synthetic
 from cloudseg.geotiff import open_raster, to_uint8_probability, write_uint8
+from cloudseg.inference import default_batch_size
 from cloudseg.models import MODELS, build_model
 from cloudseg.normalise import normalise
 from cloudseg.predict import default_workers, predict_scenes
@@ -100,7 +101,8 @@ def main() -> None:
     ap.add_argument("--base-width", type=int, default=8, help="from-scratch models only")
     ap.add_argument("--scenes", type=int, default=1)
     ap.add_argument("--scene-size", type=int, default=800)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=None,
+                    help="predict's batch size (default: the device's, 16 CUDA / 1 CPU)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument(
         "--workers", type=int, default=default_workers(), help="patch-reading threads of predict"
@@ -108,6 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
+    batch = args.batch or default_batch_size(device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -119,13 +122,13 @@ def main() -> None:
             model=model_config(args.model, args.base_width), train=TrainConfig(device=device)
         )
         bundle = save_bundle(tmp / "bundle", build_model(config.model), config)
-        run = dict(device=device, batch_size=args.batch)
+        run = dict(device=device, batch_size=batch)
         # warm-up (kernel selection, allocators, page cache) outside every timing
         predict_scenes(bundle, root, tmp / "warm", workers=args.workers, **run)
         result = predict_scenes(bundle, root, tmp / "fast", workers=args.workers, **run)
         one = predict_scenes(bundle, root, tmp / "one", workers=1, **run)
         n, naive_s = naive(bundle, root, tmp / "naive", device)
-        model_rate = model_only(bundle, device, args.batch, result.patches)
+        model_rate = model_only(bundle, device, batch, result.patches)
         same = all(
             np.array_equal(read_band(path), read_band(tmp / "one" / path.name))
             for path in sorted((tmp / "fast").glob("*.tif"))
@@ -136,15 +139,15 @@ def main() -> None:
         f"{args.scene_size}^2 px  patches: {result.patches}"
     )
     print(
-        f"predict (batch {args.batch}, {args.workers} readers): {result.patches_per_s:8.2f} "
+        f"predict (batch {batch}, {args.workers} readers): {result.patches_per_s:8.2f} "
         f"patches/s ({result.seconds:.2f} s)"
     )
     print(
-        f"predict (batch {args.batch}, 1 reader):  {one.patches_per_s:8.2f} patches/s "
+        f"predict (batch {batch}, 1 reader):  {one.patches_per_s:8.2f} patches/s "
         f"({one.seconds:.2f} s)"
     )
     print(f"naive (1 patch, fp32, serial I/O): {naive_rate:8.2f} patches/s ({naive_s:.2f} s)")
-    print(f"model only (in-memory batches of {args.batch}): {model_rate:8.2f} patches/s")
+    print(f"model only (in-memory batches of {batch}): {model_rate:8.2f} patches/s")
     print(f"ratio predict/naive: {result.patches_per_s / naive_rate:.2f}x")
     print(f"outputs with {args.workers} readers and 1 reader identical: {same}")
 

@@ -25,7 +25,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="sliding-window overlap in pixels, blended to remove seams (e.g. 64)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default: 16 on CUDA, 1 on the CPU)")
     p.add_argument("--workers", type=int, default=None,
                    help="patch-reading threads (default: min(8, CPU count))")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

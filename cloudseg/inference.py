@@ -14,10 +14,25 @@ import numpy as np
 from cloudseg.config import TrainConfig
 from cloudseg.stitch import PATCH, BlendCanvas, check_overlap, window_spots
 
+# Inference batch size per device. On the CPU a U-Net runs fastest one window at a time in
+# channels_last (2 cores: 33 patches/s at batch 1 against 13 for batches of 16 in NCHW), where
+# a GPU wants batches to fill its cores.
+CPU_BATCH, CUDA_BATCH = 1, 16
+
+
+def default_batch_size(device: str = "auto") -> int:
+    """The inference batch size that is fastest on `device` ("auto" = CUDA when present)."""
+    import torch
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return CUDA_BATCH if cuda else CPU_BATCH
+
 
 class WindowPredictor:
     """Model + normalisation + device: uint16 (N, 4, S, S) windows → float32 (N, S, S) cloud
-    probabilities, in batches, under AMP on CUDA; `tta` averages the 8 flips/rotations."""
+    probabilities, in batches, under AMP on CUDA; `tta` averages the 8 flips/rotations.
+    `batch_size` None picks the device's fastest (`default_batch_size`); the layout is
+    channels_last on the CPU too (faster there for inference, unlike training)."""
 
     def __init__(
         self,
@@ -25,13 +40,18 @@ class WindowPredictor:
         train_cfg: TrainConfig,
         device: str = "auto",
         tta: bool = False,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ):
+        import torch
+
         from cloudseg.device import select_device
 
         self.setup = select_device(train_cfg.model_copy(update={"device": device}))
-        self.model = model.to(self.setup.device, memory_format=self.setup.memory_format).eval()
-        self.train_cfg, self.tta, self.batch_size = train_cfg, tta, max(1, batch_size)
+        cuda = self.setup.is_cuda
+        self.layout = self.setup.memory_format if cuda else torch.channels_last
+        self.model = model.to(self.setup.device, memory_format=self.layout).eval()
+        size = batch_size or (CUDA_BATCH if cuda else CPU_BATCH)
+        self.train_cfg, self.tta, self.batch_size = train_cfg, tta, max(1, size)
         self.evaluated = 0
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -58,7 +78,7 @@ class WindowPredictor:
 
         x = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
         x = x.to(self.setup.device, non_blocking=True)  # asynchronous from pinned memory
-        x = normalise(x, self.train_cfg).contiguous(memory_format=self.setup.memory_format)
+        x = normalise(x, self.train_cfg).contiguous(memory_format=self.layout)
         views = [(k, f) for k in range(4) for f in (False, True)] if self.tta else [(0, False)]
         prob = torch.zeros(x.shape[0], *x.shape[-2:], device=x.device)
         with torch.inference_mode(), self.setup.autocast():
@@ -98,7 +118,7 @@ def predict_mosaic(
     image: np.ndarray,
     overlap: int = 0,
     window: int = PATCH,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """(4, H, W) uint16 mosaic → (H, W) float32 probability. With overlap=0 and H, W multiples
     of `window` the windows are exactly the patch grid. No-data pixels keep the network's
@@ -106,8 +126,9 @@ def predict_mosaic(
     check_overlap(overlap, window)
     canvas = BlendCanvas(image.shape[-2:], window, overlap)
     spots = window_spots(image.shape[-2:], window, overlap)
-    for i in range(0, len(spots), batch_size):
-        chunk = spots[i : i + batch_size]
+    step = batch_size or getattr(predictor, "batch_size", CUDA_BATCH)
+    for i in range(0, len(spots), step):
+        chunk = spots[i : i + step]
         probs = predictor(np.stack([image[:, y : y + window, x : x + window] for y, x in chunk]))
         for (y, x), p in zip(chunk, probs, strict=True):
             canvas.add(y, x, p)

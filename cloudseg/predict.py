@@ -86,7 +86,7 @@ def predict_with_model(
     *,
     tta: bool = False,
     overlap: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     device: str = "auto",
     threshold: float | None = None,
     scenes: list[str] | None = None,
@@ -114,6 +114,7 @@ def predict_with_model(
     gts = find_layout(data_root).scene_gts
     jobs = [_job(scene, by_scene[scene], overlap) for scene in sorted(by_scene)]
     predictor = WindowPredictor(model, train_cfg, device, tta, batch_size)
+    batch_size = predictor.batch_size  # None: the device's fastest
     bar = _progress(progress, sum(len(j.records) for j in jobs))
     start = time.perf_counter()
     workers = workers or default_workers()
@@ -221,7 +222,7 @@ def predict_scenes(
     *,
     tta: bool = False,
     overlap: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     device: str = "auto",
     threshold: float | None = None,
     progress: bool = False,
