@@ -134,5 +134,6 @@ def to_uint8_probability(prob: np.ndarray, rows: int = 1024) -> np.ndarray:
 
 
 def to_uint8_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """255 where `prob > threshold`, else 0, as uint8 (no int64 temporary)."""
-    return np.multiply(prob > threshold, 255, dtype=np.uint8)
+    """255 where `prob > threshold` (compared in float64, as `evaluate` compares), else 0, as
+    uint8 (no int64 temporary)."""
+    return np.multiply(np.greater(prob, np.float64(threshold)), 255, dtype=np.uint8)

@@ -21,11 +21,20 @@ class EpochRecord:
     seconds: float  # wall time of the epoch, training + validation
     images_per_s: float  # training throughput
     scene_iou: float | None = None  # IoU per validation scene, averaged (train.val_metric scene)
+    # From the probability histograms (cloudseg.threshold_histograms), per-scene mean when the
+    # scenes are known, else pooled: IoU at the official 12/255, and the best threshold's.
+    iou_official: float | None = None
+    tuned_threshold: float | None = None
+    iou_tuned: float | None = None
 
     def metrics(self) -> dict:
-        """The validation figures: pooled counts and metrics, plus "scene_iou" when measured."""
-        scene = {} if self.scene_iou is None else {"scene_iou": self.scene_iou}
-        return {**self.val.as_dict(), **scene}
+        """The validation figures: pooled counts and metrics, plus "scene_iou" and the
+        threshold figures when measured."""
+        extra = {k: v for k, v in (("scene_iou", self.scene_iou),
+                                   ("iou_official", self.iou_official),
+                                   ("tuned_threshold", self.tuned_threshold),
+                                   ("iou_tuned", self.iou_tuned)) if v is not None}
+        return {**self.val.as_dict(), **extra}
 
     def score(self, val_metric: str = "patch") -> float:
         """What picks the best epoch (train.val_metric): pooled IoU or per-scene mean IoU."""

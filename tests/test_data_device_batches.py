@@ -9,8 +9,8 @@ import torch
 
 from cloudseg.config import parse_run_config
 from cloudseg.data.device_batches import DeviceBatches, subset_bytes
+from cloudseg.device import compiled
 from cloudseg.pipeline import run_training
-from cloudseg.train import compiled
 
 
 def _symmetries(a: np.ndarray) -> list[np.ndarray]:
@@ -83,6 +83,8 @@ def test_run_training_on_device_batches(synthetic_root, synthetic_cache):
     assert result.extras["data_on_device"] is True
     assert result.extras["compiled"] is False  # compile is CUDA only: it does not pay on a CPU
     assert len(result.history) == 2 and np.isfinite(result.history[-1].train_loss)
+    figures = result.history[-1].metrics()  # the threshold histograms ran in validation
+    assert 0 < figures["tuned_threshold"] < 1 and figures["iou_tuned"] >= figures["iou_official"]
 
 
 def test_compiled_model_trains_the_plain_modules_weights():
