@@ -33,11 +33,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
+def package_version() -> str:
+    """The installed distribution's version (one source: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cloudsweep")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cloudseg", description="Cloud segmentation of Landsat 8 scenes "
                      "(38-Cloud / 95-Cloud): data, training, prediction, evaluation.")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")
+    parser.add_argument("--version", action="version", version=f"cloudseg {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, arguments, handler in _COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)

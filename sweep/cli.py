@@ -39,10 +39,22 @@ class WandbMode(StrEnum):
 _DEBUG = {"on": False}  # set by `sweep --debug`
 
 
+def _print_version(on: bool) -> None:
+    if on:
+        from cloudseg.cli import package_version
+
+        typer.echo(f"sweep {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: bool = typer.Option(
         False, "--debug", help="Show the traceback of an unexpected error (or CLOUDSWEEP_DEBUG=1)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=lambda on: _print_version(on),
+        help="Print the version and exit.",
     ),
 ) -> None:
     """Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna."""

@@ -23,7 +23,9 @@ from sweep.strategies import PRUNERS, SAMPLERS
 # ~1,700, about a fifth of a full training epoch), not a capped set of crops, so
 # budget.max_val_patches must stay null.
 METRICS = ("iou", "dice", "precision", "recall", "specificity", "accuracy", "scene-iou")
-STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parents[1] / "studies")
+# ./studies (a user's own specs) first, then the specs shipped inside the package (package data,
+# so an installed wheel has them; the checkout's studies/ is a link to the same folder).
+STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parent / "studies")
 
 
 class _Frozen(BaseModel):
