@@ -175,18 +175,10 @@ def status(
         names = [study] if study else study_names(st)
         if not names:
             typer.echo("no studies yet")
+        from sweep.tables import show, status_view
+
         for name in names:
-            d = describe(st, load(st, name))
-            fails = ", ".join(f"{k} {v}" for k, v in sorted(d["failures"].items())) or "none"
-            best = "—" if d["best"] is None else f"{d['best'][1]:.4f} (trial {d['best'][0]})"
-            typer.echo(
-                f"{d['name']}: {d['complete']} complete, {d['pruned']} pruned, {d['failed']} "
-                f"failed, {len(d['running'])} running, {d['waiting']} waiting; target "
-                f"{d['target']}; failures: {fails}; best {best}"
-            )
-            for number, epoch, age in d["running"]:
-                beat = "no heartbeat" if age is None else f"heartbeat {age:.0f}s ago"
-                typer.echo(f"  trial {number}: epoch {epoch}, {beat}")
+            show(status_view(describe(st, load(st, name))))
 
 
 @app.command()
@@ -215,11 +207,11 @@ def best(
         rows = best_trials(name, storage=storage, top=top)
         if not rows:
             raise CloudsegError(f"study {name!r} has no completed trial yet")
-        typer.echo(f"{name}: best {len(rows)} trial(s)")
-        for t in rows:
-            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in t.params.items())
-            typer.echo(f"  trial {t.number:>4}  {t.value:.4f}  {params}")
+        from sweep.status import load
+        from sweep.tables import best_view, show
+
+        metric = load(read_storage(storage), name).user_attrs.get("spec", {}).get("metric")
+        show(best_view(name, rows, metric or "value"))
         if export is not None:
             dest = export_best(name, Path(export or f"exports/{name}"), storage=storage,
                                trial=trial)

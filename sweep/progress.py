@@ -34,6 +34,7 @@ def snapshot(study) -> dict[str, Any]:
         "failures": failures,
         "best": best,
         "running": [t for t in trials if t.state == TrialState.RUNNING],
+        "trials": trials,
     }
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from cloudseg.errors import ConfigError
 
+RECENT_S = 600.0  # a worker that finished a trial in the last ten minutes counts as seen
+
 
 def study_names(storage) -> list[str]:
     import optuna
@@ -65,7 +67,8 @@ def _as_datetime(value: Any):
 
 
 def describe(storage, study) -> dict[str, Any]:
-    """Counts by state and failure class, best, target and running trials with heartbeat age."""
+    """Counts by state and failure class, best, target, running trials with heartbeat age and
+    the workers seen recently."""
     from sweep.progress import snapshot
 
     snap = snapshot(study)
@@ -80,4 +83,35 @@ def describe(storage, study) -> dict[str, Any]:
             (t.number, max(t.intermediate_values, default=0), ages.get(t.number))
             for t in snap["running"]
         ],
+        "running_trials": snap["running"],
+        "ages": ages,
+        "workers": workers_seen(snap["trials"], ages),
     }
+
+
+def workers_seen(trials, ages: dict[int, float], recent_s: float = RECENT_S) -> list[dict]:
+    """Workers with a running trial, or one that finished within `recent_s` seconds (each
+    trial records its worker, host:pid; the heartbeat says whether a running one is alive)."""
+    import datetime as dt
+
+    from sweep.trial_log import WORKER_ATTR
+
+    now = dt.datetime.now()  # Optuna stamps trials with the naive local time
+    rows: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        name = t.user_attrs.get(WORKER_ATTR)
+        if not name:
+            continue
+        row = rows.setdefault(name, {"worker": name, "running": None, "heartbeat": None,
+                                     "finished": 0, "last": None})
+        if t.state.name == "RUNNING":
+            row["running"], row["heartbeat"] = t.number, ages.get(t.number)
+        elif t.state.name in ("COMPLETE", "PRUNED") and t.datetime_complete is not None:
+            row["finished"] += 1
+            row["last"] = max(filter(None, (row["last"], t.datetime_complete)))
+    return [
+        {**r, "last_s": None if r["last"] is None else (now - r["last"]).total_seconds()}
+        for r in rows.values()
+        if r["running"] is not None
+        or (r["last"] is not None and (now - r["last"]).total_seconds() < recent_s)
+    ]

@@ -163,21 +163,26 @@ def is_transient_refusal(err: BaseException) -> bool:
     return any(marker in text for marker in TRANSIENT_REFUSALS)
 
 
+_last_told = -1e9
+
+
 def _connect_with_backoff(dialect, _conn_rec, cargs, cparams):
     """A full or restarting server refuses new clients for a while: wait it out with jittered
     exponential backoff (so many workers do not retry in step) instead of failing the worker."""
+    global _last_told
     deadline = time.monotonic() + _seconds_from_env(CONNECT_RETRY_ENV, CONNECT_RETRY_S)
-    delay, told = 0.2, False
+    delay = 0.2
     while True:
         try:
             return dialect.connect(*cargs, **cparams)
         except dialect.loaded_dbapi.OperationalError as err:
             if not is_transient_refusal(err) or time.monotonic() + delay > deadline:
                 raise
-            if not told:
-                print(f"database {cparams.get('host', '')}: {str(err).strip().splitlines()[-1]}"
-                      "; waiting for a free connection", file=sys.stderr)
-                told = True
+            if time.monotonic() - _last_told > 60:  # one line a minute, not one per attempt
+                reason = str(err).strip().splitlines()[-1].split("FATAL:")[-1].strip()
+                print(f"database {cparams.get('host', '')}: {reason}; waiting for a free "
+                      "connection", file=sys.stderr)
+                _last_told = time.monotonic()
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
@@ -247,7 +252,9 @@ def open_storage(
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                         max_retry=max_retry, inherit_intermediate_values=False
                     ),
+                    skip_compatibility_check=True,  # done below, one connection at a time
                 )
+            _check_schema(storage, url)
             break
         except (IntegrityError, OperationalError):
             if attempt == 5:
@@ -257,6 +264,18 @@ def open_storage(
         _sqlite_setup(storage.engine)
         storage.engine.dispose()  # pooled connections made before the listeners existed
     return storage
+
+
+def _check_schema(storage, url: str) -> None:
+    """Optuna's own check holds one connection while it opens a second: on a full server, many
+    workers starting at once each hold one and wait for another, forever. Same check, serial."""
+    versions = storage._version_manager
+    current, head = versions.get_current_version(), versions.get_head_version()
+    if current != head:
+        raise StorageError(
+            f"storage {redact(url)!r}: its tables are schema {current}, this optuna needs {head}; "
+            "run `optuna storage upgrade --storage URL` (or install the optuna that made it)"
+        )
 
 
 def _enable_wal(path: Path) -> None:

@@ -97,6 +97,7 @@ def work(
     from sweep.spec import parse_spec
     from sweep.storage import open_storage, redact
     from sweep.target import run_to_target
+    from sweep.trial_log import LoggedObjective
     from sweep.trial_process import TrialFailure, warm_up
 
     attrs = load_study_attrs(study_name, storage_url)
@@ -130,8 +131,9 @@ def work(
     post_trial = build_hooks(study, hooks)
     try:
         run_to_target(
-            study, objective, target, poll_s=min(5.0, float(ex.heartbeat_interval)),
-            shown_storage=redact(storage_url), timeout=timeout, catch=(TrialFailure,),
+            study, LoggedObjective.for_stdout(objective), target,
+            poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
+            timeout=timeout, catch=(TrialFailure,),
             callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
         )
     finally:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.cli import app
 from sweep.storage import StorageError, check_storage_url, open_storage, redact
 from tests.fixtures.storage import free_port
 
@@ -50,6 +53,20 @@ def objective(trial):
     time.sleep(0.2)
     return trial.suggest_float("x", 0, 1)
 run_to_target(study, objective, target, poll_s=0.2, shown_storage=url)
+"""
+
+# The same for a server that cannot hold every worker at once: stdout says it started and ended.
+SMALL_SERVER_WORKER = """
+import sys
+import optuna
+from sweep.storage import open_storage
+from sweep.target import run_to_target
+url, target = sys.argv[1], int(sys.argv[2])
+storage = open_storage(url, heartbeat_interval=1, grace_period=10)
+study = optuna.load_study(study_name="crowd", storage=storage)
+def objective(trial):
+    return trial.suggest_float("x", 0, 1)
+run_to_target(study, objective, target, poll_s=0.2, shown_storage="crowd")
 """
 
 # A worker whose trial never ends: it says which trial it runs, then waits to be killed.
@@ -182,3 +199,70 @@ def test_bad_url_gives_a_one_line_error(url, expected):
         check_storage_url(url)
     message = str(err.value)
     assert expected in message and "\n" not in message and "hunter2" not in message
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("postgres_server", [{"max_connections": 8}], indirect=True)
+def test_more_workers_than_the_server_has_connections_finish_the_target(postgres_server):
+    """12 workers, a server that takes 8 clients: a worker holds a connection only while it
+    talks to the database and waits out "too many clients"; none dies, the target is exact."""
+    url, target, count = postgres_server.url, 24, 12
+    optuna.create_study(study_name="crowd", storage=open_storage(url))
+    children = [
+        subprocess.Popen([sys.executable, "-c", SMALL_SERVER_WORKER, url, str(target)],
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        for _ in range(count)
+    ]
+    errors = [c.communicate(timeout=240)[1] for c in children]
+    assert [c.returncode for c in children] == [0] * count, "\n".join(errors)
+
+    trials = optuna.load_study(study_name="crowd", storage=open_storage(url)).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == target
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("failure") == "surplus"
+               for t in trials)
+
+
+@pytest.fixture
+def silent_host():
+    """A local port that accepts connections and never answers (a dead proxy, a black hole)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except (TimeoutError, OSError):
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("command", [["status"], ["worker", "--study", "demo"]])
+def test_a_silent_host_fails_in_one_line_naming_it(command, silent_host, monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("SWEEP_CONNECT_TIMEOUT", "1")
+    url = f"postgresql+psycopg://sweeper:hunter2@127.0.0.1:{silent_host}/optuna"
+    result = CliRunner().invoke(app, [*command, "--storage", url])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"127.0.0.1:{silent_host}" in line and "hunter2" not in line and "***" in line
+    assert "timeout" in line and "SWEEP_CONNECT_TIMEOUT" in line
+
+
+def test_the_connect_timeout_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("SWEEP_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(StorageError, match="SWEEP_CONNECT_TIMEOUT='soon'"):
+        check_storage_url(f"postgresql+psycopg://u@127.0.0.1:{free_port()}/optuna")

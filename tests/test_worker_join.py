@@ -55,6 +55,9 @@ def test_workers_started_together_create_one_study_and_finish_its_target(
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(outputs)
     assert not any("Traceback" in out for out in outputs)
+    lines = "\n".join(outputs).splitlines()  # stdout is a pipe here: one line per start and end
+    assert sum(" complete, value " in ln for ln in lines) == 3
+    assert sum(" started on " in ln for ln in lines) == 3
 
     storage = open_storage(storage_url)
     assert optuna.get_all_study_names(storage) == ["together"]

@@ -1,0 +1,69 @@
+"""Rich tables for `sweep status` and `sweep best` (rendering only: the data comes from
+sweep.status and sweep.api). The first line of each stays a plain sentence for grep and logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def _ago(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.0f}s ago"
+
+
+def status_view(d: dict[str, Any]) -> Group:
+    """Headline, then the workers seen recently and the running trials, as tables."""
+    fails = ", ".join(f"{k} {v}" for k, v in sorted(d["failures"].items())) or "none"
+    best = "—" if d["best"] is None else f"{d['best'][1]:.4f} (trial {d['best'][0]})"
+    finished = d["complete"] + d["pruned"]
+    parts: list[Any] = [Text(
+        f"{d['name']}: {d['complete']} complete, {d['pruned']} pruned, {d['failed']} failed, "
+        f"{len(d['running'])} running, {d['waiting']} waiting; target {d['target']} "
+        f"({finished}/{d['target']} finished); failures: {fails}; best {best}"
+    )]
+    if d["workers"]:
+        table = Table(title=f"{d['name']}: workers seen in the last 10 min", title_justify="left")
+        for col in ("worker", "running trial", "heartbeat", "finished", "last finished"):
+            table.add_column(col)
+        for w in d["workers"]:
+            table.add_row(w["worker"], "—" if w["running"] is None else str(w["running"]),
+                          _ago(w["heartbeat"]), str(w["finished"]), _ago(w["last_s"]))
+        parts.append(table)
+    if d["running_trials"]:
+        table = Table(title=f"{d['name']}: running trials", title_justify="left")
+        for col in ("trial", "epoch", "last value", "heartbeat", "worker", "params"):
+            table.add_column(col)
+        for t in d["running_trials"]:
+            steps = t.intermediate_values
+            epoch = max(steps) if steps else 0
+            table.add_row(str(t.number), str(epoch), f"{steps[epoch]:.4f}" if steps else "—",
+                          _ago(d["ages"].get(t.number)), t.user_attrs.get("worker", "—"),
+                          _params(t.params))
+        parts.append(table)
+    return Group(*parts)
+
+
+def best_view(name: str, rows: list, metric: str) -> Group:
+    """The best trials, best first, as a table."""
+    table = Table(title=f"{name}: best {len(rows)} trial(s)", title_justify="left")
+    for col in ("rank", "trial", metric, "params"):
+        table.add_column(col, overflow="fold")
+    for rank, t in enumerate(rows, 1):
+        table.add_row(str(rank), str(t.number), f"{t.value:.4f}", _params(t.params))
+    return Group(table)
+
+
+def show(renderable) -> None:
+    """Print to the current stdout (wide enough for params when it is not a terminal)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(renderable)

@@ -1,0 +1,77 @@
+"""One log line per trial start and end, so `docker compose logs` shows a worker at work.
+
+A terminal has the live view instead (`sweep run`), so the lines go to stdout only when it is
+not a TTY. Every trial also records which worker ran it (user attr `worker`, host:pid), which
+is how `sweep status` lists the workers seen recently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+WORKER_ATTR = "worker"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in params.items())
+
+
+def stdout_log(line: str) -> None:
+    print(line, flush=True)
+
+
+class LoggedObjective:
+    """Wraps an objective: records the worker, logs start and end (value or failure class)."""
+
+    def __init__(self, objective: Callable[[Any], float], log: Callable[[str], None] | None,
+                 worker: str | None = None) -> None:
+        self.objective, self.log = objective, log
+        self.worker = worker or worker_id()
+
+    @classmethod
+    def for_stdout(cls, objective: Callable[[Any], float]) -> LoggedObjective:
+        """Log lines only when stdout is not a terminal (containers, nohup, CI)."""
+        return cls(objective, None if sys.stdout.isatty() else stdout_log)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        start = time.monotonic()
+        # Params are drawn inside the objective; a retried trial already has its own.
+        self._say(f"trial {trial.number} started on {self.worker}"
+                  + (f": {params_text(trial.params)}" if trial.params else ""))
+        try:
+            value = self.objective(trial)
+        except optuna.TrialPruned as pruned:
+            self._end(trial, start, f"pruned ({pruned})" if str(pruned) else "pruned")
+            raise
+        except KeyboardInterrupt:
+            self._end(trial, start, "failed (interrupted)")
+            raise
+        except Exception as err:
+            kind = getattr(err, "kind", None) or type(err).__name__
+            self._end(trial, start, f"failed ({kind})")
+            raise
+        failure = trial.user_attrs.get("failure")  # e.g. oom: complete with the worst value
+        self._end(trial, start, f"complete, value {value:.4f}"
+                  + (f" (failure {failure})" if failure else ""))
+        return value
+
+    def _end(self, trial, start: float, outcome: str) -> None:
+        self._say(f"trial {trial.number} {outcome} in {time.monotonic() - start:.1f}s: "
+                  f"{params_text(trial.params)}")
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
