@@ -35,11 +35,14 @@ def train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from cloudseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_bundle
     from cloudseg.config import load_run_config
     from cloudseg.data import open_cache
     from cloudseg.pipeline import resolve_data_root, run_training, with_data_root
 
     config = load_run_config(args.config)
+    if args.config.name == CONFIG_FILE and (args.config.parent / WEIGHTS_FILE).is_file():
+        check_bundle(args.config.parent)  # a bundle's config.yaml must be its weights' config
     if args.data is not None:
         config = with_data_root(config, args.data)
     out = args.out or Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -44,10 +44,24 @@ def export_best(
     ranked = ranked_trials(s)
     if trial is not None:
         ranked = [t for t in ranked if t.number == trial]
+        if not ranked:
+            raise ConfigError(f"study {study!r}: trial {trial} cannot be exported: "
+                              f"{_why_not(s, trial)}")
     if not ranked:
-        which = f"trial {trial}" if trial is not None else "a completed trial"
-        raise ConfigError(f"study {study!r} has no {which} to export")
+        raise ConfigError(f"study {study!r} has no completed trial to export")
     return export_trial(s, ranked[0], Path(dest), _store(s, storage, artifact_dir))
+
+
+def _why_not(study, number: int) -> str:
+    """Why trial `number` has no bundle: it does not exist, or did not complete cleanly."""
+    trials = study.get_trials(deepcopy=False)
+    found = [t for t in trials if t.number == number]
+    if not found:
+        return f"no such trial (trials 0 to {len(trials) - 1})" if trials else "no trials yet"
+    t = found[0]
+    if t.user_attrs.get("failure"):
+        return f"it ended with failure {t.user_attrs['failure']!r}: no checkpoint"
+    return f"it is {t.state.name}; only COMPLETE trials keep a checkpoint"
 
 
 def serve_dashboard(

@@ -15,6 +15,8 @@ import numpy as np
 from sweep.mirror_media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
 
 OVERLAY_PATCHES = 4
+MIN_VALID = 0.9  # an overlay patch is at least 90 % data pixels when the split has such patches
+OVERLAY_SCAN = 32  # patches tried on each side of a pick's place in the cloud-fraction order
 # prediction colours: true positive white, false positive red, false negative blue, TN black
 TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
 
@@ -91,15 +93,47 @@ def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -
     return out
 
 
-def overlay_patches(records, val_fraction: float, split_seed: int, n: int) -> np.ndarray:
+def overlay_patches(records, val_fraction: float, split_seed: int, n: int,
+                    valid_fraction=None) -> np.ndarray:
     """n validation patches spanning the cloud-fraction range, skipping all-no-data patches;
-    a function of the split only, so every trial of a study shows the same patches."""
+    a function of the split only, so every trial of a study shows the same patches.
+
+    With `valid_fraction(row) -> float` (the share of a patch's pixels that hold data), each
+    pick is the patch nearest its place in the cloud-fraction order that is at least
+    MIN_VALID data (scene-edge patches are mostly no-data), else the most complete one seen;
+    a pick that is still mostly no-data is left out (fewer patches rather than empty ones)."""
     from cloudseg.data import split_by_scene
 
     val = np.asarray(split_by_scene(records, val_fraction, split_seed).val)
     useful = [i for i in val if records[i].nonempty and records[i].cloud_fraction is not None]
     pool = np.asarray(sorted(useful, key=lambda i: (records[i].cloud_fraction, i)) or val)
-    return pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64)]
+    places = np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64)
+    if valid_fraction is None:
+        return pool[places]
+    chosen: dict[int, float] = {}
+    for place in places:
+        best, best_fraction = None, -1.0
+        for offset in _outward(OVERLAY_SCAN):
+            j = int(place) + offset
+            if not 0 <= j < len(pool) or int(pool[j]) in chosen:
+                continue
+            fraction = float(valid_fraction(int(pool[j])))
+            if fraction > best_fraction:
+                best, best_fraction = int(pool[j]), fraction
+            if fraction >= MIN_VALID:
+                break
+        if best is not None:
+            chosen[best] = best_fraction
+    # Never a patch that is mostly no-data, unless nothing better exists (then the best one).
+    kept = [i for i, f in chosen.items() if f >= 0.5] or sorted(chosen, key=chosen.get)[-1:]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _outward(limit: int):
+    yield 0
+    for k in range(1, limit + 1):
+        yield k
+        yield -k
 
 
 def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
@@ -114,7 +148,8 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     model, cfg = load_bundle(bundle_dir)
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
                        include_additional=cfg.data.include_additional)
-    picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n)
+    picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n,
+                            valid_fraction=lambda row: cache.images[row].any(axis=0).mean())
     # Whole patches, not the training crop: a centred crop of a scene-edge patch can be all
     # no-data, and the models are fully convolutional.
     ds = PatchDataset(cache, picks, crop=None, augment=False, random_crop=False)
@@ -179,8 +214,20 @@ def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:
 
 
 def download(store, artifact_id: str, dest: Path) -> Path:
+    """Copy an artifact to `dest` (which must not exist); a missing one is one ConfigError."""
     from optuna.artifacts import download_artifact
 
+    from cloudseg.errors import ConfigError
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(dest))
+    try:
+        download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(dest))
+    except FileExistsError:
+        raise
+    except Exception as err:  # ArtifactNotFound, OSError, ...
+        where = getattr(store, "_base_path", None) or type(store).__name__
+        raise ConfigError(
+            f"artifact {artifact_id} cannot be read from the artifact store {where} ({err}); "
+            "the study's artifacts folder must be reachable from this machine"
+        ) from None
     return dest

@@ -1,18 +1,39 @@
 """Best trials → a self-contained bundle: config.yaml (runnable by `cloudseg train`, loadable by
-`cloudseg.checkpoint.load_bundle`), model.safetensors, metrics.json and MODEL_CARD.md."""
+`cloudseg.checkpoint.load_bundle`), model.safetensors, metrics.json and MODEL_CARD.md.
+
+Exports are atomic and idempotent: the bundle is written to a temporary folder beside the
+destination, checked (`check_bundle`: config, weights and metrics.json belong together) and
+renamed into place, so the destination is the old bundle or the new one, never a mix. Exporting
+again replaces a bundle whole (the same trial or another); a folder holding anything an export
+does not write is left alone, with an error. metrics.json names the bundle's study, trial and the
+sha256 of its weights, which `load_bundle` checks.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
+import shutil
+import tempfile
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from cloudseg.errors import ConfigError
+from sweep.records import metric_label
 
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
+CARD_FILE = "MODEL_CARD.md"
+IMAGES = (("curve", "learning_curve.png"), ("overlay", "overlay.png"))
+# Everything an export writes: a folder holding only these (or nothing) may be replaced.
+BUNDLE_FILES = frozenset({"config.yaml", "model.safetensors", "metrics.json", CARD_FILE}
+                         | {file for _, file in IMAGES})
+BANDS = ("red", "green", "blue", "nir")  # channel order of every input (cloudseg.data.BANDS)
 
 
 def ranked_trials(study, top: int | None = None) -> list:
@@ -35,8 +56,51 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# ---- the destination --------------------------------------------------------------------------
+def check_destination(dest: Path) -> None:
+    """`dest` may be absent, an empty folder or a bundle; anything else is not ours to replace."""
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if dest.is_symlink() or not dest.is_dir():
+        raise ConfigError(f"{dest}: exists and is not a folder; export to a folder")
+    foreign = sorted(p.name for p in dest.iterdir() if p.name not in BUNDLE_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4
+                                          else "")
+        raise ConfigError(
+            f"{dest}: not replaced: it holds files an export does not write ({shown}); export "
+            "to a new or empty folder, or to an earlier export's folder"
+        )
+
+
+def _swap_into_place(tmp: Path, dest: Path) -> None:
+    """Rename the finished bundle `tmp` to `dest`, replacing a bundle there as a whole. A reader
+    sees the old bundle, no folder for an instant, or the new bundle: never a mix of the two."""
+    error: OSError | None = None
+    for _ in range(10):  # another export into the same folder may win a race: try again
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(dest, old)
+            except FileNotFoundError:
+                old = None
+        try:
+            os.rename(tmp, dest)
+        except OSError as err:  # a concurrent export put its bundle there first
+            error = err
+            continue
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise ConfigError(f"{dest}: could not be replaced: {error}")
+
+
+# ---- the bundle -------------------------------------------------------------------------------
 def export_trial(study, trial, dest: Path, store) -> Path:
-    """Write the bundle of `trial` to `dest` (created; existing files are replaced)."""
+    """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced."""
+    from cloudseg.checkpoint import DIGEST_KEY, check_bundle, file_sha256
     from cloudseg.config import parse_run_config
     from sweep.artifacts import download
 
@@ -45,99 +109,302 @@ def export_trial(study, trial, dest: Path, store) -> Path:
         raise ConfigError(
             f"trial {trial.number} of {study.study_name!r} has no checkpoint artifact"
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    config = parse_run_config(trial.user_attrs["config"], f"trial {trial.number} config")
-    (dest / "config.yaml").write_text(config.to_yaml())
-    download(store, ids["checkpoint"], dest / "model.safetensors")
-    images = {}
-    for name, file in (("curve", "learning_curve.png"), ("overlay", "overlay.png")):
-        if name in ids:
-            download(store, ids[name], dest / file)
-            images[name] = file
-    spec = study.user_attrs.get("spec", {})
-    metric = spec.get("metric", "iou")
-    metrics = {
-        "study": study.study_name,
-        "trial": trial.number,
-        "metric": metric,
-        "value": trial.value,
-        "best_epoch": trial.user_attrs.get("best_epoch"),
-        "validation": trial.user_attrs.get("metrics"),
-        "history": trial.user_attrs.get("history"),
-        "params": trial.params,
-        "subset_seed": trial.user_attrs.get("subset_seed"),
-        "fit_seconds": trial.user_attrs.get("fit_seconds"),
-        "data": trial.user_attrs.get("data"),
-        "versions": _versions(),
-    }
-    (dest / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (dest / "MODEL_CARD.md").write_text(model_card(study, trial, config, metrics, images))
+    dest = Path(dest).expanduser().absolute()
+    check_destination(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
+    except OSError as err:
+        raise ConfigError(f"{dest.parent}: cannot write the export there "
+                          f"({err.strerror or err})") from None
+    try:
+        config = parse_run_config(trial.user_attrs["config"], f"trial {trial.number} config")
+        (tmp / "config.yaml").write_text(config.to_yaml())
+        weights = download(store, ids["checkpoint"], tmp / "model.safetensors")
+        digest = file_sha256(weights)
+        recorded = trial.user_attrs.get(DIGEST_KEY)
+        if recorded and recorded != digest:
+            raise ConfigError(
+                f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
+                f"{ids['checkpoint']} has sha256 {digest[:12]}..., the trial recorded "
+                f"{recorded[:12]}...: the artifact store was changed"
+            )
+        images = {}
+        for name, file in IMAGES:
+            if name in ids:
+                download(store, ids[name], tmp / file)
+                images[name] = file
+        spec = study.user_attrs.get("spec", {})
+        metrics = {
+            "study": study.study_name,
+            "trial": trial.number,
+            DIGEST_KEY: digest,
+            "metric": spec.get("metric", "iou"),
+            "value": trial.value,
+            "best_epoch": trial.user_attrs.get("best_epoch"),
+            "validation": trial.user_attrs.get("metrics"),
+            "baseline_all_cloud": all_cloud_baseline(trial.user_attrs.get("metrics")),
+            "history": trial.user_attrs.get("history"),
+            "params": trial.params,
+            "subset_seed": trial.user_attrs.get("subset_seed"),
+            "fit_seconds": trial.user_attrs.get("fit_seconds"),
+            "data": trial.user_attrs.get("data"),
+            "versions": _versions(),
+        }
+        scenes = trial_scenes(trial, config)
+        if scenes is not None:
+            metrics["scenes"] = scenes
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
+        check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a plain mkdir gives
+        _swap_into_place(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def _table(rows: list[tuple[str, Any]]) -> str:
-    lines = ["| | |", "|---|---|"]
+def trial_scenes(trial, config) -> dict[str, list[str]] | None:
+    """Training and validation scene lists: as the trial recorded them, else recomputed from
+    the data (the split is a function of the data, data.val_fraction and data.split_seed)."""
+    recorded = trial.user_attrs.get("scenes")
+    if isinstance(recorded, dict) and recorded.get("val"):
+        return {"train": list(recorded.get("train", [])), "val": list(recorded["val"])}
+    try:
+        from cloudseg.data import open_cache, resample, split_by_scene
+
+        d = config.data
+        cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
+        split = split_by_scene(cache.records, d.val_fraction, d.split_seed)
+        rows = resample(cache.records, split.train, d.train_fraction, d.subset_seed,
+                        drop_empty=d.drop_empty)
+        return {"train": sorted({cache.records[i].id.scene for i in rows}),
+                "val": sorted(split.val_scenes)}
+    except Exception:  # noqa: BLE001 - the data may live on another machine: not recorded
+        return None
+
+
+def all_cloud_baseline(validation: dict[str, Any] | None) -> dict[str, float] | None:
+    """The trivial predictor "every valid pixel is cloud" on the same validation pixels, from
+    the best epoch's confusion counts: its TP are the cloud pixels, its FP the clear ones."""
+    if not validation or not all(k in validation for k in ("tp", "fp", "fn", "tn")):
+        return None
+    cloud = float(validation["tp"] + validation["fn"])
+    clear = float(validation["fp"] + validation["tn"])
+    total = cloud + clear
+    if total <= 0:
+        return None
+    return {
+        "iou": cloud / total,
+        "dice": 2 * cloud / (2 * cloud + clear) if cloud else 0.0,
+        "precision": cloud / total,
+        "recall": 1.0 if cloud else 0.0,
+        "specificity": 0.0,
+        "accuracy": cloud / total,
+    }
+
+
+# ---- the model card ---------------------------------------------------------------------------
+def _table(rows: list[tuple[str, Any]], head: tuple[str, str] = ("", "")) -> str:
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.4f}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.4g}"
+    if v is None:
+        return "—"
+    return str(v)
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def resolved_loss(config) -> list[tuple[str, Any]]:
+    """The loss's parameters as training used them (defaults filled in, pos_weight numeric)."""
+    from cloudseg.losses import resolve_loss_params
+
+    try:
+        params = resolve_loss_params(config.loss)
+    except ConfigError:  # a config from an older release: show what it says
+        params = {k: v for k, v in config.loss.model_dump().items()
+                  if k != "name" and v is not None}
+    rows: list[tuple[str, Any]] = [("loss", f"`{config.loss.name}`")]
+    rows += [(f"loss.{k}", "none (unweighted)" if v is None else v)
+             for k, v in sorted(params.items())]
+    return rows
+
+
+def _input_contract(config) -> list[tuple[str, Any]]:
+    from cloudseg.models import MODELS
+
+    t, d = config.train, config.data
+    if t.normalisation == "band-stats" and t.band_mean is not None:
+        norm = (f"`band-stats`: (x − mean) / std per band; mean ({_numbers(t.band_mean)}), "
+                f"std ({_numbers(t.band_std)}), measured on the training subset")
+    elif t.normalisation == "band-stats":
+        norm = "`band-stats` (statistics not recorded)"
+    else:
+        norm = "`max`: x / 65535"
+    model = MODELS.get(config.model.name)
+    crop = d.crop or 384
+    return [
+        ("bands (channel order)", ", ".join(f"{i}: {b}" for i, b in enumerate(BANDS))),
+        ("dtype and units", "uint16 digital numbers as stored in the 38-Cloud patch TIFFs "
+                            "(Landsat 8), unscaled: not reflectance"),
+        ("no-data", "a pixel whose four bands are all 0 (scene margins)"
+                    + ("; left out of every metric" if t.ignore_nodata else "")),
+        ("normalisation", norm),
+        ("patch size", f"384 × 384 (38-Cloud patches; trained on {crop} px crops); any side "
+                       f"that is a multiple of {model.multiple} and ≥ {model.min_size} works"),
+        ("output", "one logit per pixel; sigmoid → probability of cloud"),
+        ("threshold", f"cloud where probability > {t.threshold:g}"),
+    ]
+
+
+def _protocol(config, data: dict[str, Any], n_scenes: int | None) -> str:
+    d = config.data
+    scenes = (f" of {n_scenes} validation scene{'s' if n_scenes > 1 else ''}" if n_scenes
+              else "")
+    n_val = data.get("n_val", "?")
+    if config.train.val_metric == "scene":
+        return (f"Protocol: every whole 384 px patch{scenes} ({n_val} patches); IoU per scene "
+                "averaged over scenes (`scene_iou`, the 38-Cloud figure), and the pixel counts "
+                "pooled over all of them for the other rows.")
+    crop = f"centred {d.crop} px crops of " if d.crop and d.crop < 384 else ""
+    cap = (f", evenly spread and capped at data.max_val_patches = {d.max_val_patches}"
+           if d.max_val_patches else "")
+    return (f"Protocol: pixels pooled over {crop}{n_val} validation patches{scenes}{cap}; "
+            "not the per-scene 38-Cloud protocol (run `cloudseg predict` and `cloudseg "
+            "evaluate` for that).")
+
+
+def _metrics_table(val: dict[str, Any], base: dict[str, float] | None) -> str:
+    names = (("iou", "IoU"), ("dice", "Dice (F1)"), ("precision", "precision"),
+             ("recall", "recall"), ("specificity", "specificity"), ("accuracy", "accuracy"))
+    lines = ["| metric | this model | all-cloud baseline |", "|---|---|---|"]
+    if "scene_iou" in val:
+        lines.append(f"| scene IoU (mean over scenes) | {_fmt(val['scene_iou'])} | — |")
+    for key, label in names:
+        if key in val:
+            lines.append(f"| {label} | {_fmt(val[key])} | {_fmt((base or {}).get(key))} |")
+    return "\n".join(lines)
+
+
+def _scene_list(names: list[str] | None) -> str:
+    if not names:
+        return "not recorded"
+    return f"{len(names)}: " + ", ".join(f"`{n}`" for n in names)
 
 
 def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, str]) -> str:
-    val = metrics["validation"] or {}
-    data = metrics["data"] or {}
-    scores = [(k, val[k]) for k in ("iou", "dice", "precision", "recall", "specificity",
-                                    "accuracy") if k in val]
-    counts = [(k, val[k]) for k in ("tp", "fp", "fn", "tn") if k in val]
+    val = metrics.get("validation") or {}
+    data = metrics.get("data") or {}
+    scenes = metrics.get("scenes") or {}
+    spec = study.user_attrs.get("spec") or {}
+    n_complete = len(ranked_trials(study))
+    n_pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    considered = (f"{n_complete + n_pruned} finished trials ({n_complete} complete, "
+                  f"{n_pruned} pruned)" if n_pruned else f"{n_complete} complete trial(s)")
+    epochs = config.train.epochs
+    counts = ", ".join(f"{k.upper()} {val[k]}" for k in ("tp", "fp", "fn", "tn") if k in val)
+    opt = config.optim
     parts = [
         f"# Cloud segmentation model — study `{study.study_name}`, trial {trial.number}",
         "",
-        f"Selected by validation {metrics['metric']} = {_fmt(trial.value)} "
-        f"(best epoch {metrics['best_epoch']} of {config.train.epochs}). Metrics pool TP/FP/FN "
-        "over every validation pixel (not the per-scene 38-Cloud protocol; run `cloudseg "
-        "evaluate` for that).",
+        f"Selected as the best of {considered} of study `{study.study_name}` by "
+        f"{metric_label(metrics['metric'])} = {_fmt(trial.value)} at epoch "
+        f"{metrics['best_epoch']} of {epochs} (the weights are that epoch's).",
         "",
-        "## Model",
-        f"`{config.model.name}`{_encoder_note(config.model)}, loss `{config.loss.name}`, "
-        f"lr {config.optim.lr:.3g}, batch size {config.optim.batch_size}, "
-        f"crop {config.data.crop}, normalisation `{config.train.normalisation}`.",
+        "## Input contract",
+        _table(_input_contract(config)),
         "",
-        "## Searched parameters",
-        _table(sorted(trial.params.items())),
-        "",
-        "## Validation metrics (best epoch)",
-        _table(scores + counts),
-        "",
-        "## Data",
+        "## Model and training",
         _table([
-            ("root", config.data.root), ("validation fraction (scenes)", config.data.val_fraction),
-            ("split seed", config.data.split_seed),
-            ("training fraction", config.data.train_fraction),
-            ("subset seed", config.data.subset_seed), ("training patches", data.get("n_train")),
-            ("validation patches", data.get("n_val")), ("pos_weight", data.get("pos_weight")),
+            ("architecture", f"`{config.model.name}`{_encoder_note(config.model)}, from scratch "
+                             "(no pretrained weights)"),
+            *resolved_loss(config),
+            ("optimiser", f"AdamW, lr {opt.lr:.3g}, weight decay {opt.weight_decay:g}, "
+                          f"schedule `{opt.schedule}`, warm-up {opt.warmup_epochs} epoch(s), "
+                          f"gradient clip {opt.grad_clip}"),
+            ("batch size", opt.batch_size),
+            ("epochs", f"{epochs}" + (f", at most {config.train.max_steps_per_epoch} batches "
+                                      "each" if config.train.max_steps_per_epoch else "")),
+            ("augmentation", "flips and 90° rotations" if config.data.augment else "none"),
+            ("seed", config.train.seed),
         ]),
         "",
+        "## Searched parameters",
+        _table([(k, f"{v:.4g}" if isinstance(v, float) else v)
+                for k, v in sorted(trial.params.items())], ("parameter", "value")),
+        "",
+        "## Data and split",
+        _table([
+            ("data root", config.data.root),
+            ("split", f"whole scenes held out: data.val_fraction {config.data.val_fraction}, "
+                      f"data.split_seed {config.data.split_seed} (the same for every trial)"),
+            ("training subset", f"data.train_fraction {config.data.train_fraction} of the "
+                                f"training patches, data.subset_seed {config.data.subset_seed}"),
+            ("training patches", data.get("n_train")),
+            ("validation patches", data.get("n_val")),
+            ("training scenes", _scene_list(scenes.get("train"))),
+            ("validation scenes", _scene_list(scenes.get("val"))),
+        ]),
+        "",
+        f"## Validation metrics (epoch {metrics['best_epoch']})",
+        _protocol(config, data, len(scenes.get("val") or []) or None),
+        "",
+        _metrics_table(val, metrics.get("baseline_all_cloud")),
+        "",
+        f"Pixel counts: {counts}. The all-cloud baseline calls every valid pixel cloud; on the "
+        "same pixels it scores the cloud fraction as IoU and precision, and recall 1.",
+        "",
+        "## Not tested",
+        "- No test-split scene was scored. The figures above come from the validation scenes "
+        f"that also chose this trial among {n_complete + n_pruned}, so they flatter it; score "
+        "the test split with `cloudseg predict` and `cloudseg evaluate` (38-Cloud protocol).",
+        "- Scenes other than those listed: other sensors, regions, seasons, snow and ice, "
+        "and other processing levels than the 38-Cloud patches.",
+        f"- Thresholds other than {config.train.threshold:g}, test-time augmentation "
+        "(`--tta`) and overlapping windows (`--overlap`).",
     ]
+    if _synthetic(spec, config):
+        parts.append("- Real clouds at all: it was trained and validated on the synthetic data "
+                     "set this study's spec writes (`cloudseg synth`), not on Landsat scenes.")
+    parts.append("")
     if "curve" in images:
         parts += ["## Learning curve", f"![learning curve]({images['curve']})", ""]
     if "overlay" in images:
-        parts += ["## Validation overlay", f"![overlay]({images['overlay']})", ""]
+        parts += ["## Validation overlay (the weights above)",
+                  f"![overlay]({images['overlay']})", ""]
     parts += [
         "## Reproduce",
         "```",
         "cloudseg train config.yaml   # retrain from this config",
         "```",
-        "Load the weights with `cloudseg.checkpoint.load_bundle(\"<this folder>\")`.",
+        "Load the weights with `cloudseg.checkpoint.load_bundle(\"<this folder>\")`; it refuses "
+        "a folder whose config.yaml, model.safetensors and metrics.json do not belong together.",
         "",
-        "## Provenance",
-        _table([("study", study.study_name), ("study id", study._study_id),
-                ("trial", trial.number), ("trial id", trial._trial_id),
+        "## Identity and provenance",
+        _table([("study", study.study_name), ("trial", trial.number),
+                ("weights sha256", f"`{metrics.get('weights_sha256')}`"),
+                ("subset seed", metrics.get("subset_seed")),
+                ("fit seconds", metrics.get("fit_seconds")),
                 *sorted(metrics["versions"].items())]),
         "",
     ]
     return "\n".join(parts)
+
+
+def _synthetic(spec: dict[str, Any], config) -> bool:
+    """Whether the data root is the synthetic tree a spec with `synthesize_if_missing` writes."""
+    if not spec.get("synthesize_if_missing") or not spec.get("data") or config.data.root is None:
+        return False
+    return Path(config.data.root).as_posix().endswith(Path(spec["data"]).as_posix())
 
 
 def _encoder_note(model_cfg) -> str:

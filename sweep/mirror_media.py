@@ -79,7 +79,8 @@ def _read(artifact_store, artifact_id: str) -> bytes:
 
 
 def overlay_media(artifacts: dict[str, str], artifact_store) -> dict[str, Any]:
-    """W&B media to log with the trial's last epoch: {"overlay": [wandb.Image, ...]} or {}.
+    """W&B media to log with the trial's best epoch (the model the overlay shows):
+    {"overlay": [wandb.Image, ...]} or {}.
 
     A missing or unreadable artifact is logged and skipped: the metrics still go up."""
     if artifact_store is None or not artifacts:

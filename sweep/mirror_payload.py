@@ -3,7 +3,9 @@
 Kept apart from the upload so the mapping (run id, config, per-epoch history, summary, tags) is
 plain, testable and identical on every machine. The trial user attributes follow the sweep
 contract: `config`, `history`, `best_epoch`, `metrics`, `fit_seconds`, `peak_memory_mb`,
-`images_per_s`, `subset_seed`, `failure`, `failure_message`, `artifacts`.
+`images_per_s`, `subset_seed`, `failure`, `failure_message`, `artifacts` (and `data`, `scenes`,
+`weights_sha256`, which the export reads). A run's summary shows the best epoch's values, the
+checkpoint that was kept, not the last epoch's.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class TrialPayload:
     tags: list[str]
     exit_code: int
     artifacts: dict[str, str] = field(default_factory=dict)  # name → optuna artifact id
+    media_step: int | None = None  # the epoch whose model the overlay shows (the best one)
 
 
 def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
@@ -103,6 +106,16 @@ def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
             if (num := _number(value)) is not None:
                 rows[int(step)] = {"objective": num}
     return sorted(rows.items())
+
+
+def summary_step(trial: FrozenTrial, history: list[tuple[int, dict]]) -> int | None:
+    """The epoch whose values the run's summary and media show: the trial's `best_epoch` (its
+    checkpoint, overlay and metrics), else the last epoch run (a failed or pruned trial)."""
+    steps = [step for step, _ in history]
+    best = trial.user_attrs.get("best_epoch")
+    if isinstance(best, int) and not isinstance(best, bool) and best in steps:
+        return best
+    return steps[-1] if steps else None
 
 
 def _tags(trial: FrozenTrial, state: str) -> list[str]:
@@ -128,11 +141,17 @@ def _summary(trial: FrozenTrial, state: str, history: list) -> dict[str, Any]:
     for key in _SUMMARY_ATTRS:
         if attrs.get(key) is not None:
             summary[key] = attrs[key]
-    for key, value in (attrs.get("metrics") or {}).items():
-        if (num := _number(value)) is not None:
-            summary[f"best/{key}"] = num
-    if history:  # final values under their history names ("val/iou"), as W&B shows them
-        summary.update(history[-1][1])
+    recorded = {k: num for k, v in (attrs.get("metrics") or {}).items()
+                if (num := _number(v)) is not None}
+    for key, num in recorded.items():
+        summary[f"best/{key}"] = num
+    # The run's headline values ("val/iou", ...) are the best epoch's, as the study recorded
+    # them: W&B would otherwise show the last epoch's, which is not the model that was kept.
+    step = summary_step(trial, history)
+    if step is not None:
+        summary.update(dict(history)[step])
+        summary.update({f"val/{k}": num for k, num in recorded.items()})
+        summary["summary_epoch"] = step
     if trial.datetime_start and trial.datetime_complete:
         summary["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
     return summary
@@ -160,6 +179,7 @@ def trial_payload(trial: FrozenTrial, study_name: str, salt: str) -> TrialPayloa
         tags=_tags(trial, state),
         exit_code=1 if trial.state == TrialState.FAIL else 0,
         artifacts={str(k): str(v) for k, v in artifacts.items()},
+        media_step=summary_step(trial, history),
     )
 
 

@@ -97,6 +97,17 @@ def _run_path(run, project: str) -> str:
     return f"{entity}/{project}/{run.id}" if entity else f"{project}/{run.id}"
 
 
+def with_media(rows: list[tuple[int, dict]], media: dict[str, Any], step: int | None,
+               first: int) -> list[tuple[int, dict]]:
+    """`rows` with `media` added to the row of `step` (clamped to the steps still open)."""
+    if not rows:
+        return [(max(first, step or 0), media)]
+    steps = [s for s, _ in rows]
+    target = step if step in steps else next((s for s in steps if step is None or s >= step),
+                                              steps[-1])
+    return [(s, {**values, **media}) if s == target else (s, values) for s, values in rows]
+
+
 def upload_trial(
     payload: TrialPayload,
     mode: str,
@@ -124,13 +135,12 @@ def upload_trial(
         # A resumed online run already holds steps < run.step: W&B would drop them anyway.
         first = run.step if run.resumed else 0
         rows = [(step, values) for step, values in payload.history if step >= first]
-        # The overlay goes with the last epoch: a later step of its own would need a new step.
+        # The overlay shows the best epoch's model: it is logged at that epoch's step (or the
+        # first step still open on a resumed run).
         if media := overlay_media(payload.artifacts, artifact_store):
-            rows = (
-                rows[:-1] + [(rows[-1][0], {**rows[-1][1], **media})] if rows else [(first, media)]
-            )
+            rows = with_media(rows, media, payload.media_step, first)
         for step, values in rows:
-            run.log(values, step=step)
+            run.log(values, step=step, commit=True)  # flushed now: the summary below wins
         run.summary.update(payload.summary)
         exit_code = payload.exit_code
         return _run_path(run, project), getattr(run.settings, "sync_dir", None)

@@ -19,9 +19,11 @@ from typing import Any
 
 import optuna
 
+from cloudseg.checkpoint import DIGEST_KEY, file_sha256
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
 from sweep.artifacts import upload_trial_files
+from sweep.records import write_trial_note
 from sweep.space import set_path, suggest
 from sweep.spec import StudySpec
 from sweep.trial_process import TrialFailure, run_isolated
@@ -116,11 +118,19 @@ class Objective:
         raise failure
 
     def _store(self, trial: optuna.trial.Trial, payload: dict[str, Any], keep_all: bool) -> None:
+        data = dict(payload["data"])
+        scenes = data.pop("scenes", None)  # its own attr: "data" stays short and readable
         for key in (
             "config", "history", "best_epoch", "metrics", "fit_seconds", "peak_memory_mb",
-            "images_per_s", "data",
+            "images_per_s",
         ):
             trial.set_user_attr(key, payload[key])
+        trial.set_user_attr("data", data)
+        if scenes is not None:
+            trial.set_user_attr("scenes", scenes)
         files = payload["files"] if keep_all else {"curve": payload["files"].get("curve", "")}
+        if keep_all and Path(files.get("checkpoint", "")).is_file():  # the bundle's identity
+            trial.set_user_attr(DIGEST_KEY, file_sha256(files["checkpoint"]))
         if self.store is not None and files:
             trial.set_user_attr("artifacts", upload_trial_files(trial, self.store, files))
+        write_trial_note(trial, self.spec, payload, pruned=not keep_all)

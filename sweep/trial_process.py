@@ -152,7 +152,8 @@ def _payload(result, files: dict[str, str]) -> dict[str, Any]:
         "images_per_s": result.images_per_s,
         "stopped_early": result.stopped_early,
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-        "data": {k: v for k, v in result.extras.items() if k in ("n_train", "n_val", "pos_weight")},
+        "data": {k: v for k, v in result.extras.items()
+                 if k in ("n_train", "n_val", "pos_weight", "scenes")},
         "files": files,
     }
 

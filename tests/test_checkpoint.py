@@ -4,6 +4,7 @@ rebuilds the exact model, and a trained one reproduces its predictions and valid
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import cloudseg
-from cloudseg.checkpoint import load_bundle, load_metrics, save_bundle
+from cloudseg.checkpoint import check_bundle, file_sha256, load_bundle, load_metrics, save_bundle
 from cloudseg.config import load_run_config, parse_run_config
 from cloudseg.data import PatchDataset, split_by_scene
 from cloudseg.device import select_device
@@ -94,8 +95,94 @@ def test_weights_that_do_not_fit_the_config_are_a_config_error(tmp_path):
     save_bundle(tmp_path, tiny_model(config), config)
     wider = parse_run_config({"model": {"name": "vanilla-unet", "base_width": 8}})
     (tmp_path / "config.yaml").write_text(wider.to_yaml())
+    with pytest.raises(ConfigError, match="do not belong together: model.base_width: 8 in "
+                                          "config.yaml, 4 in the weights"):
+        load_bundle(tmp_path)
+    # Weights without the config inside (saved by other means) are still checked by shape.
+    from safetensors.torch import save_model
+
+    save_model(tiny_model(config), str(tmp_path / "model.safetensors"))
     with pytest.raises(ConfigError, match="do not fit model 'vanilla-unet'"):
         load_bundle(tmp_path)
+
+
+def test_where_and_how_it_runs_may_be_edited_but_not_what_was_trained(tmp_path):
+    config = parse_run_config(TINY)
+    save_bundle(tmp_path, tiny_model(config), config)
+    edited = config.to_dict()
+    edited["data"]["root"] = "/elsewhere/38-Cloud"
+    edited["train"].update(device="cpu", threshold=0.3, num_workers=2)
+    (tmp_path / "config.yaml").write_text(parse_run_config(edited).to_yaml())
+    _, loaded = load_bundle(tmp_path)
+    assert loaded.train.threshold == 0.3 and str(loaded.data.root) == "/elsewhere/38-Cloud"
+    assert check_bundle(tmp_path) == loaded
+    edited["optim"]["lr"] = 0.5  # another trial's config: refused, naming the field
+    (tmp_path / "config.yaml").write_text(parse_run_config(edited).to_yaml())
+    with pytest.raises(ConfigError, match=r"optim.lr: 0.5 in config.yaml, 0.001 in the weights"):
+        load_bundle(tmp_path)
+
+
+def exported_like(folder, seed: int, width: int = 4, study="s", trial=0):
+    """A bundle as `sweep best --export` writes it: metrics.json names its weights' digest."""
+    config = parse_run_config({"model": {"name": "vanilla-unet", "base_width": width}})
+    seed_everything(seed)
+    save_bundle(folder, build_model(config.model), config)
+    metrics = {"study": study, "trial": trial,
+               "weights_sha256": file_sha256(folder / "model.safetensors")}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_a_bundle_with_swapped_weights_is_refused(tmp_path):
+    a = exported_like(tmp_path / "a", seed=0, trial=3)
+    b = exported_like(tmp_path / "b", seed=1, trial=7)
+    load_bundle(a)
+    load_bundle(b)
+    shutil.copy(b / "model.safetensors", a / "model.safetensors")  # same architecture
+    with pytest.raises(ConfigError) as err:
+        load_bundle(a)
+    message = str(err.value)
+    assert "model.safetensors does not belong to this bundle" in message
+    assert "study 's' trial 3" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "header only"])
+def test_damaged_weights_are_one_line_naming_the_file(tmp_path, damage):
+    bundle = save_bundle(tmp_path / "b", tiny_model(parse_run_config(TINY)),
+                         parse_run_config(TINY))
+    weights = bundle / "model.safetensors"
+    data = weights.read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")
+    weights.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x07" * 300,
+                         "empty": b"", "header only": data[:header]}[damage])
+    with pytest.raises(ConfigError) as err:
+        load_bundle(bundle)
+    message = str(err.value)
+    assert message.startswith(f"{weights}: not a readable safetensors file")
+    assert "\n" not in message
+
+
+def test_an_unknown_model_name_names_the_file_and_the_field(tmp_path):
+    config = parse_run_config(TINY)
+    save_bundle(tmp_path, tiny_model(config), config)
+    text = (tmp_path / "config.yaml").read_text().replace("vanilla-unet", "vanila-unet")
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"config.yaml: model.name: unknown model "
+                                          r"'vanila-unet'; valid: .*vanilla-unet"):
+        load_bundle(tmp_path)
+
+
+def test_cloudseg_predict_and_train_refuse_a_mixed_bundle_in_one_line(tmp_path, capsys):
+    from cloudseg.cli import main
+
+    a = exported_like(tmp_path / "a", seed=0)
+    exported_like(tmp_path / "b", seed=1, width=8)
+    shutil.copy(tmp_path / "b" / "config.yaml", a / "config.yaml")
+    (tmp_path / "data").mkdir()
+    assert main(["predict", str(a), str(tmp_path / "data"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", str(a / "config.yaml"), "--out", str(tmp_path / "t")]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 2 and all("do not belong together" in ln for ln in lines), lines
 
 
 def test_a_trained_bundle_reproduces_predictions_and_validation_counts(synthetic_cache, tmp_path):

@@ -58,7 +58,7 @@ def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, stor
     summary = t0["summary"]
     assert summary["state"] == "complete" and summary["best/iou"] == pytest.approx(0.6)
     assert summary["objective"] == pytest.approx(0.6) and summary["best_epoch"] == 2
-    assert summary["val/iou"] == pytest.approx(0.6)  # final epoch
+    assert summary["val/iou"] == pytest.approx(0.6)  # the best epoch (here also the last)
     overlay = summary["overlay"]  # two patches, each with both masks for W&B's mask viewer
     assert len(overlay["all_masks"]) == 2
     assert set(overlay["all_masks"][0]) == {"prediction", "ground_truth"}
@@ -216,3 +216,41 @@ def test_sweep_mirror_command_uploads_what_is_missing(sweep_dir, store):
     assert again.exit_code == 0 and "0 mirrored, 1 up to date" in again.output
     missing = CliRunner().invoke(app, [*args[:2], "nope", *args[3:]])
     assert missing.exit_code == 2 and "no study 'nope'" in missing.output
+
+
+def test_summary_and_overlay_are_the_best_epochs_when_the_last_epoch_is_worse(sweep_dir, store):
+    """The issue's case: best val IoU 0.587 at epoch 1, 0.0001 at the last epoch."""
+    from tests.mirror_helpers import epoch, write_overlays
+
+    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
+    study = optuna.create_study(storage=url, study_name="worse", direction="maximize")
+
+    def objective(trial):
+        history = [epoch(1, 0.587), epoch(2, 0.0001)]
+        trial.set_user_attr("config", CONFIG)
+        trial.set_user_attr("history", history)
+        trial.set_user_attr("best_epoch", 1)
+        names = ("tp", "fp", "fn", "tn", "iou", "dice")
+        trial.set_user_attr("metrics", {k: history[0][k] for k in names})
+        png, masks = write_overlays(sweep_dir, trial.number)
+        trial.set_user_attr("artifacts", {
+            key: optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
+                                                  study_or_trial=trial)
+            for key, path in (("overlay", png), ("overlay_masks", masks))})
+        return 0.587
+
+    study.optimize(objective, n_trials=1)
+    wandb_dir = sweep_dir / "wandb-runs"
+    report = mirror_study(url, "worse", mode="offline", wandb_dir=wandb_dir,
+                          artifact_store=store, summary=False)
+    assert report.ok, report
+    (run,) = [r for r in map(inspect, run_dirs(wandb_dir)) if r["run"]["job_type"] == "trial"]
+    summary = run["summary"]
+    assert summary["val/iou"] == pytest.approx(0.587)
+    assert summary["best/iou"] == pytest.approx(0.587)
+    assert summary["val/tp"] == 10 and summary["train/loss"] == pytest.approx(1.0)  # epoch 1's
+    assert summary["summary_epoch"] == 1 and summary["best_epoch"] == 1
+    assert run["history"][2]["val/iou"] == pytest.approx(0.0001)  # the curve is still whole
+    # The overlay (drawn from the best checkpoint) is logged at the best epoch's step.
+    assert any(k.startswith("overlay") for k in run["history"][1])
+    assert not any(k.startswith("overlay") for k in run["history"][2])

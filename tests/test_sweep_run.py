@@ -19,6 +19,7 @@ from sweep.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 TARGET = 6
+SAMPLER_SEED = 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -33,7 +34,10 @@ def finished(synthetic_root, tmp_path_factory):
     """One study run to TARGET finished trials, shared by the tests of this module."""
     folder = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{folder / 'sweeps.db'}"
-    spec = parse_spec(tiny_spec_dict(), "tiny.yaml")
+    # The seed gives complete, pruned and failed trials among the first (draws are a function
+    # of the seed and the trial number: sweep.strategies.TrialSeeded).
+    spec = parse_spec(tiny_spec_dict(sampler={"name": "random", "seed": SAMPLER_SEED}),
+                      "tiny.yaml")
     hooks = {"tests-record": {"path": str(folder / "hook.log")}, "tests-raise": {}}
     summary = run_study(spec, TARGET, storage=url, data=synthetic_root, progress=False,
                         hooks=hooks)
@@ -116,6 +120,7 @@ def test_trials_store_their_attrs_and_artifacts(finished, synthetic_root):
         assert attrs["fit_seconds"] > 0 and attrs["images_per_s"] > 0
         assert attrs["peak_memory_mb"] is None  # CPU
         assert set(attrs["artifacts"]) == {"overlay", "overlay_masks", "curve", "checkpoint"}
+        assert len(attrs["weights_sha256"]) == 64 and attrs["scenes"]["val"]
         with store.open_reader(attrs["artifacts"]["overlay"]) as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
         with store.open_reader(attrs["artifacts"]["overlay_masks"]) as fh:
@@ -197,7 +202,8 @@ def test_status_and_best_commands(finished, monkeypatch):
     assert "bug" in status.output
     best = runner.invoke(app, normalise_argv(["best", "--top", "2", "--export"]))
     assert best.exit_code == 0, best.output
-    assert f"trial {s.best_number:>4}" in best.output
+    top = next(ln for ln in best.output.splitlines() if ln.startswith("│ 1 "))  # rank 1 row
+    assert top.split("│")[2].strip() == str(s.best_number), best.output
     assert (finished["folder"] / "exports" / "tiny" / "model.safetensors").is_file()
 
 
@@ -242,7 +248,108 @@ def test_dashboard_serves_the_study_and_its_artifacts(finished):
         assert set(ids.values()) <= listed
         png = get(f"/artifacts/{study_id}/{trial['trial_id']}/{ids['overlay']}")
         assert png.startswith(b"\x89PNG")
+        # What a reader sees: the metric's name, the whole spec and each learning curve.
+        assert detail["objective_names"] == ["val IoU"]
+        assert "```yaml" in detail["note"]["body"] and "optim.lr" in detail["note"]["body"]
+        assert f"## Trial {number}: best epoch" in trial["note"]["body"]
         assert b"<html" in get("/dashboard").lower()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---- exports: atomic, idempotent, whole ---------------------------------------------------------
+def _complete_numbers(finished) -> list[int]:
+    from sweep import best_trials
+
+    return [t.number for t in best_trials("tiny", storage=finished["url"], top=None)]
+
+
+def test_exporting_twice_succeeds_and_leaves_no_temporary_folder(finished, tmp_path):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    dest = tmp_path / "exports" / "tiny"
+    args = ["best", "--study", "tiny", "--storage", finished["url"], "--export", str(dest)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in dest.iterdir() if p.name != "metrics.json"}
+    second = CliRunner().invoke(app, args)  # `make demo` a second time
+    assert second.exit_code == 0, second.output
+    assert {p.name: p.read_bytes() for p in dest.iterdir() if p.name != "metrics.json"} == before
+    assert [p.name for p in dest.parent.iterdir()] == ["tiny"]  # no .tiny.export-* left behind
+
+
+def test_exporting_trial_b_over_trial_a_replaces_every_file(finished, tmp_path):
+    import json
+
+    from cloudseg.checkpoint import file_sha256, load_bundle
+    from sweep import export_best
+
+    numbers = _complete_numbers(finished)
+    assert len(numbers) >= 2, "the shared study needs two complete trials"
+    a, b = numbers[-1], numbers[0]
+    shared = export_best("tiny", tmp_path / "bundle", storage=finished["url"], trial=a)
+    (shared / "learning_curve.png").write_bytes(b"stale")  # even a damaged file goes
+    export_best("tiny", shared, storage=finished["url"], trial=b)
+    fresh = export_best("tiny", tmp_path / "fresh", storage=finished["url"], trial=b)
+    assert sorted(p.name for p in shared.iterdir()) == sorted(p.name for p in fresh.iterdir())
+    for p in fresh.iterdir():
+        if p.name != "metrics.json":  # its package versions may differ in nothing else
+            assert (shared / p.name).read_bytes() == p.read_bytes(), p.name
+    metrics = json.loads((shared / "metrics.json").read_text())
+    assert metrics["trial"] == b and metrics["study"] == "tiny"
+    assert metrics["weights_sha256"] == file_sha256(shared / "model.safetensors")
+    assert metrics["weights_sha256"] == finished["study"].trials[b].user_attrs["weights_sha256"]
+    load_bundle(shared)
+
+
+def test_export_refuses_a_folder_it_did_not_write_and_a_trial_without_checkpoint(finished,
+                                                                                  tmp_path):
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    base = ["best", "--study", "tiny", "--storage", finished["url"]]
+    out = CliRunner().invoke(app, [*base, "--export", str(mine)])
+    assert out.exit_code == 2 and "notes.txt" in out.output
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    pruned = finished["study"].get_trials(states=(TrialState.PRUNED,))[0].number
+    out = CliRunner().invoke(app, [*base, "--trial", str(pruned), "--export", str(tmp_path / "p")])
+    assert out.exit_code == 2 and f"trial {pruned} cannot be exported: it is PRUNED" in out.output
+    out = CliRunner().invoke(app, [*base, "--trial", "999", "--export", str(tmp_path / "p")])
+    assert out.exit_code == 2 and "no such trial" in out.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_model_card_states_the_facts_of_the_run(finished, tmp_path):
+    import json
+
+    from sweep import export_best
+
+    study = finished["study"]
+    for number in _complete_numbers(finished):
+        trial = study.trials[number]
+        dest = export_best("tiny", tmp_path / str(number), storage=finished["url"], trial=number)
+        card = (dest / "MODEL_CARD.md").read_text()
+        config = trial.user_attrs["config"]
+        if config["loss"]["name"] == "weighted-bce":  # pos_weight as training used it
+            assert f"| loss.pos_weight | {config['loss']['pos_weight']:.4f} |" in card
+        assert "pos_weight | None" not in card and "| — |" not in card.split("## Not tested")[0]
+        assert "0: red, 1: green, 2: blue, 3: nir" in card and "uint16" in card
+        mean = config["train"]["band_mean"]
+        assert f"{mean[0]:.1f}" in card  # normalisation statistics
+        assert "cloud where probability > 0.5" in card
+        scenes = trial.user_attrs["scenes"]
+        assert all(f"`{s}`" in card for s in scenes["train"] + scenes["val"])
+        metrics = json.loads((dest / "metrics.json").read_text())
+        base = metrics["baseline_all_cloud"]
+        val = trial.user_attrs["metrics"]
+        assert base["iou"] == pytest.approx((val["tp"] + val["fn"]) /
+                                            (val["tp"] + val["fn"] + val["fp"] + val["tn"]))
+        assert f"| IoU | {val['iou']:.4f} | {base['iou']:.4f} |" in card
+        assert "## Not tested" in card and "test split" in card

@@ -1,0 +1,116 @@
+"""What the dashboard shows a reader, beside the machine-readable user attributes.
+
+optuna-dashboard cuts every user attribute at 1,024 characters, so a study's spec and a trial's
+history stored as attributes show as truncated JSON. The workers still read those attributes;
+for people the sweep also writes dashboard notes (Markdown, stored in full): the study's spec as
+YAML, and per trial its learning curve as a table with the best epoch marked. The study's metric
+gets its name (`study.set_metric_names`), so plots no longer say "Objective 0".
+
+Notes are a courtesy: a failure to write one is logged and never costs a trial or a study.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+METRIC_LABELS = {"iou": "val IoU", "scene-iou": "val scene IoU (mean over scenes)",
+                 "dice": "val Dice"}
+# Per-epoch columns of a trial note: (record key, column title).
+COLUMNS = (("train_loss", "train loss"), ("val_loss", "val loss"), ("iou", "IoU"),
+           ("scene_iou", "scene IoU"), ("dice", "Dice"), ("precision", "precision"),
+           ("recall", "recall"), ("seconds", "s"))
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, f"val {metric}")
+
+
+def record_study(study, spec) -> None:
+    """Name the study's metric and write its spec as the study's dashboard note."""
+    import optuna
+
+    try:
+        with warnings.catch_warnings():  # set_metric_names is "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric_label(spec.metric)])
+        _save_note(study, study_note(spec))
+    except Exception as exc:  # noqa: BLE001 - a note is not worth a failed run
+        log.warning("could not write the dashboard note of study %s: %s", study.study_name, exc)
+
+
+def study_note(spec) -> str:
+    import yaml
+
+    text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
+    lines = [f"## Study `{spec.name}`"]
+    if getattr(spec, "description", None):
+        lines += ["", spec.description]
+    lines += [
+        "",
+        f"Each trial is scored by **{metric_label(spec.metric)}** of its best epoch "
+        f"({spec.direction}); sampler `{spec.sampler_name}`, pruner `{spec.pruner_name}`, "
+        f"{spec.budget.epochs} epochs per trial.",
+        "",
+        "### Spec",
+        "```yaml",
+        text.rstrip(),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def trial_note(number: int, spec, payload: dict[str, Any], pruned: bool) -> str:
+    """A trial's learning curve as a Markdown table, best epoch in bold, and its data."""
+    history = payload.get("history") or []
+    best = payload.get("best_epoch")
+    shown = [(k, t) for k, t in COLUMNS if any(r.get(k) is not None for r in history)]
+    head = "| epoch | " + " | ".join(t for _, t in shown) + " |"
+    rows = [head, "|---" * (len(shown) + 1) + "|"]
+    for r in history:
+        cells = [_fmt(r.get(k)) for k, _ in shown]
+        mark = r.get("epoch") == best and not pruned
+        epoch = f"**{r.get('epoch')}** (best)" if mark else str(r.get("epoch"))
+        rows.append(f"| {epoch} | " + " | ".join(f"**{c}**" if mark else c for c in cells) + " |")
+    config = payload.get("config") or {}
+    loss = config.get("loss") or {}
+    loss_text = ", ".join(f"{k} {_fmt(v)}" for k, v in loss.items()
+                          if k != "name" and v is not None)
+    data = payload.get("data") or {}
+    state = f"pruned after epoch {len(history)}" if pruned else f"best epoch {best}"
+    lines = [
+        f"## Trial {number}: {state}",
+        "",
+        f"Loss `{loss.get('name')}`" + (f" ({loss_text})" if loss_text else "")
+        + f"; {data.get('n_train', '?')} training / {data.get('n_val', '?')} validation "
+        f"patches; {_fmt(payload.get('fit_seconds'))} s.",
+        "",
+        "### Learning curve",
+        *rows,
+    ]
+    if not pruned:
+        lines += ["", "The checkpoint, the overlay and the summary metrics are those of the best "
+                      "epoch; the curve image is under Artifacts."]
+    return "\n".join(lines) + "\n"
+
+
+def write_trial_note(trial, spec, payload: dict[str, Any], pruned: bool) -> None:
+    try:
+        _save_note(trial, trial_note(trial.number, spec, payload, pruned))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the dashboard note of trial %s: %s", trial.number, exc)
+
+
+def _save_note(study_or_trial, body: str) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(study_or_trial, body)
