@@ -53,7 +53,7 @@ def watch_connections(url: str, stop: threading.Event, peak: list[int]) -> None:
     """Poll pg_stat_activity every half second (this connection included) for the peak count."""
     import sqlalchemy
 
-    from sweep.storage import server_engine_kwargs
+    from sweep.connections import server_engine_kwargs
 
     engine = sqlalchemy.create_engine(url, **server_engine_kwargs(url))
     query = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
