@@ -148,7 +148,8 @@ def worker(
     A worker whose study is already done exits 0.
     """
     with _errors():
-        from sweep.runner import join_or_create, summarise
+        from sweep.join import join_or_create
+        from sweep.runner import summarise
         from sweep.storage import redact
         from sweep.workers import work
 
