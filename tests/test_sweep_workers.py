@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -168,19 +167,20 @@ def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
 
 
 
-def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_path):
-    """`ps` shows argv to every user of the machine: a password in the URL must not be there."""
+def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_path,
+                                                                             monkeypatch):
+    """`ps` shows argv to every user of the machine: a password in the URL must not be there.
+    The "interpreter" launched is a script that records its argv and environment, so what the
+    worker process would be given is read without racing its exit."""
     from sweep.workers import STORAGE_ENV, launch
 
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\nenv > {tmp_path}/env\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
     url = f"sqlite:///{tmp_path / 'nothing-here.db'}?password=s3cret"
     (proc,) = launch(1, "no-such-study", url, data=tmp_path, timeout=None, hooks=None)
-    try:
-        # Read what the kernel shows other users (argv) and the worker's own environment, while
-        # the worker is still importing (it exits once it finds no such study).
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode().split("\0")
-    finally:
-        proc.kill()
-        proc.wait()
-    assert "s3cret" not in cmdline
-    assert f"{STORAGE_ENV}={url}" in environ
+    assert proc.wait(timeout=30) == 0
+    argv = (tmp_path / "argv").read_text()
+    assert "-m sweep.workers --study no-such-study" in argv and "s3cret" not in argv
+    assert f"{STORAGE_ENV}={url}" in (tmp_path / "env").read_text().splitlines()
