@@ -12,9 +12,10 @@ from cloudseg.data.index import PatchRecord
 from cloudseg.data.layout import PatchId
 from cloudseg.errors import ConfigError
 from sweep.artifacts import overlay_patches
-from sweep.export import _swap_into_place, all_cloud_baseline, check_destination
+from sweep.export import _swap_into_place, check_destination
 from sweep.mirror_payload import trial_payload
 from sweep.mirror_upload import with_media
+from sweep.model_card import all_cloud_baseline
 from sweep.records import record_study, study_note, trial_note
 from sweep.spec import parse_spec
 from tests.mirror_helpers import epoch
