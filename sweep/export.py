@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cloudseg.errors import ConfigError
-from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card
+from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
 
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
 IMAGES = (("curve", "learning_curve.png"), ("overlay", "overlay.png"))
@@ -146,6 +146,8 @@ def export_trial(study, trial, dest: Path, store) -> Path:
             "data": trial.user_attrs.get("data"),
             "versions": _versions(),
         }
+        if config.train.val_metric == "scene" and metrics["baseline_all_cloud"] is not None:
+            metrics["baseline_all_cloud"]["scene_iou"] = scene_baseline(config)
         scenes = trial_scenes(trial, config)
         if scenes is not None:
             metrics["scenes"] = scenes

@@ -60,6 +60,32 @@ def _numbers(values) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
+def scene_baseline(config) -> float | None:
+    """The all-cloud predictor's scene-mean IoU on the validation scenes, whole patches, the
+    run's no-data rule: what `scene_iou` means for a model that calls every pixel cloud. Needs
+    the data (None when it is not reachable from here)."""
+    import numpy as np
+
+    from cloudseg.data import open_cache, split_by_scene
+    from cloudseg.scene_metrics import SceneMeter
+
+    d = config.data
+    try:
+        cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
+    except Exception:  # noqa: BLE001 - the data may live on another machine
+        return None
+    rows = np.asarray(split_by_scene(cache.records, d.val_fraction, d.split_seed).val)
+    meter = SceneMeter(config.train.threshold)
+    for start in range(0, len(rows), 32):
+        batch = rows[start:start + 32]
+        target = np.asarray(cache.masks[batch]).astype(bool)
+        valid = (np.asarray(cache.images[batch]).any(axis=1) if config.train.ignore_nodata
+                 else None)
+        scenes = [cache.records[i].id.scene for i in batch]
+        meter.update(scenes, np.ones_like(target), target, valid)
+    return meter.iou if meter.per_scene else None
+
+
 def resolved_loss(config) -> list[tuple[str, Any]]:
     """The loss's parameters as training used them (defaults filled in, pos_weight numeric)."""
     from cloudseg.losses import resolve_loss_params
@@ -124,7 +150,9 @@ def _metrics_table(val: dict[str, Any], base: dict[str, float] | None) -> str:
              ("recall", "recall"), ("specificity", "specificity"), ("accuracy", "accuracy"))
     lines = ["| metric | this model | all-cloud baseline |", "|---|---|---|"]
     if "scene_iou" in val:
-        lines.append(f"| scene IoU (mean over scenes) | {_fmt(val['scene_iou'])} | — |")
+        base_scene = (base or {}).get("scene_iou")
+        lines.append(f"| scene IoU (mean over scenes) | {_fmt(val['scene_iou'])} | "
+                     f"{_fmt(base_scene)} |")
     for key, label in names:
         if key in val:
             lines.append(f"| {label} | {_fmt(val[key])} | {_fmt((base or {}).get(key))} |")

@@ -161,3 +161,28 @@ class _EmptyStore:
     def open_reader(self, artifact_id):
         raise FileNotFoundError(artifact_id)
 
+
+
+def test_scene_baseline_is_the_cloud_share_of_each_validation_scene(synthetic_cache):
+    import numpy as np
+
+    from cloudseg.config import parse_run_config
+    from cloudseg.data import split_by_scene
+    from sweep.model_card import scene_baseline
+
+    config = parse_run_config({
+        "data": {"root": str(synthetic_cache.root), "cache_dir": str(synthetic_cache.path.parent),
+                 "val_fraction": 0.5},
+        "train": {"val_metric": "scene"},
+    })
+    val = split_by_scene(synthetic_cache.records, 0.5, 0).val
+    shares = []  # reference: per scene, cloud pixels over data pixels, then the mean
+    for scene in sorted({synthetic_cache.records[i].id.scene for i in val}):
+        rows = [i for i in val if synthetic_cache.records[i].id.scene == scene]
+        valid = np.stack([synthetic_cache.images[i] for i in rows]).any(axis=1)
+        cloud = np.stack([synthetic_cache.masks[i] for i in rows]) > 0
+        shares.append((cloud & valid).sum() / valid.sum())
+    assert len(shares) == 2
+    assert scene_baseline(config) == pytest.approx(float(np.mean(shares)))
+    missing = parse_run_config({"data": {"root": "/nonexistent"}, "train": {"val_metric": "scene"}})
+    assert scene_baseline(missing) is None
