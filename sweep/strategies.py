@@ -240,6 +240,10 @@ def _random_states(sampler: Any, prefix: str = "", depth: int = 0):
             yield from _random_states(value, f"{path}.", depth + 1)
 
 
+PROPOSAL_ATTR = "cloudsweep:relative_proposal"
+_MISSING = object()
+
+
 class TrialSeeded(BaseSampler):
     """A sampler whose randomness is a function of (seed, trial number), not of the process.
 
@@ -269,7 +273,23 @@ class TrialSeeded(BaseSampler):
         return self.sampler.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self.sampler.sample_relative(study, trial, search_space)
+        """The wrapped sampler's joint proposal, unless another live or finished trial already
+        holds it: GP and CMA-ES have no constant liar, so workers asking at the same moment
+        would all get the model's one optimum. Then this trial draws independently instead."""
+        proposal = self.sampler.sample_relative(study, trial, search_space)
+        if not proposal:
+            return proposal
+        key = sorted(proposal.items())
+        for other in study.get_trials(deepcopy=False):
+            held = other.system_attrs.get(PROPOSAL_ATTR)
+            same_params = all(other.params.get(k, _MISSING) == v for k, v in key)
+            if other.number != trial.number and (same_params or held == [list(p) for p in key]):
+                return {}
+        # Recorded at once (before any suggest stores the params) for trials asked meanwhile.
+        # Optuna has no public way for a sampler to annotate the trial it is sampling.
+        study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR,
+                                             [list(p) for p in key])
+        return proposal
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self.sampler.sample_independent(study, trial, param_name, param_distribution)
