@@ -37,6 +37,7 @@ class DataConfig(_Frozen):
     # Keep the trial's patches on the training device and batch/augment there: "auto" on CUDA
     # when they fit in half the free memory, "always" (also on the CPU), "never" (DataLoader).
     on_device: Literal["auto", "always", "never"] = "auto"
+    device_share: float = Field(1.0, gt=0, le=1)  # of the GPU: several runs may share one
 
 
 class ModelConfig(_Frozen):

@@ -142,7 +142,8 @@ def run_training(
     batch = config.optim.batch_size
     drop_last = len(train_ds) > batch  # no tiny last batch for BatchNorm
     on_device = dcfg.on_device == "always" or (
-        dcfg.on_device == "auto" and fits(len(train_idx) + len(val_idx), setup.device)
+        dcfg.on_device == "auto"
+        and fits(len(train_idx) + len(val_idx), setup.device, dcfg.device_share)
     )
     if on_device:  # copied to the device once; batches, crops and flips are drawn there
         train_loader = DeviceBatches(

@@ -89,7 +89,10 @@ def run(
     trials: int = typer.Option(..., "--trials", help="Study-wide target of finished trials."),
     storage: str = STORAGE,
     data: Path | None = typer.Option(None, "--data", help="38-Cloud root (else $CLOUDSWEEP_DATA)."),
-    workers: int = typer.Option(1, "--workers", help="Local worker processes (one GPU each)."),
+    workers: int | None = typer.Option(
+        None, "--workers",
+        help="Local worker processes (default: execution.trials_per_gpu per GPU, else 1).",
+    ),
     timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
     wandb: WandbMode = typer.Option(WandbMode.off, "--wandb", help="Mirror trials to W&B."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live view."),
@@ -113,7 +116,7 @@ def run(
             f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"
         )
         if summary.lost_workers:
-            typer.echo(f"note: {len(summary.lost_workers)} of {workers} worker processes ended "
+            typer.echo(f"note: {len(summary.lost_workers)} local worker process(es) ended "
                        f"early (exit codes {list(summary.lost_workers)}); the others finished "
                        "the study", err=True)
 

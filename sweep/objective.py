@@ -46,6 +46,7 @@ def trial_config(
         ("train.val_metric", spec.val_metric),
         ("data.root", str(data_root)),
         ("data.subset_seed", subset_seed),
+        ("data.device_share", 1 / spec.execution.trials_per_gpu),
     ):
         set_path(tree, path, value)
     for path, value in params.items():

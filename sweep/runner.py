@@ -150,14 +150,19 @@ def run_study(
     *,
     storage: str = DEFAULT_STORAGE,
     data: str | Path | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     timeout: float | None = None,
     hooks: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Run `spec` until `trials` trials are finished (complete + pruned), study-wide."""
+    """Run `spec` until `trials` trials are finished (complete + pruned), study-wide, with
+    `workers` local worker processes (default: execution.trials_per_gpu per visible GPU, else
+    one)."""
     from sweep import workers as worker_mod
 
+    per_gpu = spec.execution.trials_per_gpu
+    if workers is None:
+        workers = worker_mod.default_worker_count(per_gpu)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     root = prepare(spec, trials, storage, data)
@@ -173,7 +178,8 @@ def run_study(
             worker_mod.work(spec.name, storage, data=root, timeout=timeout, hooks=hooks)
         else:
             procs = worker_mod.launch(
-                workers, spec.name, storage, data=root, timeout=timeout, hooks=hooks
+                workers, spec.name, storage, data=root, timeout=timeout, hooks=hooks,
+                per_gpu=per_gpu,
             )
             lost = _wait(procs)
     finally:

@@ -54,6 +54,9 @@ class Execution(_Frozen):
     # one thread; spinning threads on a busy machine slow them down many times over.
     # $CLOUDSWEEP_TRIAL_THREADS overrides it.
     trial_threads: int | None = Field(None, ge=1)
+    # Trials that share one GPU, each in its own process (`sweep run` starts this many local
+    # workers per visible GPU by default): for models that leave most of a large GPU idle.
+    trials_per_gpu: int = Field(1, ge=1, le=16)
 
 
 class StudySpec(_Frozen):

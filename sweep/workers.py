@@ -154,6 +154,19 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
 
 
+def gpu_for(index: int, gpus: list[str], per_gpu: int = 1) -> str | None:
+    """The GPU of local worker `index`: `per_gpu` consecutive workers share one, round robin;
+    None when there is at most one GPU (every worker sees it)."""
+    if len(gpus) <= 1:
+        return None
+    return gpus[(index // per_gpu) % len(gpus)]
+
+
+def default_worker_count(per_gpu: int = 1) -> int:
+    """`sweep run` without --workers: `per_gpu` workers on every visible GPU, else one."""
+    return max(1, len(visible_gpus()) * per_gpu)
+
+
 def launch(
     count: int,
     study_name: str,
@@ -162,8 +175,9 @@ def launch(
     data: Path,
     timeout: float | None,
     hooks: dict[str, dict] | None,
+    per_gpu: int = 1,
 ) -> list[subprocess.Popen]:
-    """Start `count` worker processes; with several GPUs each gets one (round robin)."""
+    """Start `count` worker processes; `per_gpu` of them share each GPU (`gpu_for`)."""
     gpus = visible_gpus()
     procs = []
     for i in range(count):
@@ -177,8 +191,8 @@ def launch(
         if hooks:
             cmd += ["--hooks", json.dumps(hooks)]
         env = {**os.environ, STORAGE_ENV: storage_url}
-        if len(gpus) > 1:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        if (gpu := gpu_for(i, gpus, per_gpu)) is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         if not gpus and THREADS_ENV not in env:  # CPU only: split the cores between workers
             env[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // count))
         procs.append(subprocess.Popen(cmd, env=env))

@@ -226,7 +226,7 @@ def test_a_killed_one_of_several_local_workers_still_ends_with_the_summary(
     code, output = finish(run)
     assert code == 0, output
     assert f"{STUDY}: 4/4 finished" in output
-    assert "note: 1 of 2 worker processes ended early (exit codes [-9]); the others " \
+    assert "note: 1 local worker process(es) ended early (exit codes [-9]); the others " \
            "finished the study" in output
     assert "Traceback" not in output
     assert_study_done(url, 4, killed=None)

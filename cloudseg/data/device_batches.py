@@ -30,12 +30,13 @@ def subset_bytes(n: int) -> int:
     return n * PATCH_SIZE * PATCH_SIZE * (4 * 2 + 1)
 
 
-def fits(n: int, device: torch.device) -> bool:
-    """Whether n patches fit in FIT_FRACTION of the free memory of a CUDA `device`."""
+def fits(n: int, device: torch.device, share: float = 1.0) -> bool:
+    """Whether n patches fit in FIT_FRACTION of this run's `share` of a CUDA `device`'s free
+    memory (runs that share a GPU start together, each seeing all of it free)."""
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
-    return subset_bytes(n) <= FIT_FRACTION * free
+    return subset_bytes(n) <= FIT_FRACTION * share * free
 
 
 class DeviceBatches:
