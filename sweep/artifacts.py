@@ -190,14 +190,18 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
 
 
 def render_trial_images(result, out_dir: Path) -> dict[str, str]:
-    """Draw the curve and (from the best checkpoint) the overlay of a finished training run."""
+    """Draw the curve and (from the best checkpoint) the overlay of a run that went to its
+    end. A pruned run gets none: nothing exports it, the dashboard plots its intermediate
+    values and its note holds the epoch table, and drawing cost more than a pruned fit."""
+    if result.stopped_early or result.best_checkpoint is None:
+        return {}
     history = [r.as_dict() for r in result.history]
-    files = {"curve": str(learning_curve_png(history, out_dir / "learning_curve.png"))}
-    if result.best_checkpoint is not None and not result.stopped_early:  # pruned: curve only
-        files["overlay"] = str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png"))
-        files[MASKS_KEY] = str(out_dir / MASKS_FILENAME)  # written beside it by overlay_png
-        files["checkpoint"] = str(Path(result.best_checkpoint) / "model.safetensors")
-    return files
+    return {
+        "curve": str(learning_curve_png(history, out_dir / "learning_curve.png")),
+        "overlay": str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png")),
+        MASKS_KEY: str(out_dir / MASKS_FILENAME),  # written beside it by overlay_png
+        "checkpoint": str(Path(result.best_checkpoint) / "model.safetensors"),
+    }
 
 
 def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:

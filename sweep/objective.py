@@ -129,7 +129,7 @@ class Objective:
         trial.set_user_attr("data", data)
         if scenes is not None:
             trial.set_user_attr("scenes", scenes)
-        files = payload["files"] if keep_all else {"curve": payload["files"].get("curve", "")}
+        files = payload["files"] if keep_all else {}  # a pruned trial keeps no files
         if keep_all and Path(files.get("checkpoint", "")).is_file():  # the bundle's identity
             trial.set_user_attr(DIGEST_KEY, file_sha256(files["checkpoint"]))
         if self.store is not None and files:

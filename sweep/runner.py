@@ -24,9 +24,11 @@ from cloudseg.errors import ConfigError
 from sweep.spec import StudySpec
 from sweep.storage import (
     DEFAULT_STORAGE,
+    StorageError,
     artifact_dir_for,
     check_storage_url,
     open_storage,
+    read_storage,
 )
 
 DATA_ENV = "CLOUDSWEEP_DATA"
@@ -165,11 +167,13 @@ def run_study(
         workers = worker_mod.default_worker_count(per_gpu)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
-    root = prepare(spec, trials, storage, data)
     if workers == 1 and not _finished_already(spec.name, storage, trials):
         from sweep.trial_process import warm_up
 
-        warm_up()  # torch loads in the forkserver meanwhile; never for a run with nothing to do
+        # torch loads in the forkserver while the data is checked and the study set up; never
+        # for a run with nothing to do (the forkserver ends with this process either way)
+        warm_up()
+    root = prepare(spec, trials, storage, data)
     create_study(spec, trials, storage, root)
     view = _start_view(spec, storage, trials) if progress else None
     lost: list[int] = []
@@ -200,9 +204,9 @@ def _finished_already(name: str, storage: str, target: int) -> bool:
     import optuna
     from optuna.trial import TrialState
 
-    try:
-        study = optuna.load_study(study_name=name, storage=open_storage(storage))
-    except KeyError:
+    try:  # read-only: asked before the inputs are validated, so it must create nothing
+        study = optuna.load_study(study_name=name, storage=read_storage(storage))
+    except (KeyError, StorageError):
         return False
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return len(done) >= target

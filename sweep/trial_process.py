@@ -26,9 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Everything a trial imports, loaded once in the forkserver rather than in every trial.
 PRELOAD = [
     "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.pipeline",
     "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
+    "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
+    "cloudseg.data.stats", "cloudseg.threshold_histograms", "cloudseg.normalise",
     "sweep.artifacts", "sweep._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
