@@ -105,12 +105,14 @@ def main() -> None:
                     help="predict's batch size (default: the device's, 16 CUDA / 1 CPU)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument(
-        "--workers", type=int, default=default_workers(), help="patch-reading threads of predict"
+        "--workers", type=int, default=None,
+        help="patch-reading threads of predict (default: the device's, see default_workers)"
     )
     args = ap.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     batch = args.batch or default_batch_size(device)
+    args.workers = args.workers or default_workers(device == "cuda")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
