@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloudseg.errors import CloudsegError, ConfigError
+from cloudseg.errors import CloudsegError, ConfigError, one_line
 from sweep.trial_process import THREADS_ENV
 
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_index=a.worker_index, artifact_dir=a.artifact_dir,
         )
     except CloudsegError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -108,3 +108,17 @@ def test_dashboard_on_a_taken_port_is_one_line_not_a_bug(monkeypatch, capsys, tm
     assert code == 2 and err.splitlines()[-1] == (
         f"error: dashboard: cannot listen on 127.0.0.1:{port}: Address already in use (choose "
         "another with --port / --host)"), err
+
+
+def test_a_local_worker_prints_a_tree_error_as_one_line(monkeypatch, capsys, tmp_path):
+    """`python -m sweep.workers` (what `sweep run --workers K` starts) joins a tree's problems."""
+    from cloudseg.errors import LayoutError
+    from sweep import workers
+
+    def broken(*_args, **_kwargs):
+        raise LayoutError(tmp_path, ["a.TIF: truncated", "b.TIF: missing band nir"])
+
+    monkeypatch.setattr(workers, "work", broken)
+    assert workers.main(["--study", "s", "--storage", "sqlite:///x.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "2 problem(s)" in err and "b.TIF: missing band nir" in err
