@@ -36,7 +36,7 @@ def _seconds_from_env(name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        from sweep.storage import StorageError
+        from sweep.errors import StorageError
 
         raise StorageError(f"{name}={raw!r}: expected a number of seconds > 0")
     return value

@@ -1,13 +1,9 @@
 """Post-trial hooks: callbacks every worker runs after each finished trial (the W&B mirror).
 
-A hook module registers a factory under a name; `sweep run` passes the enabled hooks with their
-options to every worker (in-process or subprocess), which builds them with `build_hooks`:
-
-    from sweep.hooks import HOOKS
-
-    @HOOKS.register("wandb")
-    def make_mirror(study: optuna.Study, options: dict) -> Callable[[Study, FrozenTrial], None]:
-        ...
+Each hook is a factory registered here under a name (the registry is the table of contents;
+the factory imports its module only when a run enables it); `sweep run` passes the enabled hooks
+with their options to every worker (in-process or subprocess), which builds them with
+`build_hooks`.
 
 A hook must never raise into the study: `build_hooks` wraps each one so an exception is logged
 once and the sweep goes on.
@@ -15,7 +11,6 @@ once and the sweep goes on.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,21 +19,18 @@ from cloudseg.registry import Registry
 
 HookFactory = Callable[[Any, dict[str, Any]], Callable[[Any, Any], None]]
 HOOKS: Registry[HookFactory] = Registry("post-trial hook")
-HOOK_MODULES = ("sweep.mirror",)  # imported on demand; each registers its hooks on import
 _log = logging.getLogger("sweep.hooks")
 
 
-def _load_modules() -> None:
-    for module in HOOK_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+@HOOKS.register("wandb")
+def _wandb(study, options: dict[str, Any]):
+    """`sweep run --wandb MODE`: the W&B mirror, uploading from a background process."""
+    from sweep.mirror_background import wandb_hook
+
+    return wandb_hook(study, options)
 
 
 def available_hooks() -> list[str]:
-    _load_modules()
     return HOOKS.names()
 
 
@@ -48,7 +40,6 @@ def build_hooks(
     """Instantiate the enabled hooks (name → options) for `study`, each wrapped to never raise."""
     if not enabled:
         return []
-    _load_modules()
     return [
         _guarded(name, HOOKS.get(name)(study, options or {}))
         for name, options in enabled.items()

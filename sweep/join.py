@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import ConfigError
-from sweep.runner import create_study, prepare, stored_attrs
-from sweep.storage import check_storage_url, open_storage, redact, sqlite_path
+from sweep.runner import create_study, prepare
+from sweep.storage import check_storage_url, open_storage, redact, sqlite_path, stored_attrs
 
 
 def join_or_create(study: str, storage_url: str, *, trials: int | None,

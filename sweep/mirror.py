@@ -269,23 +269,3 @@ def planned_run_path(
     with MirrorState(storage_url(storage)) as state:
         return f"{project}/{trial_run_id(study_name, state.study_salt(study_name), trial_number)}"
 
-
-def _register_hook() -> None:
-    """`sweep run --wandb MODE` enables the `wandb` post-trial hook (see sweep.hooks)."""
-    try:
-        from sweep.hooks import HOOKS
-    except ModuleNotFoundError as err:  # the mirror also works on its own, without a runner
-        if err.name != "sweep.hooks":
-            raise
-        return
-
-    def wandb_hook(study, options: dict[str, Any]):
-        from sweep.mirror_background import wandb_hook as build
-
-        return build(study, options)
-
-    if "wandb" not in HOOKS:
-        HOOKS.register("wandb")(wandb_hook)
-
-
-_register_hook()

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import ConfigError
+from sweep.errors import StorageError
 from sweep.spec import StudySpec
 from sweep.storage import (
     DEFAULT_STORAGE,
-    StorageError,
     artifact_dir_for,
     check_storage_url,
     open_storage,
     read_storage,
+    stored_attrs,
 )
 
 DATA_ENV = "CLOUDSWEEP_DATA"
@@ -103,14 +104,6 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
     except ConfigError as err:
         raise ConfigError(f"data root {root}: {err}") from None
     return root
-
-
-def stored_attrs(storage, name: str) -> dict[str, Any] | None:
-    """The user attrs of study `name`, or None when the storage has no such study."""
-    try:
-        return storage.get_study_user_attrs(storage.get_study_id_from_name(name))
-    except KeyError:
-        return None
 
 
 def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,

@@ -19,15 +19,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cloudseg.errors import ConfigError
 from sweep.connections import CONNECT_TIMEOUT_ENV, connect_timeout, server_engine_kwargs
+from sweep.errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 BUSY_TIMEOUT_S = 60
-
-
-class StorageError(ConfigError):
-    """The storage URL cannot be opened (message has the password redacted)."""
 
 
 def redact(url: str) -> str:
@@ -224,3 +220,11 @@ def _has_optuna_schema(url: str) -> bool:
         return inspect(engine).has_table("version_info")
     finally:
         engine.dispose()
+
+
+def stored_attrs(storage, name: str) -> dict[str, Any] | None:
+    """The user attrs of study `name`, or None when the storage has no such study."""
+    try:
+        return storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None

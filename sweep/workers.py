@@ -43,9 +43,8 @@ def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
     """The study's user attrs once its creator has written them all (`spec` comes last)."""
     import optuna
 
-    from sweep.runner import stored_attrs
     from sweep.spec import available_studies
-    from sweep.storage import open_storage, redact
+    from sweep.storage import open_storage, redact, stored_attrs
 
     storage = open_storage(storage_url)
     deadline = time.monotonic() + SPEC_WAIT_S

@@ -22,7 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import app
-from sweep.storage import StorageError, check_storage_url, open_storage, redact
+from sweep.errors import StorageError
+from sweep.storage import check_storage_url, open_storage, redact
 from tests.fixtures.storage import free_port
 
 # Each child joins (or creates) the study at the same moment and asks/tells a few trials.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cloudseg.cli import command
+from cloudseg.cli.registry import command
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:

@@ -1,29 +1,19 @@
 """`cloudseg` command line (argparse, so the library stays free of typer): each command is a
-short function that parses its arguments and calls the library. Heavy imports (torch) stay
-inside the commands so `cloudseg --help` is instant. Library errors and usage errors become one
-line, exit 2; anything else is a bug: one line saying so, exit 1 (`--debug` shows the traceback).
+short function that parses its arguments and calls the library; the command groups live in
+`data`, `train` and `predict` and register themselves with `registry.command`. Heavy imports
+(torch) stay inside the commands so `cloudseg --help` is instant. Library errors and usage
+errors become one line, exit 2; anything else is a bug: one line saying so, exit 1 (`--debug`
+shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
+from cloudseg.cli import data, predict, train  # noqa: F401 - each registers its commands
+from cloudseg.cli.registry import COMMANDS
 from cloudseg.errors import DEBUG_ENV, CloudsegError, bug_line, debug_enabled, one_line
-
-Handler = Callable[[argparse.Namespace], int | None]
-_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
-
-
-def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]):
-    """Register `handler` as `cloudseg NAME`; `arguments` adds its options to the sub-parser."""
-
-    def register(handler: Handler) -> Handler:
-        _COMMANDS.append((name, help, arguments, handler))
-        return handler
-
-    return register
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")
     parser.add_argument("--version", action="version", version=f"cloudseg {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text, arguments, handler in _COMMANDS:
+    for name, help_text, arguments, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         arguments(p)
         p.set_defaults(handler=handler)
@@ -81,7 +71,3 @@ def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
 
-
-# ---- commands: one short function each; add new ones below -----------------------------------
-# Command groups live in their own modules and register themselves on import.
-from cloudseg import cli_data, cli_predict, cli_train  # noqa: E402, F401

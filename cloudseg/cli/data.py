@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cloudseg.cli import command
+from cloudseg.cli.registry import command
 
 
 def _synth_args(p: argparse.ArgumentParser) -> None:

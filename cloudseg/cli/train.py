@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cloudseg.cli import command
+from cloudseg.cli.registry import command
 
 if TYPE_CHECKING:
     from rich.console import Console
