@@ -102,11 +102,12 @@ class StudySpec(_Frozen):
         rest = {k: v for k, v in self.pruner.items() if k not in ("name", "patience", "min_delta")}
         return PRUNERS.get(self.pruner_name).settings.model_validate(rest)
 
-    def build_sampler(self, seed_offset: int = 0):
+    def build_sampler(self):
+        """The spec's sampler, seeded per trial (every process of a study builds the same one:
+        a per-process seed would make workers repeat each other's grid points)."""
         from sweep.strategies import build_sampler
 
         settings = self.sampler_settings()
-        settings = settings.model_copy(update={"seed": settings.seed + seed_offset})
         grid = {k: p.grid_values() for k, p in self.space.items()}
         return build_sampler(self.sampler_name, settings, grid=grid)
 

@@ -79,12 +79,24 @@ def test_overlap_zero_is_the_patch_grid_and_weights_cover():
     assert scene.shape == (500, 700) and scene[0, 0] == 11 and scene[499, 699] == 22
 
 
-def test_tta_agrees_with_a_symmetric_model():
+def test_tta_is_the_mean_over_the_eight_views():
+    """With a model that is not symmetric, TTA must equal the average of its predictions on the
+    8 flips/rotations mapped back (computed here view by view), and differ from one pass."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(4, 1, 5, padding=2)  # a random, lopsided kernel
     image, _ = cloudy_scene(384)
     cfg = TrainConfig(device="cpu")
-    plain = WindowPredictor(BoxFilter(), cfg, device="cpu")(image[None])
-    tta = WindowPredictor(BoxFilter(), cfg, device="cpu", tta=True)(image[None])
-    np.testing.assert_allclose(tta, plain, atol=1e-5)  # a box filter is flip/rot invariant
+    plain = WindowPredictor(model, cfg, device="cpu")(image[None])[0]
+    tta = WindowPredictor(model, cfg, device="cpu", tta=True)(image[None])[0]
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            view = np.rot90(image[..., ::-1] if flip else image, k, axes=(-2, -1))
+            p = WindowPredictor(model, cfg, device="cpu")(np.ascontiguousarray(view)[None])[0]
+            p = np.rot90(p, -k)
+            views.append(p[..., ::-1] if flip else p)
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-5)
+    assert np.abs(tta - plain).max() > 1e-3  # the views really differ: TTA did something
 
 
 def test_predict_writes_cropped_compressed_tiled_uint8(synthetic_root, tmp_path):

@@ -123,10 +123,15 @@ def test_every_sampler_builds(name):
     spec = parse_spec(tiny_spec_dict(sampler={"name": name, "seed": 3},
                                      space={"loss.name": {"type": "categorical",
                                                           "choices": ["bce", "dice"]}}), "s.yaml")
-    sampler = spec.build_sampler(seed_offset=1)
+    sampler = spec.build_sampler()
+    expected = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler",
+                "gp": "GPSampler", "cmaes": "CmaEsSampler"}
+    assert type(sampler.sampler).__name__ == expected[name] and sampler.seed == 3
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: float(t.suggest_categorical("loss.name", ["bce", "dice"]) == "bce"),
                    n_trials=2)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert {t.params["loss.name"] for t in study.trials} <= {"bce", "dice"}
 
 
 @pytest.mark.parametrize("name", PRUNERS.names())
