@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep.mirror_media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
+from sweep.mirror.media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
 
 OVERLAY_PATCHES = 4
 MIN_VALID = 0.9  # an overlay patch is at least 90 % data pixels when the split has such patches

@@ -25,7 +25,7 @@ _log = logging.getLogger("sweep.hooks")
 @HOOKS.register("wandb")
 def _wandb(study, options: dict[str, Any]):
     """`sweep run --wandb MODE`: the W&B mirror, uploading from a background process."""
-    from sweep.mirror_background import wandb_hook
+    from sweep.mirror.background import wandb_hook
 
     return wandb_hook(study, options)
 

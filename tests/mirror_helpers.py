@@ -19,7 +19,7 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from PIL import Image
 
-from sweep.mirror_media import save_overlay_masks
+from sweep.mirror.media import save_overlay_masks
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CONFIG = {"model": {"name": "unet", "encoder": "resnet18"}, "loss": {"name": "dice"}}

@@ -17,9 +17,9 @@ import pytest
 
 from cloudseg.errors import ConfigError
 from sweep.mirror import mirror_study, mirrored_runs, planned_run_path, resolve_mode
-from sweep.mirror_media import load_overlay_masks, save_overlay_masks
-from sweep.mirror_payload import content_hash, history_rows, trial_run_id
-from sweep.mirror_state import MirrorState
+from sweep.mirror.media import load_overlay_masks, save_overlay_masks
+from sweep.mirror.payload import content_hash, history_rows, trial_run_id
+from sweep.mirror.state import MirrorState
 from tests.mirror_helpers import (
     CONFIG,
     inspect,
@@ -194,7 +194,7 @@ def test_overlay_masks_bundle_round_trip_and_shape_check(tmp_path):
 
 
 def test_importing_the_mirror_does_not_import_wandb():
-    code = "import sys, sweep.mirror, sweep.mirror_background; print('wandb' in sys.modules)"
+    code = "import sys, sweep.mirror, sweep.mirror.background; print('wandb' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -14,8 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.mirror import mirror_study, mirrored_runs
-from sweep.mirror_background import BackgroundMirror, wandb_hook
+from sweep.mirror import BackgroundMirror, mirror_study, mirrored_runs, wandb_hook
 from tests.mirror_helpers import (
     inspect,
     make_study,
@@ -130,7 +129,7 @@ def test_a_hung_wandb_blocks_neither_trials_nor_close(sweep_dir, store, monkeypa
 
 EXIT_SCRIPT = """
 import sys, optuna
-from sweep.mirror_background import BackgroundMirror
+from sweep.mirror import BackgroundMirror
 url, wandb_dir = sys.argv[1:3]
 study = optuna.create_study(storage=url, study_name="demo")
 mirror = BackgroundMirror(url, mode="offline", wandb_dir=wandb_dir)

@@ -13,8 +13,8 @@ from cloudseg.data.layout import PatchId
 from cloudseg.errors import ConfigError
 from sweep.artifacts import overlay_patches
 from sweep.export import _swap_into_place, check_destination
-from sweep.mirror_payload import trial_payload
-from sweep.mirror_upload import with_media
+from sweep.mirror.payload import trial_payload
+from sweep.mirror.upload import with_media
 from sweep.model_card import all_cloud_baseline
 from sweep.records import record_study, study_note, trial_note
 from sweep.spec import parse_spec

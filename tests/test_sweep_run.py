@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.hooks import HOOKS
-from sweep.mirror_media import load_overlay_masks
+from sweep.mirror.media import load_overlay_masks
 from sweep.runner import run_study
 from sweep.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads

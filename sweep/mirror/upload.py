@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 from optuna.trial import FrozenTrial
 
-from sweep.mirror_media import overlay_media
-from sweep.mirror_payload import TrialPayload, study_run_id, trials_table_rows
+from sweep.mirror.media import overlay_media
+from sweep.mirror.payload import TrialPayload, study_run_id, trials_table_rows
 
 Mode = Literal["online", "offline", "off", "auto"]
 

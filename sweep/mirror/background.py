@@ -22,8 +22,8 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweep.mirror import Mode, mirror_study, open_storage, resolve_mode, storage_url
-from sweep.mirror_payload import redact
+from sweep.mirror.core import Mode, mirror_study, open_storage, resolve_mode, storage_url
+from sweep.mirror.payload import redact
 
 log = logging.getLogger(__name__)
 _STOP = None

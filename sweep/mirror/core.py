@@ -1,7 +1,7 @@
-"""Mirror finished trials to Weights & Biases: one run per trial, idempotent, offline-first.
+"""A mirror pass: finished trials to Weights & Biases, one run per trial, idempotent, offline-first.
 
 The study storage is the source of truth. A pass reads the finished trials, compares them with
-the mirror table (sweep.mirror_state) and uploads only what is missing or changed, so
+the mirror table (sweep.mirror.state) and uploads only what is missing or changed, so
 `sweep mirror --study S` can run any time, on any machine. Each trial gets a stable run id;
 re-mirroring resumes that run (`resume="allow"`), never a duplicate. Without an API key, or
 with mode "offline", runs are written as offline folders that `wandb sync DIR` uploads later.
@@ -17,37 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from cloudseg.errors import ConfigError
-from sweep.mirror_payload import (
+from sweep.mirror.payload import (
     MIRRORED_STATES,
     content_hash,
     redact,
     trial_payload,
     trial_run_id,
 )
-from sweep.mirror_state import STUDY_ROW, MirrorRecord, MirrorState
-from sweep.mirror_upload import (
+from sweep.mirror.state import STUDY_ROW, MirrorRecord, MirrorState
+from sweep.mirror.upload import (
     Mode,
-    has_credentials,
     resolve_mode,
     upload_study_summary,
     upload_trial,
 )
-
-__all__ = [
-    "MirrorRecord",
-    "MirrorReport",
-    "Mode",
-    "has_credentials",
-    "mirror_study",
-    "mirrored_runs",
-    "planned_run_path",
-    "resolve_mode",
-]
 
 MAX_CONSECUTIVE_FAILURES = 3  # then W&B is taken to be down: stop the pass, keep the rest
 
@@ -95,10 +82,13 @@ def storage_url(storage: str | BaseStorage) -> str:
 
 
 def open_storage(storage: str | BaseStorage) -> BaseStorage:
+    """A storage as given, or the project's reader for a URL (sweep.storage: the same SQLite
+    locking and server timeouts as the workers, and nothing created in an empty database)."""
     if not isinstance(storage, str):
         return storage
-    kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+    from sweep.storage import read_storage
+
+    return read_storage(storage)
 
 
 def _finished_trials(storage: str | BaseStorage, study_name: str) -> tuple[list, str | None]:
