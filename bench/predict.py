@@ -1,4 +1,4 @@
-"""Whole-scene prediction throughput: patches/s of `cloudseg.predict.predict_scenes` (batched,
+"""Whole-scene prediction throughput: patches/s of `cloudseg.predict_scenes` (batched,
 AMP + channels_last on CUDA) against a naive loop that runs one patch at a time in fp32 on the
 same device, in the same run, over the same synthetic test scenes. Both read the same TIFFs and
 write the same GeoTIFFs, so the ratio is what batching, AMP and overlapped I/O buy end to end:
@@ -24,12 +24,12 @@ import torch
 from cloudseg.checkpoint import load_bundle, save_bundle
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset, read_band, write_synthetic
-from cloudseg.geotiff import open_raster, to_uint8_probability, write_uint8
-from cloudseg.inference import default_batch_size
 from cloudseg.models import MODELS, build_model
 from cloudseg.normalise import normalise
-from cloudseg.predict import default_workers, predict_scenes
-from cloudseg.stitch import PATCH, crop, grid_size
+from cloudseg.scenes.geotiff import open_raster, to_uint8_probability, write_uint8
+from cloudseg.scenes.inference import default_batch_size
+from cloudseg.scenes.predict import default_workers, predict_scenes
+from cloudseg.scenes.stitch import PATCH, crop, grid_size
 
 
 def model_config(spec: str, base_width: int) -> ModelConfig:
@@ -75,7 +75,7 @@ def naive(bundle: Path, root: Path, out: Path, device: str) -> tuple[int, float]
 
 def model_only(bundle: Path, device: str, batch: int, n: int) -> float:
     """patches/s of the batched model on in-memory windows: the ceiling, with no file I/O."""
-    from cloudseg.inference import WindowPredictor
+    from cloudseg.scenes.inference import WindowPredictor
 
     model, config = load_bundle(bundle, device="cpu")
     predictor = WindowPredictor(model, config.train, device, batch_size=batch)

@@ -49,9 +49,9 @@ _LAZY = {
     "run_training": "cloudseg.pipeline",
     "load_bundle": "cloudseg.checkpoint",
     "save_bundle": "cloudseg.checkpoint",
-    "predict_scenes": "cloudseg.predict",
-    "evaluate_scenes": "cloudseg.evaluate",
-    "SceneMeter": "cloudseg.scene_metrics",
+    "predict_scenes": "cloudseg.scenes.predict",
+    "evaluate_scenes": "cloudseg.scenes.evaluate",
+    "SceneMeter": "cloudseg.scenes.metrics",
 }
 __all__ += sorted(_LAZY)
 

@@ -83,7 +83,7 @@ class TrainConfig(_Frozen):
     num_workers: int = Field(0, ge=0)  # DataLoader workers
     max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU demo and tests
     # What picks the best epoch: IoU pooled over validation patches, or the 38-Cloud figure,
-    # IoU per whole validation scene averaged over scenes (cloudseg.scene_metrics; validation
+    # IoU per whole validation scene averaged over scenes (cloudseg.scenes.metrics; validation
     # then runs on every whole 384 px patch of the held-out scenes, data.max_val_patches unset).
     val_metric: Literal["patch", "scene"] = "patch"
 

@@ -21,7 +21,7 @@ class EpochRecord:
     seconds: float  # wall time of the epoch, training + validation
     images_per_s: float  # training throughput
     scene_iou: float | None = None  # IoU per validation scene, averaged (train.val_metric scene)
-    # From the probability histograms (cloudseg.threshold_histograms), per-scene mean when the
+    # From the probability histograms (cloudseg.scenes.histograms), per-scene mean when the
     # scenes are known, else pooled: IoU at the official 12/255, and the best threshold's.
     iou_official: float | None = None
     tuned_threshold: float | None = None

@@ -28,9 +28,9 @@ from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.metrics import ConfusionMeter, Metrics
 from cloudseg.normalise import nodata_mask, normalise
 from cloudseg.results import EpochRecord, FitResult
-from cloudseg.scene_metrics import SceneMeter
+from cloudseg.scenes.histograms import OFFICIAL_EDGE, ThresholdHistograms
+from cloudseg.scenes.metrics import SceneMeter
 from cloudseg.schedule import make_scheduler
-from cloudseg.threshold_histograms import OFFICIAL_EDGE, ThresholdHistograms
 
 # Reading the loss back to the host waits for the GPU; doing it every few steps (for the
 # divergence check and the progress bar) keeps the kernel queue full in between.

@@ -67,7 +67,7 @@ def scene_baseline(config) -> float | None:
     import numpy as np
 
     from cloudseg.data import open_cache, split_by_scene
-    from cloudseg.scene_metrics import SceneMeter
+    from cloudseg.scenes.metrics import SceneMeter
 
     d = config.data
     try:

@@ -31,7 +31,7 @@ PRELOAD = [
     "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.pipeline",
     "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
     "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
-    "cloudseg.data.stats", "cloudseg.threshold_histograms", "cloudseg.normalise",
+    "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalise",
     "sweep.artifacts", "sweep._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)

@@ -11,7 +11,8 @@ import pytest
 import rasterio
 
 from cloudseg.cli import main
-from cloudseg.evaluate import (
+from cloudseg.metrics import Metrics
+from cloudseg.scenes.evaluate import (
     EvaluationError,
     evaluate_scenes,
     mean_over_scenes,
@@ -21,7 +22,6 @@ from cloudseg.evaluate import (
     write_scene_csv,
     write_summary_json,
 )
-from cloudseg.metrics import Metrics
 
 CLOUDNET_CSV = (
     Path(__file__).resolve().parents[2]

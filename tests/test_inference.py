@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cloudseg.config import ModelConfig
-from cloudseg.inference import fold_batchnorm
 from cloudseg.models import build_model
+from cloudseg.scenes.inference import fold_batchnorm
 
 CASES = [
     (ModelConfig(name="vanilla-unet", base_width=4), True),

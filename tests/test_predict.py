@@ -16,12 +16,12 @@ from cloudseg.checkpoint import save_bundle
 from cloudseg.cli import main
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset
-from cloudseg.evaluate import evaluate_scenes
-from cloudseg.inference import WindowPredictor, predict_mosaic
 from cloudseg.metrics import confusion_counts
-from cloudseg.predict import predict_with_model
-from cloudseg.scene_metrics import SceneMeter
-from cloudseg.stitch import blend_weights, stitch, window_offsets
+from cloudseg.scenes.evaluate import evaluate_scenes
+from cloudseg.scenes.inference import WindowPredictor, predict_mosaic
+from cloudseg.scenes.metrics import SceneMeter
+from cloudseg.scenes.predict import predict_with_model
+from cloudseg.scenes.stitch import blend_weights, stitch, window_offsets
 
 K = 9  # the box filter's side: it sees zero padding within K//2 pixels of a window border
 
@@ -216,8 +216,8 @@ def test_parallel_reading_is_bit_identical_to_one_reader_and_to_predict_mosaic(
     """Readers fill batches in any order and the model runs ahead of the blending, yet the
     files equal those of one reader thread and of the in-memory `predict_mosaic` path."""
     from cloudseg.data import read_band
-    from cloudseg.geotiff import to_uint8_probability
-    from cloudseg.stitch import crop
+    from cloudseg.scenes.geotiff import to_uint8_probability
+    from cloudseg.scenes.stitch import crop
 
     torch.manual_seed(0)
     model = torch.nn.Conv2d(4, 1, 5, padding=2)  # random weights: graded, position-dependent

@@ -21,10 +21,10 @@ import torch
 from cloudseg.cli import main
 from cloudseg.config import TrainConfig
 from cloudseg.data import write_band, write_synthetic
-from cloudseg.evaluate import EvaluationError, evaluate_scenes
-from cloudseg.inference import WindowPredictor, predict_mosaic
-from cloudseg.predict import predict_with_model
-from cloudseg.scene_grid import SceneGrid
+from cloudseg.scenes.evaluate import EvaluationError, evaluate_scenes
+from cloudseg.scenes.grid import SceneGrid
+from cloudseg.scenes.inference import WindowPredictor, predict_mosaic
+from cloudseg.scenes.predict import predict_with_model
 
 T = 12 / 255
 SIZES = {"SCENE_A": (769, 1153), "SCENE_B": (900, 1100), "SCENE_C": (768, 384)}

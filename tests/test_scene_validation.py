@@ -14,7 +14,7 @@ from cloudseg.data import PatchDataset
 from cloudseg.errors import ConfigError
 from cloudseg.metrics import EMPTY, confusion_counts
 from cloudseg.normalise import nodata_mask, normalise
-from cloudseg.stitch import grid_size, stitch
+from cloudseg.scenes.stitch import grid_size, stitch
 from cloudseg.train import fit, seed_everything
 
 VAL_SCENES = 2  # of the synthetic tree's 4 scenes (2x2 patches each)

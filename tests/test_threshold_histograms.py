@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cloudseg.threshold_histograms import BINS, OFFICIAL_EDGE, ThresholdHistograms
+from cloudseg.scenes.histograms import BINS, OFFICIAL_EDGE, ThresholdHistograms
 
 EDGES = [1, OFFICIAL_EDGE, 100, 255, 509]
 

@@ -42,8 +42,8 @@ def predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cloudseg.evaluate import parse_threshold
-    from cloudseg.predict import predict_scenes
+    from cloudseg.scenes.evaluate import parse_threshold
+    from cloudseg.scenes.predict import predict_scenes
 
     threshold = None if args.threshold is None else parse_threshold(args.threshold)
     result = predict_scenes(
@@ -111,7 +111,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cloudseg.evaluate import (
+    from cloudseg.scenes.evaluate import (
         SCENE_METRICS,
         evaluate_scenes,
         parse_threshold,

@@ -29,7 +29,7 @@ from cloudseg.data.layout import (
 )
 from cloudseg.data.tiff import write_band
 from cloudseg.errors import ConfigError
-from cloudseg.scene_grid import SceneGrid
+from cloudseg.scenes.grid import SceneGrid
 
 # Typical Landsat-8 L1 DN per band (R, G, B, NIR) at unit illumination; the real sample has
 # clear means about (8700, 9200, 10000, 17000) and cloud means about (23600, 24000, 24500, 28600).

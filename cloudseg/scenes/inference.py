@@ -1,7 +1,7 @@
 """Scene-scale inference: a model applied to uint16 band windows, in batches, under AMP on CUDA,
 with optional test-time augmentation, and slid over a scene mosaic with seam-free blending.
 
-Kept apart from file handling (`cloudseg.predict`) so the sweep, tests and benchmarks can run
+Kept apart from file handling (`cloudseg.scenes.predict`) so the sweep, tests and benchmarks can run
 the same inference on in-memory arrays.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cloudseg.config import TrainConfig
-from cloudseg.stitch import PATCH, BlendCanvas, check_overlap, window_spots
+from cloudseg.scenes.stitch import PATCH, BlendCanvas, check_overlap, window_spots
 
 # Inference batch size per device. On the CPU a U-Net runs fastest one window at a time in
 # channels_last (2 cores: 33 patches/s at batch 1 against 13 for batches of 16 in NCHW), where

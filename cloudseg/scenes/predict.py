@@ -6,10 +6,10 @@ blended windows that remove patch-edge seams), crop the scene out of the middle 
 (38-Cloud pads scenes around their centre; the size comes from the whole-scene gt when the tree
 has one, else the padded grid is written whole), and write `<scene>_prob.tif` (uint8
 ceil(255·p)) and `<scene>_mask.tif` (0/255) as deflate-compressed, tiled GeoTIFFs (encodings:
-cloudseg.geotiff).
+cloudseg.scenes.geotiff).
 
-Reading (PackBits TIFFs, `workers` threads, `cloudseg.scene_reader`), the model (batch i on the
-device while batch i-1 is blended) and writing (one background thread, `cloudseg.background`)
+Reading (PackBits TIFFs, `workers` threads, `cloudseg.scenes.reader`), the model (batch i on the
+device while batch i-1 is blended) and writing (one background thread, `cloudseg.scenes.background`)
 overlap, so the device is not left waiting on one CPU thread. Memory: for a 7,700² Landsat scene
 about 0.5 GB of bands and 0.5 GB of float accumulators; at most two scenes' bands (look-ahead
 across a scene boundary) and three scenes' accumulators (one being predicted, two being encoded
@@ -27,11 +27,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudseg.background import Background
 from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
-from cloudseg.evaluate import PROB_SUFFIX
-from cloudseg.geotiff import (
+from cloudseg.scenes.background import Background
+from cloudseg.scenes.evaluate import PROB_SUFFIX
+from cloudseg.scenes.geotiff import (
     Georef,
     open_raster,
     read_georef,
@@ -40,10 +40,10 @@ from cloudseg.geotiff import (
     to_uint8_probability,
     write_uint8,
 )
-from cloudseg.inference import Pending, WindowPredictor
-from cloudseg.scene_grid import PATCH, SceneGrid
-from cloudseg.scene_reader import SceneJob, prefetch_batches
-from cloudseg.stitch import (
+from cloudseg.scenes.grid import PATCH, SceneGrid
+from cloudseg.scenes.inference import Pending, WindowPredictor
+from cloudseg.scenes.reader import SceneJob, prefetch_batches
+from cloudseg.scenes.stitch import (
     BlendCanvas,
     check_complete,
     check_overlap,

@@ -1,12 +1,12 @@
 """Validation scored the way the benchmark scores: per scene, then averaged over scenes.
 
 Patch-level validation pools every pixel of the validation set, so large cloudy scenes dominate;
-the 38-Cloud protocol instead averages per-scene figures (`cloudseg.evaluate`). `SceneMeter`
+the 38-Cloud protocol instead averages per-scene figures (`cloudseg.scenes.evaluate`). `SceneMeter`
 gives that figure for the validation scenes from the predictions a validation pass already makes.
 
 Why no canvas: the confusion counts of a stitched scene are the sum of its non-overlapping
 patches' counts, so grouping per-patch counts by scene is exactly "stitch, then count" (a test
-checks this against `cloudseg.stitch.stitch`), without holding any scene in memory.
+checks this against `cloudseg.scenes.stitch.stitch`), without holding any scene in memory.
 
 Cost (`train.val_metric: scene`, which `fit` uses to pick the best epoch; `metric: scene-iou`
 in a study spec): the extra work over patch validation is four per-patch sums and one (4, B)
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cloudseg.evaluate import mean_over_scenes
 from cloudseg.metrics import EMPTY, Metrics
+from cloudseg.scenes.evaluate import mean_over_scenes
 
 
 def patch_counts(pred, target, valid=None) -> np.ndarray:

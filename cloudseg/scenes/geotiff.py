@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudseg.scene_grid import SceneGrid
+from cloudseg.scenes.grid import SceneGrid
 
 BLOCK = 256  # GeoTIFF tile side (a multiple of 16, as the format requires)
 # Deflate level. Writing was the bottleneck of whole-scene prediction on an H100: a 4000² mask

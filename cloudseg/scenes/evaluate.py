@@ -10,7 +10,7 @@ accuracy *per scene*, then average over the scenes. That mean is the figure pape
 usually higher number: it is reported too, always labelled "pooled". `footprint=True` scores
 only the pixels inside each scene's footprint instead, and is labelled so.
 
-Predictions come as scene GeoTIFFs or per-patch files (`cloudseg.scene_sources`). Unlike
+Predictions come as scene GeoTIFFs or per-patch files (`cloudseg.scenes.sources`). Unlike
 `evaluation.m`, a scene without a prediction, a prediction without a ground truth, a missing
 patch or a size that does not fit is an error that names the scene.
 
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.errors import ConfigError
-from cloudseg.geotiff import open_raster
 from cloudseg.metrics import Metrics, confusion_counts
-from cloudseg.scene_sources import (
+from cloudseg.scenes.geotiff import open_raster
+from cloudseg.scenes.sources import (
     PROB_SUFFIX,
     EvaluationError,
     Source,

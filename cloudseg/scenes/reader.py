@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloudseg.errors import LayoutError
-from cloudseg.stitch import PATCH
+from cloudseg.scenes.stitch import PATCH
 
 # (n, 4, S, S) → a host buffer for a batch: a torch CPU tensor (page-locked on CUDA) or ndarray
 Alloc = Callable[[tuple[int, ...]], object]

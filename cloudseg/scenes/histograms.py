@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cloudseg.evaluate import mean_over_scenes
 from cloudseg.metrics import Metrics
+from cloudseg.scenes.evaluate import mean_over_scenes
 
 BINS = 510
 OFFICIAL_EDGE = 24  # 24/510 = 12/255

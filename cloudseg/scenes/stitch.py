@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from cloudseg.errors import ConfigError, LayoutError
-from cloudseg.scene_grid import PATCH, SceneGrid
+from cloudseg.scenes.grid import PATCH, SceneGrid
 
 
 def grid_size(cells: Iterable[tuple[int, int]]) -> tuple[int, int]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.errors import CloudsegError
-from cloudseg.geotiff import open_raster
-from cloudseg.scene_grid import SceneGrid
+from cloudseg.scenes.geotiff import open_raster
+from cloudseg.scenes.grid import SceneGrid
 
 PROB_SUFFIX = "_prob.tif"  # what `cloudseg predict` writes: uint8 ceil(255·p)
 PATCH_FILE = re.compile(
