@@ -82,8 +82,11 @@ def parse_csv_name(name: str) -> PatchId | None:
 
 
 def scene_grid(height: int, width: int) -> tuple[int, int]:
-    """(rows, cols) of patches for a scene zero-padded to a multiple of 384."""
-    return -(-height // PATCH_SIZE), -(-width // PATCH_SIZE)
+    """(rows, cols) of patches for a scene zero-padded to a multiple of 384 (`SceneGrid`)."""
+    from cloudseg.scenes.grid import SceneGrid
+
+    grid = SceneGrid.of_scene(height, width, PATCH_SIZE)
+    return grid.rows, grid.cols
 
 
 @dataclass(frozen=True)
