@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudseg.errors import LayoutError
+from cloudseg.scenes.grid import SceneGrid
 
 BANDS: tuple[str, ...] = ("red", "green", "blue", "nir")
 GT = "gt"
@@ -83,8 +84,6 @@ def parse_csv_name(name: str) -> PatchId | None:
 
 def scene_grid(height: int, width: int) -> tuple[int, int]:
     """(rows, cols) of patches for a scene zero-padded to a multiple of 384 (`SceneGrid`)."""
-    from cloudseg.scenes.grid import SceneGrid
-
     grid = SceneGrid.of_scene(height, width, PATCH_SIZE)
     return grid.rows, grid.cols
 
