@@ -3,7 +3,8 @@ server with its default `max_connections` (100) and check that the study reaches
 with every worker alive.
 
 Each worker is what `sweep worker` runs underneath (sweep.storage.open_storage with heartbeats,
-sweep.target.run_to_target for the exact study-wide target) with a trivial trial that sleeps
+sweep.execution.target.run_to_target for the exact study-wide target) with a trivial trial that
+sleeps
 `--trial-seconds`, so the bench measures the storage, not training: CPU need is modest (each
 process imports optuna + SQLAlchemy once, then mostly sleeps). It prints how many workers
 exited 0, the finished count against the target, the trials that failed for a reason other than
@@ -35,7 +36,7 @@ WORKER = """
 import sys, time
 import optuna
 from sweep.storage import open_storage
-from sweep.target import run_to_target
+from sweep.execution.target import run_to_target
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 url, name, target, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 storage = open_storage(url, heartbeat_interval=2, grace_period=30)

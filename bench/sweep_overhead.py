@@ -30,7 +30,7 @@ import yaml
 from optuna.trial import TrialState
 
 from cloudseg.data import open_cache, write_synthetic
-from sweep.spec import find_spec_file
+from sweep.study.spec import find_spec_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

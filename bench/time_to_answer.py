@@ -133,7 +133,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="spec override, e.g. fixed.train.compile=true (repeatable)")
     args = p.parse_args()
-    from sweep.spec import find_spec_file
+    from sweep.study.spec import find_spec_file
 
     root = args.root or Path("data") / f"time-to-answer-{args.scale}"
     prep = ensure_tree(root.absolute(), args.scale)

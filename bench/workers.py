@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from cloudseg.data import open_cache, write_synthetic
-from sweep.spec import load_spec
+from sweep.study.spec import load_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -16,21 +16,21 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "StudySpec": "sweep.spec",
-    "load_spec": "sweep.spec",
-    "parse_spec": "sweep.spec",
-    "available_studies": "sweep.spec",
-    "run_study": "sweep.runner",
-    "RunSummary": "sweep.runner",
-    "work": "sweep.workers",
+    "StudySpec": "sweep.study.spec",
+    "load_spec": "sweep.study.spec",
+    "parse_spec": "sweep.study.spec",
+    "available_studies": "sweep.study.spec",
+    "run_study": "sweep.execution.runner",
+    "RunSummary": "sweep.execution.runner",
+    "work": "sweep.execution.workers",
     "best_trials": "sweep.api",
     "export_best": "sweep.api",
     "serve_dashboard": "sweep.api",
     "open_storage": "sweep.storage",
     "redact": "sweep.storage",
     "DEFAULT_STORAGE": "sweep.storage",
-    "SAMPLERS": "sweep.strategies",
-    "PRUNERS": "sweep.strategies",
+    "SAMPLERS": "sweep.study.strategies",
+    "PRUNERS": "sweep.study.strategies",
     "HOOKS": "sweep.hooks",
 }
 

@@ -99,8 +99,8 @@ def run(
 ) -> None:
     """Run a study until TRIALS trials are finished (complete + pruned); rerun to resume."""
     with _errors():
-        from sweep.runner import run_study
-        from sweep.spec import load_spec
+        from sweep.execution.runner import run_study
+        from sweep.study.spec import load_spec
 
         spec = load_spec(study)
         hooks = None if wandb is WandbMode.off else {"wandb": {"mode": wandb.value}}
@@ -151,10 +151,10 @@ def worker(
     A worker whose study is already done exits 0.
     """
     with _errors():
-        from sweep.join import join_or_create
-        from sweep.runner import summarise
+        from sweep.execution.join import join_or_create
+        from sweep.execution.runner import summarise
+        from sweep.execution.workers import work
         from sweep.storage import redact
-        from sweep.workers import work
 
         name = join_or_create(study, storage, trials=trials, data=data)
         work(name, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)

@@ -69,7 +69,7 @@ def _as_datetime(value: Any):
 def describe(storage, study) -> dict[str, Any]:
     """Counts by state and failure class, best, target, running trials with heartbeat age and
     the workers seen recently."""
-    from sweep.progress import snapshot
+    from sweep.execution.progress import snapshot
 
     snap = snapshot(study)
     ages = heartbeat_ages(storage, study)
@@ -94,7 +94,7 @@ def workers_seen(trials, ages: dict[int, float], recent_s: float = RECENT_S) -> 
     trial records its worker, host:pid; the heartbeat says whether a running one is alive)."""
     import datetime as dt
 
-    from sweep.trial_log import WORKER_ATTR
+    from sweep.execution.trial_log import WORKER_ATTR
 
     now = dt.datetime.now()  # Optuna stamps trials with the naive local time
     rows: dict[str, dict[str, Any]] = {}

@@ -60,8 +60,9 @@ def free_port() -> int:
 
 
 def start_worker(study: str, storage: str, data: Path, cwd: Path) -> subprocess.Popen:
-    """A real worker process (`python -m sweep.workers`), as `sweep run --workers K` starts."""
-    cmd = [sys.executable, "-m", "sweep.workers", "--study", study, "--storage", storage,
+    """A real worker process (`python -m sweep.execution.workers`), as `sweep run --workers K`
+    starts."""
+    cmd = [sys.executable, "-m", "sweep.execution.workers", "--study", study, "--storage", storage,
            "--data", str(data)]
     log = open(cwd / f"worker-{study}.log", "ab")  # noqa: SIM115 - the process owns it
     return subprocess.Popen(cmd, cwd=cwd, env=dict(os.environ), stdout=log, stderr=log)

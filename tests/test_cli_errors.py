@@ -10,7 +10,7 @@ import pytest
 import cloudseg.cli as cloudseg_cli
 import cloudseg.data
 import sweep.cli as sweep_cli
-import sweep.spec
+import sweep.study.spec
 
 
 def sweep_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
@@ -47,7 +47,7 @@ def test_sweep_bad_flags_are_one_line_exit_2(monkeypatch, capsys, args, fragment
 
 
 def test_sweep_unexpected_error_is_one_line_naming_a_bug(monkeypatch, capsys):
-    monkeypatch.setattr(sweep.spec, "load_spec", _boom)
+    monkeypatch.setattr(sweep.study.spec, "load_spec", _boom)
     code, err = sweep_main(monkeypatch, capsys, "run", "--study", "demo", "--trials", "2")
     assert code == 1 and "\n" not in err, err
     assert "bug" in err and "RuntimeError: something nobody planned for" in err
@@ -56,7 +56,7 @@ def test_sweep_unexpected_error_is_one_line_naming_a_bug(monkeypatch, capsys):
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_sweep_debug_shows_the_traceback(monkeypatch, capsys, how):
-    monkeypatch.setattr(sweep.spec, "load_spec", _boom)
+    monkeypatch.setattr(sweep.study.spec, "load_spec", _boom)
     args = ["run", "--study", "demo", "--trials", "2"]
     if how == "flag":
         args = ["--debug", *args]
@@ -111,9 +111,10 @@ def test_dashboard_on_a_taken_port_is_one_line_not_a_bug(monkeypatch, capsys, tm
 
 
 def test_a_local_worker_prints_a_tree_error_as_one_line(monkeypatch, capsys, tmp_path):
-    """`python -m sweep.workers` (what `sweep run --workers K` starts) joins a tree's problems."""
+    """`python -m sweep.execution.workers` (what `sweep run --workers K` starts) joins a tree's
+    problems into one line."""
     from cloudseg.errors import LayoutError
-    from sweep import workers
+    from sweep.execution import workers
 
     def broken(*_args, **_kwargs):
         raise LayoutError(tmp_path, ["a.TIF: truncated", "b.TIF: missing band nir"])

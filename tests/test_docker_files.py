@@ -123,7 +123,7 @@ def test_dockerignore_keeps_environments_data_and_results_out_of_the_context():
 
 
 def test_the_default_study_trains_on_the_gpu_in_gpu_containers(compose):
-    from sweep.spec import load_spec
+    from sweep.study.spec import load_spec
 
     for name, worker in workers(compose).items():
         study = worker["command"][worker["command"].index("--study") + 1]

@@ -235,9 +235,9 @@ def test_a_killed_one_of_several_local_workers_still_ends_with_the_summary(
 def test_a_run_with_nothing_to_do_starts_no_forkserver(spec_file, synthetic_root, tmp_path,
                                                        monkeypatch):
     """The forkserver holds torch (~450 MB): a rerun of a finished study must not start one."""
-    import sweep.trial_process
-    from sweep.runner import run_study
-    from sweep.spec import load_spec
+    import sweep.execution.trial_process
+    from sweep.execution.runner import run_study
+    from sweep.study.spec import load_spec
 
     url = f"sqlite:///{tmp_path / 'done.db'}"
     spec = load_spec(spec_file)
@@ -250,6 +250,6 @@ def test_a_run_with_nothing_to_do_starts_no_forkserver(spec_file, synthetic_root
     def no_forkserver():
         raise AssertionError("a forkserver was started for a run with nothing to do")
 
-    monkeypatch.setattr(sweep.trial_process, "warm_up", no_forkserver)
+    monkeypatch.setattr(sweep.execution.trial_process, "warm_up", no_forkserver)
     summary = run_study(spec, 2, storage=url, data=synthetic_root, progress=False)
     assert (summary.complete, summary.target) == (2, 2)

@@ -41,7 +41,7 @@ def test_an_installed_wheel_finds_its_studies(tmp_path):
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import sweep.spec as s; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import sweep.study.spec as s; "
              "print(s.__file__); print(','.join(s.available_studies())); "
              "print(s.load_spec('demo').name)")
     empty = tmp_path / "elsewhere"

@@ -17,7 +17,7 @@ from sweep.mirror.payload import trial_payload
 from sweep.mirror.upload import with_media
 from sweep.model_card import all_cloud_baseline
 from sweep.records import record_study, study_note, trial_note
-from sweep.spec import parse_spec
+from sweep.study.spec import parse_spec
 from tests.mirror_helpers import epoch
 from tests.sweep_helpers import tiny_spec_dict
 

@@ -16,8 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.spec import parse_spec
-from sweep.strategies import SAMPLERS, TrialSeeded, trial_seed
+from sweep.study.spec import parse_spec
+from sweep.study.strategies import SAMPLERS, TrialSeeded, trial_seed
 from tests.sweep_helpers import tiny_spec_dict, write_spec
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

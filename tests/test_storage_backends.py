@@ -40,12 +40,12 @@ for _ in range(n):
     study.tell(trial, trial.suggest_float("x", 0, 1))
 """
 
-# A worker running a cheap objective to a study-wide target, as `sweep.workers.work` does.
+# A worker running a cheap objective to a study-wide target, as `sweep.execution.workers.work` does.
 TARGETED_WORKER = """
 import sys, time
 import optuna
 from sweep.storage import open_storage
-from sweep.target import run_to_target
+from sweep.execution.target import run_to_target
 url, target, go = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 storage = open_storage(url, heartbeat_interval=1, grace_period=3)
 study = optuna.load_study(study_name="exact", storage=storage)
@@ -61,7 +61,7 @@ SMALL_SERVER_WORKER = """
 import sys
 import optuna
 from sweep.storage import open_storage
-from sweep.target import run_to_target
+from sweep.execution.target import run_to_target
 url, target = sys.argv[1], int(sys.argv[2])
 storage = open_storage(url, heartbeat_interval=1, grace_period=10)
 study = optuna.load_study(study_name="crowd", storage=storage)

@@ -12,10 +12,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.execution.runner import run_study
 from sweep.hooks import HOOKS
 from sweep.mirror.media import load_overlay_masks
-from sweep.runner import run_study
-from sweep.spec import parse_spec
+from sweep.study.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 TARGET = 6
@@ -35,7 +35,7 @@ def finished(synthetic_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{folder / 'sweeps.db'}"
     # The seed gives complete, pruned and failed trials among the first (draws are a function
-    # of the seed and the trial number: sweep.strategies.TrialSeeded).
+    # of the seed and the trial number: sweep.study.strategies.TrialSeeded).
     spec = parse_spec(tiny_spec_dict(sampler={"name": "random", "seed": SAMPLER_SEED}),
                       "tiny.yaml")
     hooks = {"tests-record": {"path": str(folder / "hook.log")}, "tests-raise": {}}

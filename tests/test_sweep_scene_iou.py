@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState
 
 from cloudseg.errors import ConfigError
-from sweep.runner import run_study
-from sweep.spec import parse_spec
+from sweep.execution.runner import run_study
+from sweep.study.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 

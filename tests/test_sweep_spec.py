@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from cloudseg.errors import ConfigError
-from sweep.space import suggest
-from sweep.spec import available_studies, find_spec_file, load_spec, parse_spec
-from sweep.strategies import PRUNERS, SAMPLERS
+from sweep.study.space import suggest
+from sweep.study.spec import available_studies, find_spec_file, load_spec, parse_spec
+from sweep.study.strategies import PRUNERS, SAMPLERS
 from tests.sweep_helpers import tiny_spec_dict, write_spec
 
 

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from cloudseg.errors import CacheError, DivergedError, LayoutError, OutOfMemoryError
 from sweep.cli import app
-from sweep.objective import Objective
-from sweep.runner import create_study, prepare, run_study
-from sweep.spec import parse_spec
+from sweep.execution.objective import Objective
+from sweep.execution.runner import create_study, prepare, run_study
+from sweep.execution.trial_process import TrialFailure, classify, run_isolated
 from sweep.storage import open_storage
-from sweep.trial_process import TrialFailure, classify, run_isolated
+from sweep.study.spec import parse_spec
 from tests.sweep_helpers import start_worker, tiny_spec_dict, trial_threads
 
 
@@ -158,7 +158,7 @@ def test_oom_completes_with_the_worst_value_so_the_sampler_avoids_it(synthetic_r
 
 
 def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
-    from sweep.objective import trial_config
+    from sweep.execution.objective import trial_config
 
     config = trial_config(slow_spec("slow"), {"optim.lr": 0.003}, synthetic_root, 0)
     with pytest.raises(TrialFailure) as failure:
@@ -172,7 +172,7 @@ def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_
     """`ps` shows argv to every user of the machine: a password in the URL must not be there.
     The "interpreter" launched is a script that records its argv and environment, so what the
     worker process would be given is read without racing its exit."""
-    from sweep.workers import STORAGE_ENV, launch
+    from sweep.execution.workers import STORAGE_ENV, launch
 
     fake = tmp_path / "python"
     fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\nenv > {tmp_path}/env\n')
@@ -182,5 +182,5 @@ def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_
     (proc,) = launch(1, "no-such-study", url, data=tmp_path, timeout=None, hooks=None)
     assert proc.wait(timeout=30) == 0
     argv = (tmp_path / "argv").read_text()
-    assert "-m sweep.workers --study no-such-study" in argv and "s3cret" not in argv
+    assert "-m sweep.execution.workers --study no-such-study" in argv and "s3cret" not in argv
     assert f"{STORAGE_ENV}={url}" in (tmp_path / "env").read_text().splitlines()

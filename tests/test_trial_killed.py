@@ -11,14 +11,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.target import run_to_target
-from sweep.trial_process import TrialFailure, run_isolated
+from sweep.execution.target import run_to_target
+from sweep.execution.trial_process import TrialFailure, run_isolated
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 
 def test_a_trial_process_killed_by_a_signal_fails_as_killed_naming_it(synthetic_root, tmp_path):
-    from sweep.objective import trial_config
-    from sweep.spec import parse_spec
+    from sweep.execution.objective import trial_config
+    from sweep.study.spec import parse_spec
 
     spec = parse_spec(tiny_spec_dict(name="kill", space={}), "kill.yaml")
     config = trial_config(spec, {}, synthetic_root, 0)

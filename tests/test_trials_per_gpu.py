@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from cloudseg.data.device_batches import FIT_FRACTION, fits, subset_bytes
-from sweep.objective import trial_config
-from sweep.spec import parse_spec
-from sweep.workers import default_worker_count, gpu_for
+from sweep.execution.objective import trial_config
+from sweep.execution.workers import default_worker_count, gpu_for
+from sweep.study.spec import parse_spec
 
 
 def test_workers_fill_each_gpu_with_its_share_of_trials():

@@ -98,9 +98,9 @@ def test_a_tree_the_scene_split_rejects_leaves_no_study(command, one_scene_root,
 
 
 def test_a_study_without_its_spec_is_one_line_not_a_traceback(tmp_path, monkeypatch):
-    import sweep.workers
+    import sweep.execution.workers
 
-    monkeypatch.setattr(sweep.workers, "SPEC_WAIT_S", 0.0)
+    monkeypatch.setattr(sweep.execution.workers, "SPEC_WAIT_S", 0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     optuna.create_study(study_name="half-made", storage=open_storage(url))  # creator died here
     result = CliRunner().invoke(app, ["worker", "--study", "half-made", "--storage", url])

@@ -10,9 +10,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from sweep.cli import app
+from sweep.execution.trial_log import WORKER_ATTR, LoggedObjective
+from sweep.execution.trial_process import TrialFailure
 from sweep.storage import open_storage
-from sweep.trial_log import WORKER_ATTR, LoggedObjective
-from sweep.trial_process import TrialFailure
 
 
 def objective(trial):

@@ -4,10 +4,10 @@ Everything a worker needs is in the storage (the study's user attrs: spec, targe
 artifact dir, measured pos_weight), so the same `work()` serves `sweep run` (in-process for one
 worker, subprocesses for `--workers K`) and a worker joining from another machine. Optuna is the
 scheduler: `study.optimize` with heartbeats (stale trials are retried with the same params),
-wrapped by `sweep.target.run_to_target` for an exact study-wide target of COMPLETE + PRUNED
-trials across all workers.
+wrapped by `target.run_to_target` for an exact study-wide target of COMPLETE + PRUNED trials
+across all workers.
 
-Run as a process: `python -m sweep.workers --study NAME --storage URL [--data DIR] ...`.
+Run as a process: `python -m sweep.execution.workers --study NAME --storage URL [--data DIR] ...`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import CloudsegError, ConfigError, one_line
-from sweep.trial_process import THREADS_ENV
+from sweep.execution.trial_process import THREADS_ENV
 
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
 
@@ -43,8 +43,8 @@ def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
     """The study's user attrs once its creator has written them all (`spec` comes last)."""
     import optuna
 
-    from sweep.spec import available_studies
     from sweep.storage import open_storage, redact, stored_attrs
+    from sweep.study.spec import available_studies
 
     storage = open_storage(storage_url)
     deadline = time.monotonic() + SPEC_WAIT_S
@@ -91,13 +91,13 @@ def work(
     import optuna
 
     from sweep.artifacts import artifact_store
+    from sweep.execution.objective import Objective
+    from sweep.execution.target import run_to_target
+    from sweep.execution.trial_log import LoggedObjective
+    from sweep.execution.trial_process import TrialFailure, warm_up
     from sweep.hooks import build_hooks, close_hooks
-    from sweep.objective import Objective
-    from sweep.spec import parse_spec
     from sweep.storage import open_storage, redact
-    from sweep.target import run_to_target
-    from sweep.trial_log import LoggedObjective
-    from sweep.trial_process import TrialFailure, warm_up
+    from sweep.study.spec import parse_spec
 
     attrs = load_study_attrs(study_name, storage_url)
     spec = parse_spec(attrs["spec"], f"study {study_name}")
@@ -126,7 +126,7 @@ def work(
         {"measured_pos_weight": float(attrs.get("measured_pos_weight") or 1.0)},
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
-    # (sweep.target); Optuna's optimize loop with heartbeats runs underneath.
+    # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
     post_trial = build_hooks(study, hooks)
     try:
         run_to_target(
@@ -182,7 +182,7 @@ def launch(
     for i in range(count):
         # The storage URL travels in the environment, not argv: `ps` shows argv (passwords).
         cmd = [
-            sys.executable, "-m", "sweep.workers", "--study", study_name,
+            sys.executable, "-m", "sweep.execution.workers", "--study", study_name,
             "--data", str(data), "--worker-index", str(i),
         ]
         if timeout is not None:
@@ -199,7 +199,8 @@ def launch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sweep.workers", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sweep.execution.workers",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True)
     p.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
                    help=f"Optuna RDB URL (default: ${STORAGE_ENV})")

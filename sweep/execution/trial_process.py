@@ -32,7 +32,7 @@ PRELOAD = [
     "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
     "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
     "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalise",
-    "sweep.artifacts", "sweep._warm",
+    "sweep.artifacts", "sweep.execution._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
 _CONTEXT: Any = None
@@ -42,7 +42,7 @@ class TrialFailure(Exception):
     """A classified trial failure: kind in oom, diverged, data, timeout, killed, bug.
 
     "killed": the trial process was ended by a signal it did not send itself (the kernel's
-    out-of-memory killer sends SIGKILL); sweep.target retries such a trial once."""
+    out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once."""
 
     def __init__(self, kind: str, message: str):
         self.kind, self.message = kind, message

@@ -1,7 +1,7 @@
 """`sweep worker --study NAME|PATH`: every machine runs the same command. The study is joined
 when the storage has it, else created from its spec; every input is checked before the storage
-is written (sweep.runner.prepare), and creation is safe for many workers at once
-(sweep.runner.create_study writes `spec` last; joiners wait for it in sweep.workers)."""
+is written (runner.prepare), and creation is safe for many workers at once (runner.create_study
+writes `spec` last; joiners wait for it in workers)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import ConfigError
-from sweep.runner import create_study, prepare
+from sweep.execution.runner import create_study, prepare
 from sweep.storage import check_storage_url, open_storage, redact, sqlite_path, stored_attrs
 
 
@@ -18,7 +18,7 @@ def join_or_create(study: str, storage_url: str, *, trials: int | None,
                    data: str | Path | None) -> str:
     """The name of the study a worker joins (`--study NAME|PATH`), created from its spec when
     the storage lacks it. Every input is checked before the storage is written."""
-    from sweep.spec import available_studies, load_spec
+    from sweep.study.spec import available_studies, load_spec
 
     check_storage_url(storage_url)
     is_path = Path(study).suffix in (".yaml", ".yml") or Path(study).exists()
@@ -31,7 +31,7 @@ def join_or_create(study: str, storage_url: str, *, trials: int | None,
                   file=sys.stderr)
         return name
     if spec is None:
-        return name  # sweep.workers waits for a creator to finish, else names the choices
+        return name  # sweep.execution.workers waits for a creator to finish, else names the choices
     if trials is None:
         raise ConfigError(f"study {name!r} does not exist yet in {redact(storage_url)}: "
                           "give --trials N (the study-wide target) to create it")

@@ -1,4 +1,4 @@
-"""Imported by the trial forkserver (see sweep.trial_process.PRELOAD): pays matplotlib's
+"""Imported by the trial forkserver (see sweep.execution.trial_process.PRELOAD): pays matplotlib's
 first-figure cost once in the server instead of once per trial. No torch work here: starting
 torch's thread pools before forking would be unsafe for the children."""
 

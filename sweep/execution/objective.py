@@ -23,10 +23,10 @@ from cloudseg.checkpoint import DIGEST_KEY, file_sha256
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
 from sweep.artifacts import upload_trial_files
+from sweep.execution.trial_process import TrialFailure, run_isolated
 from sweep.records import write_trial_note
-from sweep.space import set_path, suggest
-from sweep.spec import StudySpec
-from sweep.trial_process import TrialFailure, run_isolated
+from sweep.study.space import set_path, suggest
+from sweep.study.spec import StudySpec
 
 WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
 

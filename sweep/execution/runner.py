@@ -22,7 +22,6 @@ from typing import Any
 
 from cloudseg.errors import ConfigError
 from sweep.errors import StorageError
-from sweep.spec import StudySpec
 from sweep.storage import (
     DEFAULT_STORAGE,
     artifact_dir_for,
@@ -31,6 +30,7 @@ from sweep.storage import (
     read_storage,
     stored_attrs,
 )
+from sweep.study.spec import StudySpec
 
 DATA_ENV = "CLOUDSWEEP_DATA"
 DATA_HINT = (
@@ -78,7 +78,7 @@ def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
     if not any(p.relative_to == "measured_pos_weight" for p in spec.space.values()):
         return None
     from cloudseg.data import compute_stats, open_cache, split_by_scene
-    from sweep.objective import trial_config
+    from sweep.execution.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data
     cache = open_cache(root, cache_dir=cfg.cache_dir, include_additional=cfg.include_additional)
@@ -94,7 +94,7 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
     check_storage_url(storage)
     root = resolve_data_root(spec, data)
     from cloudseg.data import open_cache, split_by_scene
-    from sweep.objective import trial_config
+    from sweep.execution.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data  # packed once here, not by the first trials
     cache = open_cache(root, cache_dir=cfg.cache_dir, progress=True,
@@ -153,7 +153,7 @@ def run_study(
     """Run `spec` until `trials` trials are finished (complete + pruned), study-wide, with
     `workers` local worker processes (default: execution.trials_per_gpu per visible GPU, else
     one)."""
-    from sweep import workers as worker_mod
+    from sweep.execution import workers as worker_mod
 
     per_gpu = spec.execution.trials_per_gpu
     if workers is None:
@@ -161,7 +161,7 @@ def run_study(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     if workers == 1 and not _finished_already(spec.name, storage, trials):
-        from sweep.trial_process import warm_up
+        from sweep.execution.trial_process import warm_up
 
         # torch loads in the forkserver while the data is checked and the study set up; never
         # for a run with nothing to do (the forkserver ends with this process either way)
@@ -234,7 +234,7 @@ def _wait(procs) -> list[int]:
 
 
 def _start_view(spec: StudySpec, storage: str, target: int):
-    from sweep.progress import LiveView
+    from sweep.execution.progress import LiveView
 
     view = LiveView(spec.name, storage, target, spec.budget.epochs)
     threading.Thread(target=view.run, daemon=True).start()

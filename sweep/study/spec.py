@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloudseg.config import format_validation_error, parse_run_config
 from cloudseg.errors import ConfigError
 from cloudseg.yaml_io import read_yaml
-from sweep.space import ParamSpec, check_space
-from sweep.strategies import PRUNERS, SAMPLERS
+from sweep.study.space import ParamSpec, check_space
+from sweep.study.strategies import PRUNERS, SAMPLERS
 
 # "scene-iou" scores the best epoch by IoU per whole validation scene averaged over scenes (the
 # 38-Cloud figure; cloudseg train.val_metric "scene"). Its cost: every trial validates every
@@ -25,7 +25,7 @@ from sweep.strategies import PRUNERS, SAMPLERS
 METRICS = ("iou", "dice", "precision", "recall", "specificity", "accuracy", "scene-iou")
 # ./studies (a user's own specs) first, then the specs shipped inside the package (package data,
 # so an installed wheel has them; the checkout's studies/ is a link to the same folder).
-STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parent / "studies")
+STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parents[1] / "studies")
 
 
 class _Frozen(BaseModel):
@@ -105,14 +105,14 @@ class StudySpec(_Frozen):
     def build_sampler(self):
         """The spec's sampler, seeded per trial (every process of a study builds the same one:
         a per-process seed would make workers repeat each other's grid points)."""
-        from sweep.strategies import build_sampler
+        from sweep.study.strategies import build_sampler
 
         settings = self.sampler_settings()
         grid = {k: p.grid_values() for k, p in self.space.items()}
         return build_sampler(self.sampler_name, settings, grid=grid)
 
     def build_pruner(self):
-        from sweep.strategies import build_pruner
+        from sweep.study.strategies import build_pruner
 
         return build_pruner(
             self.pruner_name,
