@@ -22,8 +22,8 @@ from cloudseg.config import parse_run_config  # noqa: E402
 from cloudseg.data import write_synthetic  # noqa: E402
 from cloudseg.errors import OutOfMemoryError  # noqa: E402
 from cloudseg.models import build_model  # noqa: E402
-from cloudseg.pipeline import run_training  # noqa: E402
-from cloudseg.train import fit, seed_everything  # noqa: E402
+from cloudseg.training.build import run_training  # noqa: E402
+from cloudseg.training.loop import fit, seed_everything  # noqa: E402
 
 
 def check(ok: bool, what: str) -> None:

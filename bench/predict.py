@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cloudseg.checkpoint import load_bundle, save_bundle
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset, read_band, write_synthetic
 from cloudseg.models import MODELS, build_model
@@ -30,6 +29,7 @@ from cloudseg.scenes.geotiff import open_raster, to_uint8_probability, write_uin
 from cloudseg.scenes.inference import default_batch_size
 from cloudseg.scenes.predict import default_workers, predict_scenes
 from cloudseg.scenes.stitch import PATCH, crop, grid_size
+from cloudseg.training.checkpoint import load_bundle, save_bundle
 
 
 def model_config(spec: str, base_width: int) -> ModelConfig:

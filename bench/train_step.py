@@ -25,9 +25,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
 from cloudseg.config import ModelConfig, TrainConfig  # noqa: E402
-from cloudseg.device import DeviceSetup  # noqa: E402
 from cloudseg.models import MODELS, build_model  # noqa: E402
 from cloudseg.normalise import normalise  # noqa: E402
+from cloudseg.training.device import DeviceSetup  # noqa: E402
 
 DEFAULT_MODELS = ["unet-resnet34", "unet-resnet18", "vanilla-unet", "attention-unet", "r2unet"]
 
@@ -54,7 +54,7 @@ def time_steps(model: nn.Module, setup: DeviceSetup, size: int, batch: int, step
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if setup.is_cuda else None)
     scaler = torch.amp.GradScaler("cuda", enabled=setup.needs_scaler)
 
-    def step() -> None:  # the same sequence as one step of cloudseg.train.fit
+    def step() -> None:  # the same sequence as one step of cloudseg.training.loop.fit
         x = normalise(raw, tcfg).contiguous(memory_format=setup.memory_format)
         with setup.autocast():
             logits = model(x)

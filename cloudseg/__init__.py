@@ -45,10 +45,10 @@ __all__ = [
 # Torch-backed entry points load on first use, so `import cloudseg` (and `cloudseg --help`)
 # never imports torch.
 _LAZY = {
-    "fit": "cloudseg.train",
-    "run_training": "cloudseg.pipeline",
-    "load_bundle": "cloudseg.checkpoint",
-    "save_bundle": "cloudseg.checkpoint",
+    "fit": "cloudseg.training.loop",
+    "run_training": "cloudseg.training.build",
+    "load_bundle": "cloudseg.training.checkpoint",
+    "save_bundle": "cloudseg.training.checkpoint",
     "predict_scenes": "cloudseg.scenes.predict",
     "evaluate_scenes": "cloudseg.scenes.evaluate",
     "SceneMeter": "cloudseg.scenes.metrics",

@@ -141,9 +141,9 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     truth, prediction coloured by TP/FP/FN."""
     import torch
 
-    from cloudseg.checkpoint import load_bundle
     from cloudseg.data import PatchDataset, open_cache
     from cloudseg.normalise import normalise
+    from cloudseg.training.checkpoint import load_bundle
 
     model, cfg = load_bundle(bundle_dir)
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,

@@ -1,5 +1,5 @@
 """Best trials → a self-contained bundle: config.yaml (runnable by `cloudseg train`, loadable by
-`cloudseg.checkpoint.load_bundle`), model.safetensors, metrics.json and MODEL_CARD.md.
+`cloudseg.training.checkpoint.load_bundle`), model.safetensors, metrics.json and MODEL_CARD.md.
 
 Exports are atomic and idempotent: the bundle is written to a temporary folder beside the
 destination, checked (`check_bundle`: config, weights and metrics.json belong together) and
@@ -95,8 +95,8 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 # ---- the bundle -------------------------------------------------------------------------------
 def export_trial(study, trial, dest: Path, store) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced."""
-    from cloudseg.checkpoint import DIGEST_KEY, check_bundle, file_sha256
     from cloudseg.config import parse_run_config
+    from cloudseg.training.checkpoint import DIGEST_KEY, check_bundle, file_sha256
     from sweep.artifacts import download
 
     ids = trial.user_attrs.get("artifacts", {})

@@ -251,7 +251,7 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
         "```",
         "cloudseg train config.yaml   # retrain from this config",
         "```",
-        "Load the weights with `cloudseg.checkpoint.load_bundle(\"<this folder>\")`; it refuses "
+        "Load the weights with `cloudseg.load_bundle(\"<this folder>\")`; it refuses "
         "a folder whose config.yaml, model.safetensors and metrics.json do not belong together.",
         "",
         "## Identity and provenance",

@@ -15,14 +15,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import cloudseg
-from cloudseg.checkpoint import check_bundle, file_sha256, load_bundle, load_metrics, save_bundle
 from cloudseg.config import load_run_config, parse_run_config
 from cloudseg.data import PatchDataset, split_by_scene
-from cloudseg.device import select_device
 from cloudseg.errors import ConfigError
 from cloudseg.models import build_model
 from cloudseg.normalise import normalise
-from cloudseg.train import fit, seed_everything, validate
+from cloudseg.training.checkpoint import (
+    check_bundle,
+    file_sha256,
+    load_bundle,
+    load_metrics,
+    save_bundle,
+)
+from cloudseg.training.device import select_device
+from cloudseg.training.loop import fit, seed_everything, validate
 
 TINY = {"model": {"name": "vanilla-unet", "base_width": 4}}
 

@@ -9,8 +9,8 @@ import torch
 
 from cloudseg.config import parse_run_config
 from cloudseg.data.device_batches import DeviceBatches, subset_bytes
-from cloudseg.device import compiled
-from cloudseg.pipeline import run_training
+from cloudseg.training.build import run_training
+from cloudseg.training.device import compiled
 
 
 def _symmetries(a: np.ndarray) -> list[np.ndarray]:

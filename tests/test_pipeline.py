@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from cloudseg.checkpoint import load_bundle
 from cloudseg.cli import main
 from cloudseg.config import RunConfig, load_run_config, parse_run_config
 from cloudseg.data import compute_stats, resample, split_by_scene
 from cloudseg.errors import ConfigError, DivergedError
 from cloudseg.metrics import Metrics
-from cloudseg.pipeline import run_training
+from cloudseg.training.build import run_training
+from cloudseg.training.checkpoint import load_bundle
 
 
 @pytest.fixture

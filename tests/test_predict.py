@@ -12,7 +12,6 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 
-from cloudseg.checkpoint import save_bundle
 from cloudseg.cli import main
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset
@@ -22,6 +21,7 @@ from cloudseg.scenes.inference import WindowPredictor, predict_mosaic
 from cloudseg.scenes.metrics import SceneMeter
 from cloudseg.scenes.predict import predict_with_model
 from cloudseg.scenes.stitch import blend_weights, stitch, window_offsets
+from cloudseg.training.checkpoint import save_bundle
 
 K = 9  # the box filter's side: it sees zero padding within K//2 pixels of a window border
 

@@ -15,7 +15,7 @@ from cloudseg.errors import ConfigError
 from cloudseg.metrics import EMPTY, confusion_counts
 from cloudseg.normalise import nodata_mask, normalise
 from cloudseg.scenes.stitch import grid_size, stitch
-from cloudseg.train import fit, seed_everything
+from cloudseg.training.loop import fit, seed_everything
 
 VAL_SCENES = 2  # of the synthetic tree's 4 scenes (2x2 patches each)
 
@@ -98,7 +98,7 @@ def test_the_chosen_metric_picks_the_best_epoch(synthetic_cache, val_metric):
 
 
 def test_scene_metric_errors_name_the_field(synthetic_root, tmp_path):
-    from cloudseg.pipeline import run_training
+    from cloudseg.training.build import run_training
 
     with pytest.raises(ConfigError, match="train.val_metric"):  # fails before any batch
         fit(nn.Conv2d(4, 1, 1), nn.BCEWithLogitsLoss(), [0], [0], _config())

@@ -158,12 +158,12 @@ def test_export_reproduces_the_trial_metrics(finished, tmp_path):
     import torch
     from torch.utils.data import DataLoader
 
-    from cloudseg.checkpoint import load_bundle
     from cloudseg.data import PatchDataset, open_cache, split_by_scene
-    from cloudseg.device import select_device
     from cloudseg.losses import build_loss
     from cloudseg.metrics import Metrics
-    from cloudseg.train import validate
+    from cloudseg.training.checkpoint import load_bundle
+    from cloudseg.training.device import select_device
+    from cloudseg.training.loop import validate
     from sweep import best_trials, export_best
 
     best = best_trials("tiny", storage=finished["url"], top=1)[0]
@@ -284,7 +284,7 @@ def test_exporting_twice_succeeds_and_leaves_no_temporary_folder(finished, tmp_p
 def test_exporting_trial_b_over_trial_a_replaces_every_file(finished, tmp_path):
     import json
 
-    from cloudseg.checkpoint import file_sha256, load_bundle
+    from cloudseg.training.checkpoint import file_sha256, load_bundle
     from sweep import export_best
 
     numbers = _complete_numbers(finished)

@@ -1,5 +1,6 @@
-"""cloudseg.train.fit and on-device normalisation, on tiny in-test networks over in-memory uint16
-batches (the real data and registry models are exercised in test_pipeline/test_checkpoint)."""
+"""cloudseg.training.loop.fit and on-device normalisation, on tiny in-test networks over
+in-memory uint16 batches (the real data and registry models are exercised in test_pipeline and
+test_checkpoint)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cloudseg.config import TrainConfig, parse_run_config
-from cloudseg.device import select_device
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.normalise import nodata_mask, normalise
-from cloudseg.train import StepInfo, fit, make_scheduler, seed_everything
+from cloudseg.training.device import select_device
+from cloudseg.training.loop import StepInfo, fit, seed_everything
+from cloudseg.training.schedule import make_scheduler
 
 
 def toy_data(n: int, seed: int, size: int = 16) -> TensorDataset:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from cloudseg.results import EpochRecord, FitResult
+    from cloudseg.training.results import EpochRecord, FitResult
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,10 +35,10 @@ def train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cloudseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_bundle
     from cloudseg.config import load_run_config
     from cloudseg.data import open_cache
-    from cloudseg.pipeline import resolve_data_root, run_training, with_data_root
+    from cloudseg.training.build import resolve_data_root, run_training, with_data_root
+    from cloudseg.training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_bundle
 
     config = load_run_config(args.config)
     if args.config.name == CONFIG_FILE and (args.config.parent / WEIGHTS_FILE).is_file():

@@ -67,7 +67,7 @@ class WindowPredictor:
     ):
         import torch
 
-        from cloudseg.device import select_device
+        from cloudseg.training.device import select_device
 
         self.setup = select_device(train_cfg.model_copy(update={"device": device}))
         cuda = self.setup.is_cuda

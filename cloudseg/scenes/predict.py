@@ -234,7 +234,7 @@ def predict_scenes(
 ) -> PredictResult:
     """Predict every scene of `split` under `data_root` with the bundle's model and write
     `<scene>_prob.tif` / `<scene>_mask.tif` into `out_dir` (see the module docstring)."""
-    from cloudseg.checkpoint import load_bundle
+    from cloudseg.training.checkpoint import load_bundle
 
     model, config = load_bundle(bundle_dir, device="cpu")
     return predict_with_model(

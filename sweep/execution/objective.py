@@ -19,9 +19,9 @@ from typing import Any
 
 import optuna
 
-from cloudseg.checkpoint import DIGEST_KEY, file_sha256
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
+from cloudseg.training.checkpoint import DIGEST_KEY, file_sha256
 from sweep.artifacts import upload_trial_files
 from sweep.execution.trial_process import TrialFailure, run_isolated
 from sweep.records import write_trial_note

@@ -28,8 +28,8 @@ from typing import Any
 
 # Everything a trial imports, loaded once in the forkserver rather than in every trial.
 PRELOAD = [
-    "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.pipeline",
-    "cloudseg.train", "cloudseg.models", "cloudseg.losses", "cloudseg.checkpoint",
+    "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.training.build",
+    "cloudseg.training.loop", "cloudseg.models", "cloudseg.losses", "cloudseg.training.checkpoint",
     "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
     "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalise",
     "sweep.artifacts", "sweep.execution._warm",
@@ -126,7 +126,7 @@ def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifac
         torch.set_num_threads(max(1, int(env[THREADS_ENV])))
     try:
         from cloudseg.config import parse_run_config
-        from cloudseg.pipeline import run_training
+        from cloudseg.training.build import run_training
 
         cfg = parse_run_config(config, "trial config")
         result = run_training(cfg, callbacks=[_PipeCallback(conn)], out_dir=out_dir)

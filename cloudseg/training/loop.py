@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from cloudseg.checkpoint import save_bundle
 from cloudseg.config import RunConfig, TrainConfig
-from cloudseg.device import DeviceSetup, compiled, select_device
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.metrics import ConfusionMeter, Metrics
 from cloudseg.normalise import nodata_mask, normalise
-from cloudseg.results import EpochRecord, FitResult
 from cloudseg.scenes.histograms import OFFICIAL_EDGE, ThresholdHistograms
 from cloudseg.scenes.metrics import SceneMeter
-from cloudseg.schedule import make_scheduler
+from cloudseg.training.checkpoint import save_bundle
+from cloudseg.training.device import DeviceSetup, compiled, select_device
+from cloudseg.training.results import EpochRecord, FitResult
+from cloudseg.training.schedule import make_scheduler
 
 # Reading the loss back to the host waits for the GPU; doing it every few steps (for the
 # divergence check and the progress bar) keeps the kernel queue full in between.
@@ -96,7 +96,7 @@ def fit(
         raise ConfigError("fit: the training and validation loaders must yield at least one batch")
     if tcfg.val_metric == "scene" and val_scenes is None:
         raise ConfigError("train.val_metric: 'scene' needs fit(..., val_scenes=[scene per "
-                          "validation item]); cloudseg.pipeline.run_training passes them")
+                          "validation item]); cloudseg.training.build.run_training passes them")
 
     model = model.to(setup.device, memory_format=setup.memory_format)
     # `net` runs the steps; `model` (the same parameters) is what checkpoints save, so a bundle

@@ -14,7 +14,7 @@ import numpy as np
 
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
-from cloudseg.results import FitResult
+from cloudseg.training.results import FitResult
 
 DATA_ENV = "CLOUDSWEEP_DATA"
 
@@ -69,10 +69,10 @@ def run_training(
 
     from cloudseg.data import PatchDataset, compute_stats, open_cache, resample, split_by_scene
     from cloudseg.data.device_batches import DeviceBatches, fits
-    from cloudseg.device import select_device
     from cloudseg.losses import build_loss
     from cloudseg.models import build_model, check_input_size
-    from cloudseg.train import fit, seed_everything
+    from cloudseg.training.device import select_device
+    from cloudseg.training.loop import fit, seed_everything
 
     dcfg = config.data
     by_scene = config.train.val_metric == "scene"

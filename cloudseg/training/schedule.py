@@ -1,5 +1,4 @@
-"""The per-step learning-rate schedule `fit` steps after every batch (`cloudseg.train` imports
-it, so `from cloudseg.train import make_scheduler` still works)."""
+"""The per-step learning-rate schedule `fit` steps after every batch."""
 
 from __future__ import annotations
 
