@@ -156,7 +156,8 @@ def _payload(result, files: dict[str, str]) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         "data": {k: v for k, v in result.extras.items()
-                 if k in ("n_train", "n_val", "pos_weight", "scenes")},
+                 if k in ("n_train", "n_val", "pos_weight", "scenes", "data_on_device",
+                          "compiled")},
         "files": files,
     }
 
