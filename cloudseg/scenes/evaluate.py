@@ -55,7 +55,6 @@ GT_FOLDER = "Entire_scene_gts"
 PROTOCOLS = ("per-scene", "pooled")
 SCORED_ALL = "every pixel (38-Cloud protocol: no-data margins included)"
 SCORED_FOOTPRINT = "footprint only (no-data margins excluded: NOT the 38-Cloud protocol)"
-__all__ = ["EvaluationError", "PROB_SUFFIX", "binarise"]  # re-exported for callers
 
 
 @dataclass(frozen=True)

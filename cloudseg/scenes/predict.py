@@ -30,7 +30,6 @@ from pathlib import Path
 from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
 from cloudseg.scenes.background import Background
-from cloudseg.scenes.evaluate import PROB_SUFFIX
 from cloudseg.scenes.geotiff import (
     Georef,
     open_raster,
@@ -43,6 +42,7 @@ from cloudseg.scenes.geotiff import (
 from cloudseg.scenes.grid import PATCH, SceneGrid
 from cloudseg.scenes.inference import Pending, WindowPredictor
 from cloudseg.scenes.reader import SceneJob, prefetch_batches
+from cloudseg.scenes.sources import PROB_SUFFIX
 from cloudseg.scenes.stitch import (
     BlendCanvas,
     check_complete,
