@@ -133,7 +133,12 @@ def to_uint8_probability(prob: np.ndarray, rows: int = 1024) -> np.ndarray:
     return out
 
 
+def above(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """`prob > threshold` compared in float64, as Matlab compares: numpy would round the
+    threshold to float32 for a float32 array, and float32(12/255) is above 12/255."""
+    return np.greater(prob, np.float64(threshold))
+
+
 def to_uint8_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """255 where `prob > threshold` (compared in float64, as `evaluate` compares), else 0, as
-    uint8 (no int64 temporary)."""
-    return np.multiply(np.greater(prob, np.float64(threshold)), 255, dtype=np.uint8)
+    """255 where `above(prob, threshold)`, else 0, as uint8 (no int64 temporary)."""
+    return np.multiply(above(prob, threshold), 255, dtype=np.uint8)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.errors import CloudsegError
-from cloudseg.scenes.geotiff import open_raster
+from cloudseg.scenes.geotiff import above, open_raster
 from cloudseg.scenes.grid import SceneGrid
 
 PROB_SUFFIX = "_prob.tif"  # what `cloudseg predict` writes: uint8 ceil(255·p)
@@ -35,14 +35,13 @@ class EvaluationError(CloudsegError):
 
 def binarise(prediction: np.ndarray, threshold: float) -> np.ndarray:
     """`p > threshold` where p = value/255 for uint8 images (Matlab's im2double), the value
-    itself for floats, compared in float64 as Matlab does (numpy would round the threshold to
-    float32 for a float32 image, and float32(12/255) is above 12/255)."""
+    itself for floats (compared in float64: `geotiff.above`)."""
     if prediction.dtype == np.uint8:
         lut = np.arange(256) / 255 > threshold  # exact `v/255 > t`, without a float copy
         return lut[prediction]
     if not np.issubdtype(prediction.dtype, np.floating):
         raise EvaluationError(f"prediction dtype {prediction.dtype}: expected uint8 or float")
-    return np.greater(prediction, np.float64(threshold))
+    return above(prediction, threshold)
 
 
 def _read(path: Path) -> np.ndarray:
