@@ -86,6 +86,9 @@ class TrainConfig(_Frozen):
     # IoU per whole validation scene averaged over scenes (cloudseg.scenes.metrics; validation
     # then runs on every whole 384 px patch of the held-out scenes, data.max_val_patches unset).
     val_metric: Literal["patch", "scene"] = "patch"
+    # At which threshold that metric picks the best epoch: `threshold` above ("fixed"), the
+    # benchmark's 12/255 ("official") or the epoch's best edge on validation ("tuned").
+    select_at: Literal["fixed", "official", "tuned"] = "fixed"
 
     @model_validator(mode="after")
     def _stats_complete(self) -> TrainConfig:

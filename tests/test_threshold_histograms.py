@@ -81,3 +81,35 @@ def test_the_tuned_threshold_is_the_brute_force_best():
         threshold, value = hist.best("iou", by_scene=flag)
         k = int(np.argmax(scores)) + 1
         assert threshold == k / BINS and abs(value - scores[k - 1]) < 1e-12
+
+
+def test_epoch_figures_at_each_rule_equal_pixel_counts():
+    """The record's `precision_official`, `iou_tuned`, `scene_ious` ... are the pixels' own
+    counts at 0.5, 12/255 and the tuned edge; select_at picks the epoch by that rule."""
+    from cloudseg.metrics import Metrics
+    from cloudseg.training.results import EpochRecord
+    from cloudseg.training.thresholds import flat_figures, threshold_figures
+
+    scenes, probs, target, valid = _batch(3, n=9)
+    probs = np.clip(probs * 0.5 + target * 0.4, 0, 1).astype(np.float32)
+    hist = ThresholdHistograms()
+    hist.update(scenes, probs, target, valid)
+    figures = threshold_figures(hist, 0.5, by_scene=False)
+    flat = flat_figures(figures)
+    tuned_k = round(flat["tuned_threshold"] * BINS)
+    for rule, k in (("fixed", 255), ("official", OFFICIAL_EDGE), ("tuned", tuned_k)):
+        tp, fp, fn, tn = _direct(probs, target, valid, k)
+        assert figures[rule].pooled == Metrics(tp, fp, fn, tn)
+        for scene in ("s0", "s1", "s2"):
+            rows = [i for i, s in enumerate(scenes) if s == scene]
+            stp, sfp, sfn, _ = _direct(probs[rows], target[rows], valid[rows], k)
+            assert flat["scene_ious"][rule][scene] == stp / (stp + sfp + sfn)
+    tp, fp, fn, _ = _direct(probs, target, valid, OFFICIAL_EDGE)
+    assert flat["precision_official"] == tp / (tp + fp)
+    assert flat["recall_official"] == tp / (tp + fn)
+    assert flat["iou_tuned"] >= max(flat["iou_official"], figures["fixed"].pooled.iou)
+
+    record = EpochRecord(1, 0.1, 0.1, figures["fixed"].pooled, 1.0, 1.0, thresholds=figures)
+    assert record.score("patch", "official") == flat["iou_official"]
+    assert record.score("scene", "tuned") == figures["tuned"].scene_iou
+    assert record.score("patch", "fixed") == figures["fixed"].pooled.iou

@@ -169,7 +169,7 @@ def run_training(
     result = fit(
         model, loss_fn, train_loader, val_loader, config, callbacks=callbacks,
         checkpoint_dir=out_dir, progress=None if isinstance(progress, bool) else progress,
-        val_scenes=[records[i].id.scene for i in val_idx] if by_scene else None,
+        val_scenes=[records[i].id.scene for i in val_idx],
     )
     summary = {
         "n_train": int(len(train_idx)),

@@ -25,12 +25,13 @@ from cloudseg.config import RunConfig, TrainConfig
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
 from cloudseg.metrics import ConfusionMeter, Metrics
 from cloudseg.normalise import nodata_mask, normalise
-from cloudseg.scenes.histograms import OFFICIAL_EDGE, ThresholdHistograms
+from cloudseg.scenes.histograms import ThresholdHistograms
 from cloudseg.scenes.metrics import SceneMeter
 from cloudseg.training.checkpoint import save_bundle
 from cloudseg.training.device import DeviceSetup, compiled, select_device
 from cloudseg.training.results import EpochRecord, FitResult
 from cloudseg.training.schedule import make_scheduler
+from cloudseg.training.thresholds import threshold_figures
 
 # Reading the loss back to the host waits for the GPU; doing it every few steps (for the
 # divergence check and the progress bar) keeps the kernel queue full in between.
@@ -82,8 +83,9 @@ def fit(
     Batches are `(images uint16 (B,4,H,W), masks uint8 (B,1,H,W) {0,1})`. `progress` is a
     callable taking StepInfo, a rich Progress, or None (silent). Checkpoint bundles go to
     `checkpoint_dir/best` (best validation IoU) and `checkpoint_dir/last`.
-    `val_scenes[i]`, the scene of the val loader's i-th item, adds the per-scene mean IoU to
-    each EpochRecord; it picks the best epoch when `train.val_metric` is "scene".
+    `val_scenes[i]`, the scene of the val loader's i-th item, gives per-scene figures (the
+    threshold figures' `scene_ious`; with `train.val_metric` "scene", the per-scene mean IoU
+    that picks the best epoch).
     """
     t_fit = time.perf_counter()
     tcfg, ocfg = config.train, config.optim
@@ -118,6 +120,7 @@ def fit(
     report = _Reporter(progress, tcfg.epochs, steps)
 
     history: list[EpochRecord] = []
+    rule = (tcfg.val_metric, tcfg.select_at)  # what makes an epoch the best
     best: EpochRecord | None = None
     best_dir = last_dir = None
     stopped_early = False
@@ -156,25 +159,21 @@ def fit(
             setup.synchronize()
             train_seconds = time.perf_counter() - t_epoch
 
-            per_scene = None if val_scenes is None else SceneMeter(tcfg.threshold)
+            per_scene = SceneMeter(tcfg.threshold) if tcfg.val_metric == "scene" else None
             hist = ThresholdHistograms()
             val_loss, val_metrics = validate(
                 net, loss_fn, val_loader, setup, tcfg, scenes=val_scenes, scene_meter=per_scene,
                 histograms=hist,
             )
-            by_scene = val_scenes is not None
-            tuned, tuned_iou = hist.best("iou", by_scene)
             record = EpochRecord(
                 epoch=epoch, train_loss=loss_sum / max(done_steps, 1), val_loss=val_loss,
                 val=val_metrics, seconds=time.perf_counter() - t_epoch,
                 images_per_s=n_images / train_seconds,
                 scene_iou=None if per_scene is None else per_scene.iou,
-                iou_official=(hist.scene_mean(OFFICIAL_EDGE) if by_scene
-                              else hist.pooled(OFFICIAL_EDGE).iou),
-                tuned_threshold=tuned, iou_tuned=tuned_iou,
+                thresholds=threshold_figures(hist, tcfg.threshold, tcfg.val_metric == "scene"),
             )
             history.append(record)
-            if best is None or record.score(tcfg.val_metric) > best.score(tcfg.val_metric):
+            if best is None or record.score(*rule) > best.score(*rule):
                 best = record
                 if checkpoint_dir is not None:
                     best_dir = Path(checkpoint_dir) / "best"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cloudseg.config import RunConfig
 from cloudseg.metrics import Metrics
+from cloudseg.training.thresholds import ThresholdFigures, flat_figures
 
 
 @dataclass(frozen=True)
@@ -21,23 +22,24 @@ class EpochRecord:
     seconds: float  # wall time of the epoch, training + validation
     images_per_s: float  # training throughput
     scene_iou: float | None = None  # IoU per validation scene, averaged (train.val_metric scene)
-    # From the probability histograms (cloudseg.scenes.histograms), per-scene mean when the
-    # scenes are known, else pooled: IoU at the official 12/255, and the best threshold's.
-    iou_official: float | None = None
-    tuned_threshold: float | None = None
-    iou_tuned: float | None = None
+    # The same pass at the "fixed", "official" (12/255) and "tuned" thresholds, from its
+    # probability histograms (cloudseg.training.thresholds).
+    thresholds: dict[str, ThresholdFigures] | None = None
 
     def metrics(self) -> dict:
         """The validation figures: pooled counts and metrics, plus "scene_iou" and the
-        threshold figures when measured."""
-        extra = {k: v for k, v in (("scene_iou", self.scene_iou),
-                                   ("iou_official", self.iou_official),
-                                   ("tuned_threshold", self.tuned_threshold),
-                                   ("iou_tuned", self.iou_tuned)) if v is not None}
+        figures at the official and tuned thresholds (`iou_official`, ...) when measured."""
+        extra: dict = {} if self.scene_iou is None else {"scene_iou": self.scene_iou}
+        if self.thresholds is not None:
+            extra.update(flat_figures(self.thresholds))
         return {**self.val.as_dict(), **extra}
 
-    def score(self, val_metric: str = "patch") -> float:
-        """What picks the best epoch (train.val_metric): pooled IoU or per-scene mean IoU."""
+    def score(self, val_metric: str = "patch", rule: str = "fixed") -> float:
+        """What picks the best epoch: pooled IoU or per-scene mean IoU (train.val_metric), at
+        the threshold rule train.select_at ("fixed": train.threshold; "official"; "tuned")."""
+        if rule != "fixed" and self.thresholds is not None:
+            figures = self.thresholds[rule]
+            return figures.scene_iou if val_metric == "scene" else figures.pooled.iou
         if val_metric == "scene" and self.scene_iou is not None:
             return self.scene_iou
         return self.val.iou
