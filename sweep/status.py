@@ -77,7 +77,8 @@ def describe(storage, study) -> dict[str, Any]:
         "name": study.study_name,
         "target": study.user_attrs.get("target"),
         "last_run": study.user_attrs.get("last_run"),
-        **{k: snap[k] for k in ("complete", "pruned", "failed", "waiting", "failures")},
+        **{k: snap[k] for k in ("complete", "pruned", "failed", "waiting", "failures",
+                                "confirmations")},
         "best": None if snap["best"] is None else (snap["best"].number, snap["best"].value),
         "running": [
             (t.number, max(t.intermediate_values, default=0), ages.get(t.number))

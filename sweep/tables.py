@@ -27,7 +27,8 @@ def status_view(d: dict[str, Any]) -> Group:
     parts: list[Any] = [Text(
         f"{d['name']}: {d['complete']} complete, {d['pruned']} pruned, {d['failed']} failed, "
         f"{len(d['running'])} running, {d['waiting']} waiting; target {d['target']} "
-        f"({finished}/{d['target']} finished); failures: {fails}; best {best}"
+        f"({finished}/{d['target']} finished); {d.get('confirmations', 0)} confirmation runs "
+        f"complete; failures: {fails}; best {best}"
     )]
     if d["workers"]:
         table = Table(title=f"{d['name']}: workers seen in the last 10 min", title_justify="left")

@@ -23,6 +23,7 @@ from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
 from cloudseg.training.checkpoint import DIGEST_KEY, file_sha256
 from sweep.artifacts import upload_trial_files
+from sweep.execution.confirm import confirms
 from sweep.execution.trial_process import TrialFailure, run_isolated
 from sweep.records import write_trial_note
 from sweep.study.space import set_path, suggest
@@ -44,6 +45,7 @@ def trial_config(
         ("train.max_steps_per_epoch", b.batches_per_epoch),
         ("data.max_val_patches", b.max_val_patches),
         ("train.val_metric", spec.val_metric),
+        ("train.select_at", spec.threshold_rule),
         ("data.root", str(data_root)),
         ("data.subset_seed", subset_seed),
         ("data.device_share", 1 / spec.execution.trials_per_gpu),
@@ -81,11 +83,12 @@ class Objective:
         trial.set_user_attr("config", config.to_dict())
         history: list[dict[str, Any]] = []
         pruned = []
+        confirming = confirms(trial) is not None  # a confirmation runs its whole budget
 
         def on_epoch(epoch: int, record: dict[str, Any]) -> bool:
             history.append(record)
             trial.report(float(record[metric]), epoch)
-            if trial.should_prune():
+            if not confirming and trial.should_prune():
                 pruned.append(epoch)
                 return True
             return False

@@ -15,7 +15,10 @@ def snapshot(study) -> dict[str, Any]:
     """Counts, best and running trials of a study, from one read of its trials."""
     from optuna.trial import TrialState
 
+    from sweep.execution.confirm import search_trials
+
     trials = study.get_trials(deepcopy=False)
+    search = search_trials(trials)  # what the target counts; confirmations come after it
     failures: dict[str, int] = {}
     for t in trials:
         kind = t.user_attrs.get("failure")
@@ -27,8 +30,10 @@ def snapshot(study) -> dict[str, Any]:
         pick = max if study.direction.name == "MAXIMIZE" else min
         best = pick(done, key=lambda t: t.value)
     return {
-        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "complete": sum(t.state == TrialState.COMPLETE for t in search),
+        "pruned": sum(t.state == TrialState.PRUNED for t in search),
+        "confirmations": sum(t.state == TrialState.COMPLETE for t in trials) - sum(
+            t.state == TrialState.COMPLETE for t in search),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "waiting": sum(t.state == TrialState.WAITING for t in trials),
         "failures": failures,
@@ -46,6 +51,7 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
     head = Text.assemble(
         (f"{name} ", "bold"),
         f"{finished}/{target} finished · {snap['pruned']} pruned · {snap['failed']} failed ",
+        f"· {snap['confirmations']} confirmation runs " if snap["confirmations"] else "",
         f"({fails}) · best {best_text}",
     )
     if not snap["running"]:

@@ -51,6 +51,7 @@ class RunSummary:
     best_number: int | None
     best_value: float | None
     lost_workers: tuple[int, ...] = ()  # exit codes of local workers that ended early
+    confirmations: int = 0  # complete confirmation runs (not counted in `complete`)
 
 
 def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
@@ -160,7 +161,7 @@ def run_study(
         workers = worker_mod.default_worker_count(per_gpu)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
-    if workers == 1 and not _finished_already(spec.name, storage, trials):
+    if workers == 1 and not _finished_already(spec, storage, trials):
         from sweep.execution.trial_process import warm_up
 
         # torch loads in the forkserver while the data is checked and the study set up; never
@@ -192,17 +193,23 @@ def run_study(
     return dataclasses.replace(summary, lost_workers=tuple(lost))
 
 
-def _finished_already(name: str, storage: str, target: int) -> bool:
-    """Whether the study exists and has `target` finished trials (a rerun with nothing to do)."""
+def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
+    """Whether the study exists with `target` finished trials and, when the spec confirms, its
+    confirmation runs done (a rerun with nothing to do)."""
     import optuna
     from optuna.trial import TrialState
 
+    from sweep.execution.confirm import confirmations_done, search_trials
+
     try:  # read-only: asked before the inputs are validated, so it must create nothing
-        study = optuna.load_study(study_name=name, storage=read_storage(storage))
+        study = optuna.load_study(study_name=spec.name, storage=read_storage(storage))
     except (KeyError, StorageError):
         return False
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return len(done) >= target
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    if len(search_trials(study.get_trials(deepcopy=False, states=states))) < target:
+        return False
+    return spec.confirm is None or confirmations_done(
+        study, spec.confirm.top, spec.confirm.repeats)
 
 
 def _wait(procs) -> list[int]:
@@ -246,8 +253,11 @@ def summarise(study_name: str, storage_url: str) -> RunSummary:
     from optuna.trial import TrialState
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    from sweep.execution.confirm import search_trials
+
     trials = study.get_trials(deepcopy=False)
-    count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    search = search_trials(trials)
+    count = {s: sum(t.state == s for t in search) for s in TrialState}
     best = _best(study)
     return RunSummary(
         study=study_name,
@@ -258,6 +268,8 @@ def summarise(study_name: str, storage_url: str) -> RunSummary:
         failed=count[TrialState.FAIL],
         best_number=best.number if best else None,
         best_value=best.value if best else None,
+        confirmations=sum(t.state == TrialState.COMPLETE for t in trials) - count[
+            TrialState.COMPLETE],
     )
 
 

@@ -24,6 +24,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cloudseg.errors import ConfigError
+from sweep.execution.confirm import (
+    Duplicate,
+    check_not_duplicate,
+    confirms,
+    enqueue_confirmations,
+    pending,
+    search_trials,
+)
 
 FINISHED = ("COMPLETE", "PRUNED")
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that take a slot
@@ -45,7 +53,7 @@ def _states(names: Sequence[str]):
 
 
 def slots_taken_before(study, number: int) -> int:
-    trials = study.get_trials(deepcopy=False, states=_states(HOLDING))
+    trials = search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))
     return sum(t.number < number for t in trials)
 
 
@@ -56,6 +64,14 @@ class TargetedObjective:
         self.objective, self.target = objective, target
 
     def __call__(self, trial) -> float:
+        if confirms(trial) is not None:  # a confirmation run: outside the target, never twice
+            try:
+                check_not_duplicate(trial)
+            except Duplicate as dup:
+                trial.set_user_attr("failure", "duplicate")
+                trial.set_user_attr("failure_message", str(dup))
+                raise
+            return self.objective(trial)
         if slots_taken_before(trial.study, trial.number) >= self.target:
             trial.set_user_attr("failure", "surplus")
             trial.set_user_attr("failure_message", f"target of {self.target} trials reached")
@@ -66,7 +82,7 @@ class TargetedObjective:
 
 def _stop_when_slots_taken(target: int):
     def callback(study, _trial) -> None:
-        if len(study.get_trials(deepcopy=False, states=_states(HOLDING))) >= target:
+        if len(search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))) >= target:
             study.stop()
 
     return callback
@@ -84,8 +100,10 @@ def retry_killed(study, trial) -> None:
         return
     if trial.system_attrs.get("killed_retry_of") is not None:
         return
+    keep = {k: v for k, v in trial.user_attrs.items() if k in ("confirms", "confirm_repeat")}
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=keep,  # a confirmation's retry is the same confirmation
         system_attrs={
             "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
             "retry_history": [*trial.system_attrs.get("retry_history", []), trial.number],
@@ -137,8 +155,11 @@ def run_to_target(
     catch: tuple[type[Exception], ...] = (),
     callbacks: Sequence[Callable] = (),
     log: Callable[[str], None] = print,
+    confirm: tuple[int, int] | None = None,
 ) -> None:
-    """Run trials until `target` are finished study-wide, exactly; see the module docstring."""
+    """Run trials until `target` are finished study-wide, exactly; see the module docstring.
+    With `confirm` = (top, repeats), then run the confirmation trials (sweep.execution.confirm)
+    until none is left, with the other workers."""
     import optuna
 
     finished, holding = _states(FINISHED), _states(HOLDING)
@@ -151,18 +172,26 @@ def run_to_target(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False, states=holding)
+            trials = search_trials(study.get_trials(deepcopy=False, states=holding))
             lost_since = None
             done = sum(t.state in finished for t in trials)
             waiting = sum(t.state.name == "WAITING" for t in trials)
             if done >= target:
-                return
+                if confirm is None:
+                    return
+                enqueue_confirmations(study, *confirm)
+                waiting, running = pending(study)
+                if not waiting and not running:
+                    return
+                if not waiting:  # others run the last ones; stay in case one of them dies
+                    time.sleep(poll_s)
+                    continue
             if len(trials) >= target and not waiting:
                 time.sleep(poll_s)  # others hold every slot; stay in case one of them dies
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             study.optimize(
-                wrapped, timeout=left, catch=(*catch, Surplus), gc_after_trial=False,
+                wrapped, timeout=left, catch=(*catch, Surplus, Duplicate), gc_after_trial=False,
                 callbacks=[retry_killed, _stop_when_slots_taken(target), *callbacks],
             )
         except Exception as err:

@@ -67,13 +67,21 @@ def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def study_done(study_name: str, storage_url: str, target: int) -> bool:
+def study_done(
+    study_name: str, storage_url: str, target: int, confirm: tuple[int, int] | None = None
+) -> bool:
+    """`target` search trials finished and, with `confirm` = (top, repeats), every confirmation
+    run of the top configs queued and finished."""
     import optuna
 
+    from sweep.execution.confirm import confirmations_done, search_trials
     from sweep.storage import open_storage
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
-    return len(study.get_trials(deepcopy=False, states=finished_states())) >= target
+    finished = search_trials(study.get_trials(deepcopy=False, states=finished_states()))
+    if len(finished) < target:
+        return False
+    return confirm is None or confirmations_done(study, *confirm)
 
 
 def work(
@@ -86,8 +94,10 @@ def work(
     hooks: dict[str, dict] | None = None,
     worker_index: int = 0,
     artifact_dir: str | Path | None = None,
+    confirm: tuple[int, int] | None = None,
 ) -> None:
-    """Run trials of `study_name` until `target` finished trials exist (or `timeout` seconds)."""
+    """Run trials of `study_name` until `target` finished trials exist (or `timeout` seconds),
+    then its confirmation runs: (top, repeats) from `confirm`, else the spec's `confirm`."""
     import optuna
 
     from sweep.artifacts import artifact_store
@@ -102,7 +112,9 @@ def work(
     attrs = load_study_attrs(study_name, storage_url)
     spec = parse_spec(attrs["spec"], f"study {study_name}")
     target = int(target or attrs["target"])
-    if study_done(study_name, storage_url, target):
+    if confirm is None and spec.confirm is not None:
+        confirm = (spec.confirm.top, spec.confirm.repeats)
+    if study_done(study_name, storage_url, target, confirm):
         return  # nothing to do: exit 0 (compose does not restart it)
     warm_up()
     ex = spec.execution
@@ -134,6 +146,7 @@ def work(
             poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
             timeout=timeout, catch=(TrialFailure,),
             callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
+            confirm=confirm,
         )
     finally:
         close_hooks(post_trial)

@@ -59,6 +59,20 @@ class Execution(_Frozen):
     trials_per_gpu: int = Field(1, ge=1, le=16)
 
 
+class Confirm(_Frozen):
+    """Once the target is reached, retrain the `top` configs on `repeats` fresh training
+    subsets each (same budget, not pruned): one draw of a 50 % subset is a noisy score."""
+
+    top: int = Field(3, ge=1, le=50)
+    repeats: int = Field(3, ge=1, le=50)
+
+
+# What a trial's value is measured at: 0.5 (the loss's own boundary, cloudseg's
+# train.threshold), "official" (12/255, the 38-Cloud benchmark's) or "tuned" (the edge with the
+# best validation IoU, found from the same pass's histograms).
+THRESHOLD_RULE = {0.5: "fixed", "official": "official", "tuned": "tuned"}
+
+
 class StudySpec(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -71,15 +85,25 @@ class StudySpec(_Frozen):
     pruner: dict[str, Any] = {"name": "hyperband"}
     budget: Budget = Budget()
     execution: Execution = Execution()
+    threshold: Literal[0.5, "official", "tuned"] = 0.5
+    confirm: Confirm | None = None  # off unless the spec asks
     fixed: dict[str, Any] = {}  # a partial RunConfig mapping shared by every trial
     space: dict[str, ParamSpec] = {}
     source: str = Field("<spec>", exclude=True)
 
     # --- derived, validated views ----------------------------------------------------------
     @property
+    def threshold_rule(self) -> str:
+        """cloudseg's train.select_at: "fixed", "official" or "tuned"."""
+        return THRESHOLD_RULE[self.threshold]
+
+    @property
     def record_key(self) -> str:
-        """The key of `metric` in an epoch record and in the `metrics` attr."""
-        return self.metric.replace("-", "_")
+        """The key of `metric` at the spec's threshold in an epoch record and in the `metrics`
+        attr (`iou`, `iou_official`, `scene_iou_tuned`, ...)."""
+        from cloudseg.training.thresholds import SUFFIX
+
+        return self.metric.replace("-", "_") + SUFFIX[self.threshold_rule]
 
     @property
     def val_metric(self) -> str:
@@ -153,9 +177,15 @@ def _check_strategies(spec: StudySpec, src: str) -> None:
 
 
 def _check_metric(spec: StudySpec, src: str) -> None:
-    if "val_metric" in (spec.fixed.get("train") or {}):
+    train = spec.fixed.get("train") or {}
+    if "val_metric" in train:
         raise ConfigError(f"{src}: fixed.train.val_metric: set by `metric` "
                           "(scene-iou scores whole scenes); remove it")
+    if "select_at" in train:
+        raise ConfigError(f"{src}: fixed.train.select_at: set by `threshold`; remove it")
+    if spec.threshold == 0.5 and train.get("threshold", 0.5) != 0.5:
+        raise ConfigError(f"{src}: fixed.train.threshold: `threshold: 0.5` scores trials at 0.5 "
+                          f"(got {train['threshold']}); remove it or choose official/tuned")
     cap = spec.budget.max_val_patches
     if spec.metric == "scene-iou" and cap is not None:
         raise ConfigError(
