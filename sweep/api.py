@@ -28,6 +28,67 @@ def best_trials(study: str, *, storage: str = DEFAULT_STORAGE, top: int | None =
     return ranked_trials(_study(study, storage), top)
 
 
+def ranked_configs(study: str, *, storage: str = DEFAULT_STORAGE):
+    """Configs of `study` best first (sweep.ranking: confirmed ones by the mean of their runs)
+    and the paired test of #1 against #2 (None with fewer than two confirmed configs)."""
+    from sweep.ranking import paired_test, rank_configs
+
+    s = _study(study, storage)
+    configs = rank_configs(s)
+    test = None
+    if len(configs) > 1 and configs[0].confirmed and configs[1].confirmed:
+        test = paired_test(configs[0], configs[1], _rule(s),
+                           maximize=s.direction.name == "MAXIMIZE")
+    return configs, test
+
+
+def confirm_study(
+    study: str,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    top: int | None = None,
+    repeats: int | None = None,
+    data: str | Path | None = None,
+) -> tuple[int, int]:
+    """Queue confirmation runs of `study`'s top configs (the spec's `confirm`, else 3 × 3) and
+    run them here, alongside any other worker, until none is left; returns (top, repeats).
+    The study's search is left where it is: its finished trials are the candidates."""
+    from optuna.trial import TrialState
+
+    from cloudseg.errors import ConfigError
+    from sweep.execution.confirm import enqueue_confirmations, search_trials, top_trials
+    from sweep.execution.workers import work
+    from sweep.study.spec import parse_spec
+
+    s = _study(study, storage)
+    spec = parse_spec(s.user_attrs["spec"], f"study {study}") if "spec" in s.user_attrs else None
+    chosen = spec.confirm if spec is not None and spec.confirm is not None else None
+    top = top or (chosen.top if chosen else 3)
+    repeats = repeats or (chosen.repeats if chosen else 3)
+    if not top_trials(s, top):
+        raise ConfigError(f"study {study!r} has no completed trial to confirm")
+    writable = _study_rw(study, storage)
+    enqueue_confirmations(writable, top, repeats)
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = len(search_trials(s.get_trials(deepcopy=False, states=states)))
+    work(study, storage, data=data, target=max(finished, 1), confirm=(top, repeats))
+    return top, repeats
+
+
+def _study_rw(name: str, storage: str):
+    import optuna
+
+    from sweep.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def _rule(study) -> str:
+    from sweep.export import _rule as rule
+
+    return rule(study.user_attrs.get("spec", {}))
+
+
 def export_best(
     study: str,
     dest: str | Path,
@@ -42,6 +103,16 @@ def export_best(
 
     s = _study(study, storage)
     ranked = ranked_trials(s)
+    configs, test = ranked_configs(study, storage=storage)
+    if trial is None and configs and configs[0].confirmed:  # the best confirmed config's best run
+        top = configs[0]
+        best = top.best_run(maximize=s.direction.name == "MAXIMIZE")
+        confirmation = {
+            "config_trial": top.origin.number, "rank": 1, "runs": [t.number for t in top.runs],
+            "values": top.values, "mean": top.mean, "sd": top.sd,
+            "paired_test": None if test is None else test.as_dict(),
+        }
+        return export_trial(s, best, Path(dest), _store(s, storage, artifact_dir), confirmation)
     if trial is not None:
         ranked = [t for t in ranked if t.number == trial]
         if not ranked:

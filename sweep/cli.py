@@ -10,6 +10,7 @@ exit code 1 (`sweep --debug ...` or CLOUDSWEEP_DEBUG=1 shows the traceback). Ctr
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -114,6 +115,8 @@ def run(
         typer.echo(
             f"{summary.study}: {summary.complete + summary.pruned}/{summary.target} finished "
             f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"
+            + (f"; {summary.confirmations} confirmation runs (see `sweep best`)"
+               if summary.confirmations else "")
         )
         if summary.lost_workers:
             typer.echo(f"note: {len(summary.lost_workers)} local worker process(es) ended "
@@ -203,23 +206,22 @@ def best(
     with _errors():
         if trial is not None and export is None:
             raise CloudsegError("--trial N chooses the trial to export: add --export [DIR]")
-        from sweep.api import best_trials, export_best
-        from sweep.status import latest_study
+        from sweep.api import export_best, ranked_configs
+        from sweep.status import latest_study, load
         from sweep.storage import read_storage
+        from sweep.tables import ranked_view, show
 
         name = study or latest_study(read_storage(storage))
-        rows = best_trials(name, storage=storage, top=top)
-        if not rows:
+        configs, test = ranked_configs(name, storage=storage)
+        if not configs:
             raise CloudsegError(f"study {name!r} has no completed trial yet")
-        from sweep.status import load
-        from sweep.tables import best_view, show
-
         metric = load(read_storage(storage), name).user_attrs.get("spec", {}).get("metric")
-        show(best_view(name, rows, metric or "value"))
+        show(ranked_view(name, configs[:top], metric or "value", test))
         if export is not None:
             dest = export_best(name, Path(export or f"exports/{name}"), storage=storage,
                                trial=trial)
-            typer.echo(f"exported trial {rows[0].number if trial is None else trial} to {dest}")
+            shown = json.loads((dest / "metrics.json").read_text())["trial"]
+            typer.echo(f"exported trial {shown} to {dest}")
 
 
 @app.command()
@@ -270,6 +272,11 @@ def mirror(
             typer.echo(f"  trial {number}: {error}", err=True)
         if not report.ok:
             raise typer.Exit(1)
+
+
+from sweep.cli_review import register  # noqa: E402 - its commands need `app` and `_errors`
+
+register(app)
 
 
 def normalise_argv(argv: list[str]) -> list[str]:

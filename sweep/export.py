@@ -93,8 +93,27 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 
 # ---- the bundle -------------------------------------------------------------------------------
-def export_trial(study, trial, dest: Path, store) -> Path:
-    """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced."""
+def bundle_threshold(config, trial, rule: str) -> dict:
+    """The threshold the bundle's masks use: the study's rule applied to this trial's best
+    epoch, with the validation figures at each threshold that epoch recorded."""
+    from cloudseg.scenes.evaluate import OFFICIAL_THRESHOLD
+
+    val = trial.user_attrs.get("metrics") or {}
+    value = {"fixed": config.train.threshold, "official": OFFICIAL_THRESHOLD,
+             "tuned": val.get("tuned_threshold")}[rule]
+    if value is None:  # a trial recorded before thresholds were: its fixed one
+        rule, value = "fixed", config.train.threshold
+    figures = {}
+    for name, suffix in ((f"{config.train.threshold:g}", ""), ("12/255", "_official"),
+                         (f"tuned ({val.get('tuned_threshold', 0):.4f})", "_tuned")):
+        if f"iou{suffix}" in val:
+            figures[name] = {k: val[f"{k}{suffix}"] for k in ("iou", "precision", "recall")}
+    return {"rule": rule, "value": float(value), "figures": figures}
+
+
+def export_trial(study, trial, dest: Path, store, confirmation: dict | None = None) -> Path:
+    """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
+    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test."""
     from cloudseg.config import parse_run_config
     from cloudseg.training.checkpoint import DIGEST_KEY, check_bundle, file_sha256
     from sweep.artifacts import download
@@ -114,6 +133,10 @@ def export_trial(study, trial, dest: Path, store) -> Path:
                           f"({err.strerror or err})") from None
     try:
         config = parse_run_config(trial.user_attrs["config"], f"trial {trial.number} config")
+        spec = study.user_attrs.get("spec", {})
+        threshold = bundle_threshold(config, trial, _rule(spec))
+        train = config.train.model_copy(update={"threshold": threshold["value"]})
+        config = config.model_copy(update={"train": train})  # predict's masks use it
         (tmp / "config.yaml").write_text(config.to_yaml())
         weights = download(store, ids["checkpoint"], tmp / "model.safetensors")
         digest = file_sha256(weights)
@@ -129,7 +152,6 @@ def export_trial(study, trial, dest: Path, store) -> Path:
             if name in ids:
                 download(store, ids[name], tmp / file)
                 images[name] = file
-        spec = study.user_attrs.get("spec", {})
         metrics = {
             "study": study.study_name,
             "trial": trial.number,
@@ -145,6 +167,8 @@ def export_trial(study, trial, dest: Path, store) -> Path:
             "fit_seconds": trial.user_attrs.get("fit_seconds"),
             "data": trial.user_attrs.get("data"),
             "versions": _versions(),
+            "threshold": threshold,
+            "confirmation": confirmation,
         }
         if config.train.val_metric == "scene" and metrics["baseline_all_cloud"] is not None:
             metrics["baseline_all_cloud"]["scene_iou"] = scene_baseline(config)
@@ -160,6 +184,12 @@ def export_trial(study, trial, dest: Path, store) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _rule(spec: dict) -> str:
+    from sweep.study.spec import THRESHOLD_RULE
+
+    return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
 
 
 def trial_scenes(trial, config) -> dict[str, list[str]] | None:

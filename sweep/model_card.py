@@ -15,6 +15,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from cloudseg.errors import ConfigError
+from sweep.card_selection import confirmation_lines, threshold_lines
 from sweep.records import metric_label
 
 CARD_FILE = "MODEL_CARD.md"
@@ -185,6 +186,8 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
         f"{metric_label(metrics['metric'])} = {_fmt(trial.value)} at epoch "
         f"{metrics['best_epoch']} of {epochs} (the weights are that epoch's).",
         "",
+        *confirmation_lines(metrics.get("confirmation")),
+        *threshold_lines(metrics["threshold"]),
         "## Input contract",
         _table(_input_contract(config)),
         "",

@@ -52,6 +52,24 @@ def status_view(d: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def ranked_view(name: str, configs: list, metric: str, test=None) -> Group:
+    """Configs best first: the mean ± sd of each config's runs (search trial + confirmations),
+    its search trial's single value, and the verdict of #1 against #2."""
+    table = Table(title=f"{name}: best {len(configs)} config(s)", title_justify="left")
+    for col in ("rank", "trial", f"{metric} mean ± sd", "runs", "single run", "params"):
+        table.add_column(col, overflow="fold")
+    for rank, c in enumerate(configs, 1):
+        spread = f"{c.mean:.4f}" + ("" if c.sd is None else f" ± {c.sd:.4f}")
+        table.add_row(str(rank), str(c.origin.number), spread, str(len(c.runs)),
+                      f"{c.origin.value:.4f}", _params(c.origin.params))
+    parts: list = [table]
+    if test is not None:
+        verdict = "beats #2" if test.verdict == "beats" else "tied with #2"
+        parts.append(Text(f"#1 {verdict}: {test.reason} (paired Wilcoxon signed-rank, IoU per "
+                          "validation scene)"))
+    return Group(*parts)
+
+
 def best_view(name: str, rows: list, metric: str) -> Group:
     """The best trials, best first, as a table."""
     table = Table(title=f"{name}: best {len(rows)} trial(s)", title_justify="left")

@@ -4,12 +4,14 @@ confirmation, confirmations are never pruned and never counted toward the target
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from sweep.execution.confirm import confirms, enqueue_confirmations, top_trials
@@ -115,7 +117,7 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
     spec = parse_spec(tiny_spec_dict(
         name="confirmed", pruner={"name": "threshold", "lower": 1.5},
         space={"optim.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}},
-        confirm={"top": 1, "repeats": 1},
+        confirm={"top": 1, "repeats": 1}, threshold="official",
     ), "confirmed.yaml")
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     root = prepare(spec, 1, url, synthetic_root)
@@ -124,7 +126,7 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
         params={"optim.lr": 0.005},
         distributions={"optim.lr": optuna.distributions.FloatDistribution(0.001, 0.01,
                                                                           log=True)},
-        value=0.5))
+        value=-1.0))  # below any IoU: the confirmation's run (it has weights) is the best run
     with trial_threads(1):
         work("confirmed", url, data=root)
     confirmation = study.trials[-1]
@@ -136,3 +138,20 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
 
     summary = summarise("confirmed", url)
     assert (summary.complete, summary.confirmations) == (1, 1)
+
+    # scored at 12/255 (threshold: official), and the bundle carries that threshold
+    metrics = confirmation.user_attrs["metrics"]
+    assert confirmation.value == metrics["iou_official"]
+    assert set(metrics["scene_ious"]) == {"fixed", "official", "tuned"}
+    from sweep.api import export_best
+
+    dest = export_best("confirmed", tmp_path / "bundle", storage=url)
+    record = json.loads((dest / "metrics.json").read_text())
+    assert record["trial"] == confirmation.number
+    assert record["confirmation"]["runs"] == [0, confirmation.number]
+    assert record["confirmation"]["values"] == [-1.0, confirmation.value]
+    assert record["threshold"]["rule"] == "official"
+    assert record["threshold"]["value"] == 12 / 255
+    assert yaml.safe_load((dest / "config.yaml").read_text())["train"]["threshold"] == 12 / 255
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "ran 2 times on fresh training subsets" in card and "## Threshold" in card
