@@ -75,6 +75,29 @@ def confirm_study(
     return top, repeats
 
 
+def compare_configs(
+    study: str, out: str | Path, *, storage: str = DEFAULT_STORAGE, top: int = 3,
+    artifact_dir: str | Path | None = None,
+) -> Path:
+    """Draw the top configs' predictions on the study's hard-case panel to `out` (PNG) and
+    attach the grid to the study."""
+    from cloudseg.errors import ConfigError
+    from sweep.compare import attach, compare_grid
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the grid is a PNG; name the file *.png")
+    configs, test = ranked_configs(study, storage=storage)
+    if not configs:
+        raise ConfigError(f"study {study!r} has no completed trial to compare")
+    s = _study_rw(study, storage)
+    store = _store(s, storage, artifact_dir)
+    note = "" if test is None else f"#1 vs #2: {test.verdict} ({test.reason})"
+    compare_grid(s, store, configs[:top], out, note)
+    attach(s, store, out)
+    return out
+
+
 def _study_rw(name: str, storage: str):
     import optuna
 

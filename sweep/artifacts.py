@@ -14,9 +14,6 @@ import numpy as np
 
 from sweep.mirror.media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
 
-OVERLAY_PATCHES = 4
-MIN_VALID = 0.9  # an overlay patch is at least 90 % data pixels when the split has such patches
-OVERLAY_SCAN = 32  # patches tried on each side of a pick's place in the cloud-fraction order
 # prediction colours: true positive white, false positive red, false negative blue, TN black
 TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
 
@@ -93,52 +90,20 @@ def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -
     return out
 
 
-def overlay_patches(records, val_fraction: float, split_seed: int, n: int,
-                    valid_fraction=None) -> np.ndarray:
-    """n validation patches spanning the cloud-fraction range, skipping all-no-data patches;
-    a function of the split only, so every trial of a study shows the same patches.
+def study_panel(config) -> list:
+    """The study's hard-case panel (cloudseg.data.panel): a function of the data and the split
+    only, so every trial of a study draws the same patches."""
+    from cloudseg.data import open_cache, split_by_scene
+    from cloudseg.data.panel import panel_for
 
-    With `valid_fraction(row) -> float` (the share of a patch's pixels that hold data), each
-    pick is the patch nearest its place in the cloud-fraction order that is at least
-    MIN_VALID data (scene-edge patches are mostly no-data), else the most complete one seen;
-    a pick that is still mostly no-data is left out (fewer patches rather than empty ones)."""
-    from cloudseg.data import split_by_scene
-
-    val = np.asarray(split_by_scene(records, val_fraction, split_seed).val)
-    useful = [i for i in val if records[i].nonempty and records[i].cloud_fraction is not None]
-    pool = np.asarray(sorted(useful, key=lambda i: (records[i].cloud_fraction, i)) or val)
-    places = np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64)
-    if valid_fraction is None:
-        return pool[places]
-    chosen: dict[int, float] = {}
-    for place in places:
-        best, best_fraction = None, -1.0
-        for offset in _outward(OVERLAY_SCAN):
-            j = int(place) + offset
-            if not 0 <= j < len(pool) or int(pool[j]) in chosen:
-                continue
-            fraction = float(valid_fraction(int(pool[j])))
-            if fraction > best_fraction:
-                best, best_fraction = int(pool[j]), fraction
-            if fraction >= MIN_VALID:
-                break
-        if best is not None:
-            chosen[best] = best_fraction
-    # Never a patch that is mostly no-data, unless nothing better exists (then the best one).
-    kept = [i for i, f in chosen.items() if f >= 0.5] or sorted(chosen, key=chosen.get)[-1:]
-    return np.asarray(kept, dtype=np.int64)
+    d = config.data
+    cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
+    return panel_for(cache, split_by_scene(cache.records, d.val_fraction, d.split_seed).val)
 
 
-def _outward(limit: int):
-    yield 0
-    for k in range(1, limit + 1):
-        yield k
-        yield -k
-
-
-def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
-    """A fixed set of validation patches (the same for every trial): false colour, ground
-    truth, prediction coloured by TP/FP/FN."""
+def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) -> Path:
+    """The study's hard-case panel (the same for every trial): false colour, ground truth,
+    prediction at `threshold` (default the bundle's) coloured by TP/FP/FN."""
     import torch
 
     from cloudseg.data import PatchDataset, open_cache
@@ -148,8 +113,8 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     model, cfg = load_bundle(bundle_dir)
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
                        include_additional=cfg.data.include_additional)
-    picks = overlay_patches(cache.records, cfg.data.val_fraction, cfg.data.split_seed, n,
-                            valid_fraction=lambda row: cache.images[row].any(axis=0).mean())
+    picks = np.asarray([p.row for p in study_panel(cfg)], dtype=np.int64)
+    threshold = cfg.train.threshold if threshold is None else threshold
     # Whole patches, not the training crop: a centred crop of a scene-edge patch can be all
     # no-data, and the models are fully convolutional.
     ds = PatchDataset(cache, picks, crop=None, augment=False, random_crop=False)
@@ -157,7 +122,7 @@ def overlay_png(bundle_dir: Path, path: Path, n: int = OVERLAY_PATCHES) -> Path:
     masks = torch.stack([ds[i][1] for i in range(len(ds))])
     with torch.no_grad():
         prob = torch.sigmoid(model(normalise(images, cfg.train)).float())
-    pred = (prob > cfg.train.threshold)[:, 0].numpy()
+    pred = (prob.double() > threshold)[:, 0].numpy()
     truth = masks[:, 0].numpy().astype(bool)
     raw = images.to(torch.int32).numpy()
 
@@ -196,9 +161,14 @@ def render_trial_images(result, out_dir: Path) -> dict[str, str]:
     if result.stopped_early or result.best_checkpoint is None:
         return {}
     history = [r.as_dict() for r in result.history]
+    best = result.best_record
+    rule = result.config.train.select_at  # the threshold the trial is scored at
+    threshold = (best.thresholds[rule].threshold if rule != "fixed" and best.thresholds
+                 else None)
     return {
         "curve": str(learning_curve_png(history, out_dir / "learning_curve.png")),
-        "overlay": str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png")),
+        "overlay": str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png",
+                                   threshold)),
         MASKS_KEY: str(out_dir / MASKS_FILENAME),  # written beside it by overlay_png
         "checkpoint": str(Path(result.best_checkpoint) / "model.safetensors"),
     }

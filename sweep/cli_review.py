@@ -37,3 +37,22 @@ def register(app: typer.Typer) -> None:
                                          data=data)
             configs, test = ranked_configs(name, storage=storage)
             show(ranked_view(name, configs[:top], "value", test))
+
+    @app.command()
+    def compare(
+        out: Path = typer.Option(..., "--out", help="The grid, a PNG file."),
+        study: str | None = typer.Option(None, "--study", help="Default: the most recently run."),
+        top: int = typer.Option(3, "--top", min=1, max=12, help="Configs (columns)."),
+        storage: str = STORAGE,
+    ) -> None:
+        """The top configs side by side on the study's hard-case panel (rows: panel patches;
+        columns: configs, titled with params and confirmed score; TP/FP/FN colours); the grid
+        is also attached to the study, for the dashboard."""
+        with _errors():
+            from sweep.api import compare_configs
+            from sweep.status import latest_study
+            from sweep.storage import read_storage
+
+            name = study or latest_study(read_storage(storage))
+            typer.echo(f"wrote {compare_configs(name, out, storage=storage, top=top)} "
+                       f"(attached to study {name!r})")

@@ -8,10 +8,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from cloudseg.data.index import PatchRecord
-from cloudseg.data.layout import PatchId
 from cloudseg.errors import ConfigError
-from sweep.artifacts import overlay_patches
 from sweep.export import _swap_into_place, check_destination
 from sweep.mirror.payload import trial_payload
 from sweep.mirror.upload import with_media
@@ -67,28 +64,6 @@ def test_all_cloud_baseline_from_the_best_epochs_counts():
     assert base["recall"] == 1.0 and base["specificity"] == 0.0
     assert base["dice"] == pytest.approx(80 / 140)
     assert all_cloud_baseline(None) is None and all_cloud_baseline({"iou": 0.5}) is None
-
-
-def records(n_scenes=3, per_scene=6):
-    out = []
-    for s in range(n_scenes):
-        for k in range(per_scene):
-            pid = PatchId(f"SCENE{s}", 1, k + 1, k + 1)
-            out.append(PatchRecord(pid, {}, True, k / per_scene))
-    return out
-
-
-def test_overlay_prefers_patches_that_hold_data():
-    recs = records()
-    data_share = {i: (0.2 if i % 2 else 1.0) for i in range(len(recs))}  # odd rows: mostly empty
-    picks = overlay_patches(recs, 0.34, 0, 4, valid_fraction=data_share.get)
-    assert len(picks) >= 2 and all(data_share[int(i)] >= 0.9 for i in picks)
-    assert len(set(picks.tolist())) == len(picks)
-    # only mostly-empty patches: the single most complete one rather than four empty ones
-    sparse = {i: 0.1 + i / 1000 for i in range(len(recs))}
-    assert len(overlay_patches(recs, 0.34, 0, 4, valid_fraction=sparse.get)) == 1
-    # without a measure, the old choice (spread over the cloud fraction)
-    assert len(overlay_patches(recs, 0.34, 0, 4)) == 4
 
 
 def test_dashboard_gets_the_metric_name_and_readable_notes(tmp_path):

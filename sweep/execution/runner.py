@@ -129,6 +129,12 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     if study.direction.name.lower() != spec.direction:
         raise ConfigError(f"study {spec.name!r} exists with direction {study.direction.name}")
     study.set_user_attr("measured_pos_weight", weight)
+    if "panel" not in existing:  # fixed once: every trial draws its predictions on it
+        from sweep.artifacts import study_panel
+        from sweep.execution.objective import trial_config
+
+        panel = study_panel(trial_config(spec, {}, root, 0))
+        study.set_user_attr("panel", [dataclasses.asdict(p) for p in panel])
     study.set_user_attr("target", trials)
     study.set_user_attr("data_root", str(root))
     study.set_user_attr("artifact_dir", str(artifact_dir_for(storage_url).resolve()))

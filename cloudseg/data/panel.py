@@ -1,0 +1,119 @@
+"""A fixed panel of hard validation patches: the same few patches for every run of a study.
+
+Random validation patches are mostly easy (clear sea, solid cloud) and every model gets them
+right; the patches that tell models apart are cloud edges, thin (dim) clouds, bright clear
+ground (snow, sand, bright cities) that a weak model calls cloud, bright clouds, and a scene's
+no-data border. `choose_panel` ranks the validation patches by each of those traits and takes
+the top ones, never a patch that is mostly no-data. It is a function of the data and the split
+alone (ties broken by row), so every process that asks gets the same panel; the result is kept
+beside the packed cache, so a study computes it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cloudseg.data.cache import PatchCache
+
+MIN_VALID = 0.5  # never a patch that is mostly no-data
+STRIDE = 4  # traits are measured on every 4th pixel: the same ranking, 16 times less work
+# (trait, picks): cloud edges first, they separate models most often.
+TRAITS = (("cloud edges", 2), ("thin clouds", 1), ("bright clear ground", 1),
+          ("bright clouds", 1), ("no-data border", 1))
+PANEL_SIZE = 6
+
+
+@dataclass(frozen=True)
+class PanelPatch:
+    row: int  # row of the packed cache
+    patch: str  # the 38-Cloud patch name (stable across machines)
+    reason: str  # the trait it was picked for
+
+
+@dataclass(frozen=True)
+class _Traits:
+    valid: float  # share of pixels that hold data
+    cloud: float  # share of valid pixels that are cloud
+    edges: float  # share of valid pixels on a cloud/clear boundary
+    cloud_brightness: float  # mean visible DN of cloud pixels (0 when none)
+    clear_brightness: float  # mean visible DN of clear pixels (0 when none)
+
+
+def _traits(image: np.ndarray, mask: np.ndarray) -> _Traits:
+    full_valid = float(image.any(axis=0).mean())  # exact: the no-data rule is a hard one
+    img, gt = image[:, ::STRIDE, ::STRIDE], mask[::STRIDE, ::STRIDE].astype(bool)
+    valid = img.any(axis=0)
+    n = max(int(valid.sum()), 1)
+    cloud, clear = gt & valid, ~gt & valid
+    boundary = np.zeros_like(gt)
+    boundary[:-1] |= gt[:-1] != gt[1:]
+    boundary[:, :-1] |= gt[:, :-1] != gt[:, 1:]
+    visible = img[:3].astype(np.float64).mean(axis=0)
+    return _Traits(
+        valid=full_valid,
+        cloud=float(cloud.sum() / n),
+        edges=float((boundary & valid).sum() / n),
+        cloud_brightness=float(visible[cloud].mean()) if cloud.any() else 0.0,
+        clear_brightness=float(visible[clear].mean()) if clear.any() else 0.0,
+    )
+
+
+def _score(trait: str, t: _Traits) -> float | None:
+    """How strongly a patch shows `trait` (higher is harder); None when it does not qualify."""
+    if trait == "cloud edges":
+        return t.edges if t.edges > 0 else None
+    if trait == "thin clouds":  # cloud that is dim next to the patch's clear ground
+        return -(t.cloud_brightness - t.clear_brightness) if 0.05 <= t.cloud <= 0.95 else None
+    if trait == "bright clear ground":
+        return t.clear_brightness if t.cloud < 0.05 else None
+    if trait == "bright clouds":
+        return t.cloud_brightness if t.cloud >= 0.05 else None
+    if trait == "no-data border":
+        return t.edges + t.cloud if t.valid < 0.98 else None
+    raise ValueError(trait)
+
+
+def choose_panel(cache: PatchCache, val_rows, size: int = PANEL_SIZE) -> list[PanelPatch]:
+    """Up to `size` validation patches, a few per trait (TRAITS), each patch at most once."""
+    rows = [int(r) for r in val_rows if cache.records[int(r)].nonempty]
+    traits = {r: _traits(np.asarray(cache.images[r]), np.asarray(cache.masks[r])) for r in rows}
+    usable = [r for r in rows if traits[r].valid >= MIN_VALID]
+    chosen: list[PanelPatch] = []
+    taken: set[int] = set()
+    quota = dict(TRAITS)
+    for _ in range(2):  # a second round fills what a trait could not (no snow in the split)
+        for trait, _count in TRAITS:
+            scored = sorted(((s, -r) for r in usable if r not in taken
+                             and (s := _score(trait, traits[r])) is not None), reverse=True)
+            for _s, neg_row in scored[: quota[trait]]:
+                if len(chosen) < size:
+                    chosen.append(PanelPatch(-neg_row, cache.records[-neg_row].name, trait))
+                    taken.add(-neg_row)
+                    quota[trait] -= 1
+        quota = {t: size for t, _ in TRAITS}
+        if len(chosen) >= size:
+            break
+    return chosen
+
+
+def panel_for(cache: PatchCache, val_rows, size: int = PANEL_SIZE) -> list[PanelPatch]:
+    """`choose_panel`, computed once per cache and split and kept beside the cache."""
+    rows = sorted(int(r) for r in val_rows)
+    key = hashlib.sha256(json.dumps([cache.fingerprint, rows, size]).encode()).hexdigest()[:16]
+    path = Path(cache.path) / f"panel-{key}.json"
+    if path.is_file():
+        return [PanelPatch(**p) for p in json.loads(path.read_text())]
+    panel = choose_panel(cache, rows, size)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps([asdict(p) for p in panel]))
+        os.replace(tmp, path)  # another process computing the same panel writes the same file
+    except OSError:
+        pass  # a read-only cache: recomputed next time, same result
+    return panel

@@ -1,0 +1,82 @@
+"""`sweep compare`: the top configs side by side on the study's hard-case panel.
+
+Every complete trial keeps its predictions on the panel (the overlay masks artifact); the grid
+takes each config's best run, one column per config, one row per panel patch, the predictions
+coloured TP white, FP red, FN blue, each column titled with its params and its (confirmed)
+score. The PNG is written to `out` and attached to the study as an artifact, so the dashboard
+shows it on the study's page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloudseg.errors import ConfigError
+from sweep.artifacts import _confusion_colours, _pyplot
+from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
+
+NODATA_GREY = 128  # the false-colour image paints no-data pixels 0.5 grey
+
+
+def _column(study_name: str, store, trial: Any) -> dict[str, dict[str, Any]]:
+    """Patch name → {image, prediction, ground_truth} of one trial's panel predictions."""
+    artifact = (trial.user_attrs.get("artifacts") or {}).get(MASKS_KEY)
+    if artifact is None:
+        raise ConfigError(f"study {study_name!r}: trial {trial.number} has no panel predictions "
+                          f"({MASKS_KEY} artifact); it ran before they were kept, or was pruned")
+    return {p["patch"]: p for p in load_overlay_masks(_read(store, artifact))}
+
+
+def _title(rank: int, config: Any) -> str:
+    params = "\n".join(f"{k.split('.')[-1] if not k.endswith('.name') else k.split('.')[0]}="
+                       + (f"{v:.3g}" if isinstance(v, float) else str(v))
+                       for k, v in sorted(config.origin.params.items()))
+    return f"#{rank} trial {config.origin.number}\n{config.describe()}\n{params}"
+
+
+def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "") -> Path:
+    """Draw the grid of `configs` (sweep.ranking.ConfigRuns, best first) to `out`."""
+    maximize = study.direction.name == "MAXIMIZE"
+    panel = study.user_attrs.get("panel") or []
+    columns = [_column(study.study_name, store, c.best_run(maximize)) for c in configs]
+    names = [p["patch"] for p in panel if all(p["patch"] in col for col in columns)]
+    reasons = {p["patch"]: p["reason"] for p in panel}
+    if not names:
+        raise ConfigError(f"study {study.study_name!r}: no hard-case panel patch is shared by "
+                          "the compared trials (the study predates its panel)")
+    plt = _pyplot()
+    width = 2 + len(columns)
+    fig, axes = plt.subplots(len(names), width, figsize=(2.3 * width, 2.3 * len(names) + 1.2),
+                             dpi=90, squeeze=False)
+    for row, name in enumerate(names):
+        first = columns[0][name]
+        valid = ~(first["image"] == NODATA_GREY).all(axis=-1)
+        truth = first["ground_truth"].astype(bool)
+        cells = [first["image"], np.repeat(truth[..., None], 3, -1).astype(np.float32)]
+        cells += [_confusion_colours(col[name]["prediction"].astype(bool), truth, valid)
+                  for col in columns]
+        for k, cell in enumerate(cells):
+            ax = axes[row, k]
+            ax.imshow(cell, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[row, 0].set_ylabel(f"{reasons.get(name, '')}\n{name[-24:]}", fontsize=7)
+    for k, head in enumerate(["NIR-R-G", "ground truth",
+                              *(_title(i, c) for i, c in enumerate(configs, 1))]):
+        axes[0, k].set_title(head, fontsize=7)
+    fig.suptitle(f"{study.study_name}: hard-case panel · TP white · FP red · FN blue"
+                 + (f"\n{note}" if note else ""), fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def attach(study: Any, store: Any, path: Path) -> str:
+    """Upload the grid as an artifact of the study (the dashboard lists study artifacts)."""
+    from optuna.artifacts import upload_artifact
+
+    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)

@@ -1,0 +1,48 @@
+"""The hard-case panel end to end: a study fixes it at creation, every complete trial keeps its
+predictions on exactly those patches, and `sweep compare` draws them as one grid (rows: panel
+patches, columns: configs) attached to the study."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from PIL import Image
+from typer.testing import CliRunner
+
+from sweep.cli import app
+from sweep.execution.runner import run_study
+from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
+from sweep.study.spec import parse_spec
+from tests.sweep_helpers import tiny_spec_dict, trial_threads
+
+
+def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synthetic_root):
+    spec = parse_spec(tiny_spec_dict(
+        name="panel", pruner={"name": "none"},
+        space={"optim.lr": {"type": "float", "low": 0.003, "high": 0.03, "log": True}},
+    ), "panel.yaml")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    with trial_threads(1):
+        run_study(spec, 2, storage=url, data=synthetic_root, progress=False)
+    study = optuna.load_study(study_name="panel", storage=url)
+    panel = [p["patch"] for p in study.user_attrs["panel"]]
+    assert panel and len(set(panel)) == len(panel)
+    store = FileSystemArtifactStore(study.user_attrs["artifact_dir"])
+    for t in study.trials:
+        drawn = load_overlay_masks(_read(store, t.user_attrs["artifacts"][MASKS_KEY]))
+        assert [p["patch"] for p in drawn] == panel  # the same patches, in the same order
+
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["compare", "--study", "panel", "--top", "2", "--out",
+                                      str(out), "--storage", url])
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(out).size
+    assert height > width * len(panel) / (2 + 2) * 0.8  # a row per patch, 2 + 2 columns
+    from optuna.artifacts import get_all_artifact_meta
+
+    attached = get_all_artifact_meta(study)
+    assert [m.filename for m in attached] == ["grid.png"]  # on the study's dashboard page
+
+    bad = CliRunner().invoke(app, ["compare", "--study", "panel", "--out", str(tmp_path / "g"),
+                                   "--storage", url])
+    assert bad.exit_code == 2 and "name the file *.png" in bad.output
