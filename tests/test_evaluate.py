@@ -165,3 +165,24 @@ def test_cli_evaluate_missing_scene_exits_2_naming_it(scenes, capsys):
     assert main(["evaluate", str(pred_dir), str(gt_dir)]) == 2
     err = capsys.readouterr().err
     assert "SCENE_A" in err and "Traceback" not in err
+
+
+def test_cli_evaluate_shows_the_bundles_threshold_beside_the_official_one(scenes, tmp_path,
+                                                                          capsys):
+    """Hand counts: at 12/255 scene A has 5 FN and 3 FP (IoU 1395/1403), at the bundle's 0.3
+    the 3 FP at 13/255 are clear (IoU 1395/1400); scene B is 400/500 at both."""
+    from cloudseg.config import parse_run_config
+    from cloudseg.models import build_model
+    from cloudseg.training.checkpoint import save_bundle
+
+    config = parse_run_config({"model": {"name": "vanilla-unet", "base_width": 4},
+                               "train": {"threshold": 0.3}})
+    bundle = save_bundle(tmp_path / "bundle", build_model(config.model), config, {})
+    pred_dir, gt_dir = scenes
+    assert main(["evaluate", str(pred_dir), str(gt_dir), "--bundle", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    official = 100 * (1395 / 1403 + 400 / 500) / 2
+    at_bundle = 100 * (1395 / 1400 + 400 / 500) / 2
+    rows = [ln for ln in out.splitlines() if "0.047059" in ln or "0.300000 (bundle)" in ln]
+    assert any(f"{official:.2f}" in ln for ln in rows if "0.047059" in ln), out
+    assert any(f"{at_bundle:.2f}" in ln for ln in rows if "(bundle)" in ln), out

@@ -87,6 +87,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threshold", default="12/255", help="cloud where probability > this")
     p.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="also score at this bundle's threshold (its train.threshold, what `cloudseg "
+        "predict` used for its masks) and show it beside --threshold",
+    )
+    p.add_argument(
         "--footprint",
         action="store_true",
         help="score only pixels inside the scene footprint (NOT the 38-Cloud protocol, "
@@ -156,5 +163,27 @@ def evaluate(args: argparse.Namespace) -> int:
             table.add_column(col, justify="right")
         table.add_row(*(f"{v:.2f}" for v in values))
         console.print(table)
+    if args.bundle is not None:
+        console.print(_side_by_side(args, report))
     console.print(f"per-scene CSV: {csv_path}  summary: {json_path}")
     return 0
+
+
+def _side_by_side(args: argparse.Namespace, report):
+    """The 38-Cloud per-scene means at --threshold and at the bundle's own threshold."""
+    from rich.table import Table
+
+    from cloudseg.scenes.evaluate import SCENE_METRICS, evaluate_scenes
+    from cloudseg.training.checkpoint import check_bundle
+
+    bundle_threshold = check_bundle(args.bundle).train.threshold
+    at_bundle = evaluate_scenes(args.pred_dir, args.gt_dir, bundle_threshold,
+                                footprint=args.footprint)
+    table = Table(title=f"mean over {len(report.scenes)} scenes (%): --threshold vs the "
+                        f"bundle's ({args.bundle})")
+    for col in ("threshold", *(col for _, col in SCENE_METRICS)):
+        table.add_column(col, justify="right")
+    for label, rep in ((f"{report.threshold:.6f}", report),
+                       (f"{bundle_threshold:.6f} (bundle)", at_bundle)):
+        table.add_row(label, *(f"{100 * rep.mean[a]:.2f}" for a, _ in SCENE_METRICS))
+    return table
