@@ -254,3 +254,27 @@ def test_summary_and_overlay_are_the_best_epochs_when_the_last_epoch_is_worse(sw
     # The overlay (drawn from the best checkpoint) is logged at the best epoch's step.
     assert any(k.startswith("overlay") for k in run["history"][1])
     assert not any(k.startswith("overlay") for k in run["history"][2])
+
+
+def test_a_confirmation_run_is_grouped_with_its_config_and_carries_the_thresholds():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from sweep.mirror.payload import trial_payload
+
+    metrics = {"iou": 0.7, "iou_official": 0.6, "iou_tuned": 0.75, "tuned_threshold": 0.4,
+               "precision_official": 0.5, "recall_official": 0.99,
+               "scene_ious": {"fixed": {"S": 0.7}}}
+
+    def run(number, **attrs):
+        t = create_trial(params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 1.0)},
+                         value=0.7, user_attrs={"metrics": metrics, **attrs})
+        t.number = number
+        return trial_payload(t, "s", "salt")
+
+    origin, confirmation = run(3), run(9, confirms=3, confirm_repeat=1)
+    assert origin.config["config_group"] == confirmation.config["config_group"] == 3
+    assert "confirms:3" in confirmation.tags and "confirms #3" in confirmation.name
+    assert confirmation.summary["best/iou_official"] == 0.6
+    assert confirmation.summary["best/tuned_threshold"] == 0.4
+    assert confirmation.summary["best/recall_official"] == 0.99

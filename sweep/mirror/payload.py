@@ -120,6 +120,8 @@ def summary_step(trial: FrozenTrial, history: list[tuple[int, dict]]) -> int | N
 
 def _tags(trial: FrozenTrial, state: str) -> list[str]:
     tags = [state]
+    if (origin := trial.user_attrs.get("confirms")) is not None:
+        tags.append(f"confirms:{origin}")
     if failure := trial.user_attrs.get("failure"):
         tags.append(f"failure:{failure}")
     config = trial.user_attrs.get("config") or {}
@@ -167,11 +169,15 @@ def trial_payload(trial: FrozenTrial, study_name: str, salt: str) -> TrialPayloa
     config["trial_number"] = trial.number
     if trial.user_attrs.get("subset_seed") is not None:
         config["subset_seed"] = trial.user_attrs["subset_seed"]
+    # A config's runs share `config_group` (its search trial's number): W&B groups a search
+    # trial with its confirmation runs by it ("Group by config_group").
+    origin = trial.user_attrs.get("confirms")
+    config["config_group"] = trial.number if origin is None else int(origin)
     artifacts = trial.user_attrs.get("artifacts")
     artifacts = artifacts if isinstance(artifacts, dict) else {}
     return TrialPayload(
         run_id=trial_run_id(study_name, salt, trial.number),
-        name=f"{study_name}#{trial.number}",
+        name=f"{study_name}#{trial.number}" + ("" if origin is None else f" confirms #{origin}"),
         group=study_name,
         config=config,
         history=history,
