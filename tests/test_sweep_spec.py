@@ -22,6 +22,16 @@ def test_shipped_specs_load(name):
     assert spec.build_sampler() is not None and spec.build_pruner() is not None
 
 
+def test_threshold_rules_name_the_value_each_trial_reports():
+    def key(**changes):
+        return parse_spec(tiny_spec_dict(**changes), "tiny.yaml").record_key
+
+    assert key() == "iou" and key(threshold="official") == "iou_official"
+    assert key(threshold="tuned", metric="scene-iou") == "scene_iou_tuned"
+    assert key(metric="precision", threshold="official") == "precision_official"
+    assert load_spec("loss-search").confirm is not None and load_spec("demo").confirm is None
+
+
 def test_loss_search_is_the_write_up_question():
     spec = load_spec("loss-search")
     assert spec.fixed["model"] == {"name": "unet", "encoder": "resnet34"}
@@ -66,6 +76,12 @@ def _error(tmp_path, **changes) -> str:
          "optim.batch_size"),
         ({"fixed__model__name": "transformer9000"}, "fixed.model.name: unknown model"),
         ({"sampler": {"name": "grid"}}, "grid needs every space parameter"),
+        ({"threshold": 0.3}, "threshold"),
+        ({"threshold": "best"}, "threshold"),
+        ({"confirm": {"top": 0, "repeats": 3}}, "confirm.top"),
+        ({"confirm": {"top": 2, "repeat": 3}}, "confirm.repeat: unknown key"),
+        ({"fixed__train__threshold": 0.4}, "fixed.train.threshold: `threshold: 0.5` scores"),
+        ({"fixed__train__select_at": "tuned"}, "fixed.train.select_at: set by `threshold`"),
     ],
 )
 def test_spec_errors_name_file_and_field(tmp_path, changes, expected):
