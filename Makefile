@@ -28,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 $(DEMO_DATA)/.complete: | $(STAMP)
-	$(BIN)/cloudseg synth $(DEMO_DATA) --train-scenes 6 --test-scenes 2 --scene-size 800 800 --seed 0
+	$(BIN)/cloudseg synth $(DEMO_DATA) --train-scenes 6 --test-scenes 2 --scene-size 1100 1100 --seed 0
 	touch $@
 
 # The main job on the embedded default: synthetic data, SQLite (sweeps.db), CPU. Rerunning adds

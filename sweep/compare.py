@@ -68,7 +68,7 @@ def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "
         axes[0, k].set_title(head, fontsize=7)
     fig.suptitle(f"{study.study_name}: hard-case panel · TP white · FP red · FN blue"
                  + (f"\n{note}" if note else ""), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))  # room for the suptitle
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)

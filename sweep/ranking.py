@@ -113,7 +113,8 @@ def paired_test(first: ConfigRuns, second: ConfigRuns, rule: str,
     ahead = statistics.fmean(diffs) > 0 if maximize else statistics.fmean(diffs) < 0
     if math.isfinite(p) and p < ALPHA and ahead:
         return PairedTest(n, p, "beats", f"p = {p:.3g} < {ALPHA} over {n} scenes")
-    floor = 2 / 2**n  # the smallest two-sided p an exact test on n scenes can give
-    why = (f"{n} scenes cannot give p < {ALPHA} (smallest possible p = {floor:.3g})"
-           if floor >= ALPHA else f"p = {p:.3g} >= {ALPHA} over {n} scenes")
+    floor = min(1.0, 2 / 2**n)  # the smallest two-sided p an exact test on n scenes can give
+    scenes_text = f"{n} scene" + ("" if n == 1 else "s")
+    why = (f"{scenes_text} cannot give p < {ALPHA} (smallest possible p = {floor:.3g})"
+           if floor >= ALPHA else f"p = {p:.3g} >= {ALPHA} over {scenes_text}")
     return PairedTest(n, p, "tied", why)

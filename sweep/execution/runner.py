@@ -67,7 +67,10 @@ def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
         raise ConfigError(f"no data set for study {spec.name!r}: {DATA_HINT}")
     root = Path(chosen or spec.data).expanduser()
     if chosen is None and spec.synthesize_if_missing and not root.exists():
-        write_synthetic(root, train_scenes=6, test_scenes=2, scene_size=(800, 800), seed=spec.seed)
+        # 1100 px scenes: 3 × 3 patches that each hold data (centred padding of 26 px), as
+        # 38-Cloud's big scenes mostly do; 800 px ones were 5/9 padding
+        write_synthetic(root, train_scenes=6, test_scenes=2, scene_size=(1100, 1100),
+                        seed=spec.seed)
     if not root.exists():
         raise ConfigError(f"data root {root} does not exist: {DATA_HINT}")
     find_layout(root)
