@@ -46,3 +46,15 @@ def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synt
     bad = CliRunner().invoke(app, ["compare", "--study", "panel", "--out", str(tmp_path / "g"),
                                    "--storage", url])
     assert bad.exit_code == 2 and "name the file *.png" in bad.output
+
+    # `sweep confirm` on the finished study: one more run of the best config, then the ranking
+    with trial_threads(1):
+        confirmed = CliRunner().invoke(app, ["confirm", "--study", "panel", "--top", "1",
+                                             "--repeats", "1", "--storage", url])
+    assert confirmed.exit_code == 0, confirmed.output
+    best = max((t for t in study.trials if t.number < 2), key=lambda t: t.value)
+    runs = [t for t in optuna.load_study(study_name="panel", storage=url).trials
+            if t.user_attrs.get("confirms") == best.number]
+    assert len(runs) == 1 and runs[0].state.name == "COMPLETE"
+    assert "±" in confirmed.output and "(n=2)" not in confirmed.output  # table: runs column
+    assert f"│ 1    │ {best.number} " in confirmed.output
