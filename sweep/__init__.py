@@ -8,6 +8,7 @@ Public API (imported lazily, so `sweep --help` and `sweep status` never load tor
     export_best("loss-search", "exports/loss-search")     # config.yaml, model.safetensors, ...
     serve_dashboard("sqlite:///sweeps.db")                # optuna-dashboard + artifacts
     work("loss-search", "postgresql+psycopg://...")       # join a study as one more worker
+    sweep.record.load(frozen_trial)                       # TrialRecord: what a trial stored
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _EXPORTS = {
     "SAMPLERS": "sweep.study.strategies",
     "PRUNERS": "sweep.study.strategies",
     "HOOKS": "sweep.hooks",
+    "TrialRecord": "sweep.record",
+    "FailureKind": "sweep.record",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sweep.record import failure_of
 from sweep.storage import DEFAULT_STORAGE, artifact_dir_for, read_storage, redact
 
 
@@ -152,10 +153,10 @@ def _why_not(study, number: int) -> str:
     found = [t for t in trials if t.number == number]
     if not found:
         return f"no such trial (trials 0 to {len(trials) - 1})" if trials else "no trials yet"
-    t = found[0]
-    if t.user_attrs.get("failure"):
-        return f"it ended with failure {t.user_attrs['failure']!r}: no checkpoint"
-    return f"it is {t.state.name}; only COMPLETE trials keep a checkpoint"
+    failure = failure_of(found[0])
+    if failure is not None:
+        return f"it ended with failure {failure.value!r}: no checkpoint"
+    return f"it is {found[0].state.name}; only COMPLETE trials keep a checkpoint"
 
 
 def serve_dashboard(

@@ -17,13 +17,14 @@ import numpy as np
 from cloudseg.errors import ConfigError
 from sweep.artifacts import _confusion_colours, _pyplot
 from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
+from sweep.record import load
 
 NODATA_GREY = 128  # the false-colour image paints no-data pixels 0.5 grey
 
 
 def _column(study_name: str, store, trial: Any) -> dict[str, dict[str, Any]]:
     """Patch name → {image, prediction, ground_truth} of one trial's panel predictions."""
-    artifact = (trial.user_attrs.get("artifacts") or {}).get(MASKS_KEY)
+    artifact = load(trial, ("artifacts",)).artifacts.by_name().get(MASKS_KEY)
     if artifact is None:
         raise ConfigError(f"study {study_name!r}: trial {trial.number} has no panel predictions "
                           f"({MASKS_KEY} artifact); it ran before they were kept, or was pruned")

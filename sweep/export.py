@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cloudseg.errors import ConfigError
 from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
+from sweep.record import TrialRecord, failure_of, load, stored_form
 
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
 IMAGES = (("curve", "learning_curve.png"), ("overlay", "overlay.png"))
@@ -37,7 +38,7 @@ def ranked_trials(study, top: int | None = None) -> list:
 
     done = [
         t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not t.user_attrs.get("failure") and t.value is not None
+        if failure_of(t) is None and t.value is not None
     ]
     done.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
     return done if top is None else done[:top]
@@ -93,12 +94,12 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 
 # ---- the bundle -------------------------------------------------------------------------------
-def bundle_threshold(config, trial, rule: str) -> dict:
+def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
     """The threshold the bundle's masks use: the study's rule applied to this trial's best
     epoch, with the validation figures at each threshold that epoch recorded."""
     from cloudseg.scenes.evaluate import OFFICIAL_THRESHOLD
 
-    val = trial.user_attrs.get("metrics") or {}
+    val = record.metrics or {}
     value = {"fixed": config.train.threshold, "official": OFFICIAL_THRESHOLD,
              "tuned": val.get("tuned_threshold")}[rule]
     if value is None:  # a trial recorded before thresholds were: its fixed one
@@ -114,12 +115,12 @@ def bundle_threshold(config, trial, rule: str) -> dict:
 def export_trial(study, trial, dest: Path, store, confirmation: dict | None = None) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
     `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test."""
-    from cloudseg.config import parse_run_config
     from cloudseg.training.checkpoint import DIGEST_KEY, check_bundle, file_sha256
     from sweep.artifacts import download
 
-    ids = trial.user_attrs.get("artifacts", {})
-    if "checkpoint" not in ids:
+    record = load(trial)
+    ids = record.artifacts.by_name()
+    if record.artifacts.checkpoint is None:
         raise ConfigError(
             f"trial {trial.number} of {study.study_name!r} has no checkpoint artifact"
         )
@@ -132,19 +133,19 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         raise ConfigError(f"{dest.parent}: cannot write the export there "
                           f"({err.strerror or err})") from None
     try:
-        config = parse_run_config(trial.user_attrs["config"], f"trial {trial.number} config")
+        config = record.run_config(f"trial {trial.number} config")
         spec = study.user_attrs.get("spec", {})
-        threshold = bundle_threshold(config, trial, _rule(spec))
+        threshold = bundle_threshold(config, record, _rule(spec))
         train = config.train.model_copy(update={"threshold": threshold["value"]})
         config = config.model_copy(update={"train": train})  # predict's masks use it
         (tmp / "config.yaml").write_text(config.to_yaml())
-        weights = download(store, ids["checkpoint"], tmp / "model.safetensors")
+        weights = download(store, record.artifacts.checkpoint, tmp / "model.safetensors")
         digest = file_sha256(weights)
-        recorded = trial.user_attrs.get(DIGEST_KEY)
+        recorded = record.weights_sha256
         if recorded and recorded != digest:
             raise ConfigError(
                 f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
-                f"{ids['checkpoint']} has sha256 {digest[:12]}..., the trial recorded "
+                f"{record.artifacts.checkpoint} has sha256 {digest[:12]}..., the trial recorded "
                 f"{recorded[:12]}...: the artifact store was changed"
             )
         images = {}
@@ -158,21 +159,21 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
             DIGEST_KEY: digest,
             "metric": spec.get("metric", "iou"),
             "value": trial.value,
-            "best_epoch": trial.user_attrs.get("best_epoch"),
-            "validation": trial.user_attrs.get("metrics"),
-            "baseline_all_cloud": all_cloud_baseline(trial.user_attrs.get("metrics")),
-            "history": trial.user_attrs.get("history"),
+            "best_epoch": record.best_epoch,
+            "validation": record.metrics,
+            "baseline_all_cloud": all_cloud_baseline(record.metrics),
+            "history": [entry.as_dict() for entry in record.history] or None,
             "params": trial.params,
-            "subset_seed": trial.user_attrs.get("subset_seed"),
-            "fit_seconds": trial.user_attrs.get("fit_seconds"),
-            "data": trial.user_attrs.get("data"),
+            "subset_seed": record.subset_seed,
+            "fit_seconds": record.timings.fit_seconds,
+            "data": stored_form(record.data),
             "versions": _versions(),
             "threshold": threshold,
             "confirmation": confirmation,
         }
         if config.train.val_metric == "scene" and metrics["baseline_all_cloud"] is not None:
             metrics["baseline_all_cloud"]["scene_iou"] = scene_baseline(config)
-        scenes = trial_scenes(trial, config)
+        scenes = trial_scenes(record, config)
         if scenes is not None:
             metrics["scenes"] = scenes
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -192,12 +193,12 @@ def _rule(spec: dict) -> str:
     return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
 
 
-def trial_scenes(trial, config) -> dict[str, list[str]] | None:
+def trial_scenes(record: TrialRecord, config) -> dict[str, list[str]] | None:
     """Training and validation scene lists: as the trial recorded them, else recomputed from
     the data (the split is a function of the data, data.val_fraction and data.split_seed)."""
-    recorded = trial.user_attrs.get("scenes")
-    if isinstance(recorded, dict) and recorded.get("val"):
-        return {"train": list(recorded.get("train", [])), "val": list(recorded["val"])}
+    recorded = record.scenes
+    if recorded is not None and recorded.val:
+        return {"train": list(recorded.train), "val": list(recorded.val)}
     try:
         from cloudseg.data import open_cache, resample, split_by_scene
 

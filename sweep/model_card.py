@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from cloudseg.errors import ConfigError
 from sweep.card_selection import confirmation_lines, threshold_lines
+from sweep.record import failure_of
 from sweep.records import metric_label
 
 CARD_FILE = "MODEL_CARD.md"
@@ -172,7 +173,7 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
     scenes = metrics.get("scenes") or {}
     spec = study.user_attrs.get("spec") or {}
     n_complete = len([t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                      if not t.user_attrs.get("failure")])
+                      if failure_of(t) is None])
     n_pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
     considered = (f"{n_complete + n_pruned} finished trials ({n_complete} complete, "
                   f"{n_pruned} pruned)" if n_pruned else f"{n_complete} complete trial(s)")

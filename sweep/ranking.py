@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweep.execution.confirm import confirms
+from sweep.record import failure_of, load
 
 ALPHA = 0.05
 TEST_NAME = "Wilcoxon signed-rank over validation scenes (IoU per scene, mean over runs)"
@@ -51,8 +52,7 @@ class ConfigRuns:
 
     def scene_ious(self, rule: str) -> dict[str, float]:
         """IoU per validation scene at threshold `rule`, averaged over the runs that have it."""
-        per_run = [t.user_attrs.get("metrics", {}).get("scene_ious", {}).get(rule)
-                   for t in self.runs]
+        per_run = [load(t, ("metrics",)).scene_ious(rule) for t in self.runs]
         per_run = [r for r in per_run if r]
         scenes = sorted(set.intersection(*(set(r) for r in per_run))) if per_run else []
         return {s: statistics.fmean(r[s] for r in per_run) for s in scenes}
@@ -77,7 +77,7 @@ class PairedTest:
 
 
 def _usable(trial: Any) -> bool:
-    return trial.value is not None and not trial.user_attrs.get("failure")
+    return trial.value is not None and failure_of(trial) is None
 
 
 def rank_configs(study: Any) -> list[ConfigRuns]:

@@ -15,6 +15,8 @@ import logging
 import warnings
 from typing import Any
 
+from sweep.record import DataInfo, TrialRecord
+
 log = logging.getLogger(__name__)
 
 METRIC_LABELS = {"iou": "val IoU", "scene-iou": "val scene IoU (mean over scenes)",
@@ -69,30 +71,28 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def trial_note(number: int, spec, payload: dict[str, Any], pruned: bool) -> str:
+def trial_note(number: int, spec, record: TrialRecord, pruned: bool) -> str:
     """A trial's learning curve as a Markdown table, best epoch in bold, and its data."""
-    history = payload.get("history") or []
-    best = payload.get("best_epoch")
-    shown = [(k, t) for k, t in COLUMNS if any(r.get(k) is not None for r in history)]
+    history, best = record.history, record.best_epoch
+    shown = [(k, t) for k, t in COLUMNS if any(e.value(k) is not None for e in history)]
     head = "| epoch | " + " | ".join(t for _, t in shown) + " |"
     rows = [head, "|---" * (len(shown) + 1) + "|"]
-    for r in history:
-        cells = [_fmt(r.get(k)) for k, _ in shown]
-        mark = r.get("epoch") == best and not pruned
-        epoch = f"**{r.get('epoch')}** (best)" if mark else str(r.get("epoch"))
+    for e in history:
+        cells = [_fmt(e.value(k)) for k, _ in shown]
+        mark = e.epoch == best and not pruned
+        epoch = f"**{e.epoch}** (best)" if mark else str(e.epoch)
         rows.append(f"| {epoch} | " + " | ".join(f"**{c}**" if mark else c for c in cells) + " |")
-    config = payload.get("config") or {}
-    loss = config.get("loss") or {}
+    loss = record.config_part("loss")
     loss_text = ", ".join(f"{k} {_fmt(v)}" for k, v in loss.items()
                           if k != "name" and v is not None)
-    data = payload.get("data") or {}
+    data = record.data or DataInfo()
     state = f"pruned after epoch {len(history)}" if pruned else f"best epoch {best}"
     lines = [
         f"## Trial {number}: {state}",
         "",
         f"Loss `{loss.get('name')}`" + (f" ({loss_text})" if loss_text else "")
-        + f"; {data.get('n_train', '?')} training / {data.get('n_val', '?')} validation "
-        f"patches; {_fmt(payload.get('fit_seconds'))} s.",
+        + f"; {_or_unknown(data.n_train)} training / {_or_unknown(data.n_val)} validation "
+        f"patches; {_fmt(record.timings.fit_seconds)} s.",
         "",
         "### Learning curve",
         *rows,
@@ -103,9 +103,13 @@ def trial_note(number: int, spec, payload: dict[str, Any], pruned: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_trial_note(trial, spec, payload: dict[str, Any], pruned: bool) -> None:
+def _or_unknown(count: int | None) -> str:
+    return "?" if count is None else str(count)
+
+
+def write_trial_note(trial, spec, record: TrialRecord, pruned: bool) -> None:
     try:
-        _save_note(trial, trial_note(trial.number, spec, payload, pruned))
+        _save_note(trial, trial_note(trial.number, spec, record, pruned))
     except Exception as exc:  # noqa: BLE001
         log.warning("could not write the dashboard note of trial %s: %s", trial.number, exc)
 

@@ -95,12 +95,12 @@ def workers_seen(trials, ages: dict[int, float], recent_s: float = RECENT_S) -> 
     trial records its worker, host:pid; the heartbeat says whether a running one is alive)."""
     import datetime as dt
 
-    from sweep.execution.trial_log import WORKER_ATTR
+    from sweep.record import load
 
     now = dt.datetime.now()  # Optuna stamps trials with the naive local time
     rows: dict[str, dict[str, Any]] = {}
     for t in trials:
-        name = t.user_attrs.get(WORKER_ATTR)
+        name = load(t, ("worker",)).worker
         if not name:
             continue
         row = rows.setdefault(name, {"worker": name, "running": None, "heartbeat": None,

@@ -9,6 +9,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from sweep.record import load
+
 
 def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -46,7 +48,7 @@ def status_view(d: dict[str, Any]) -> Group:
             steps = t.intermediate_values
             epoch = max(steps) if steps else 0
             table.add_row(str(t.number), str(epoch), f"{steps[epoch]:.4f}" if steps else "—",
-                          _ago(d["ages"].get(t.number)), t.user_attrs.get("worker", "—"),
+                          _ago(d["ages"].get(t.number)), load(t, ("worker",)).worker or "—",
                           _params(t.params))
         parts.append(table)
     return Group(*parts)

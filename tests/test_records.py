@@ -13,6 +13,7 @@ from sweep.export import _swap_into_place, check_destination
 from sweep.mirror.payload import trial_payload
 from sweep.mirror.upload import with_media
 from sweep.model_card import all_cloud_baseline
+from sweep.record import from_attrs
 from sweep.records import record_study, study_note, trial_note
 from sweep.study.spec import parse_spec
 from tests.mirror_helpers import epoch
@@ -82,7 +83,7 @@ def test_dashboard_gets_the_metric_name_and_readable_notes(tmp_path):
     payload = {"history": [epoch(1, 0.587), epoch(2, 0.0001)], "best_epoch": 1,
                "config": {"loss": {"name": "weighted-bce", "pos_weight": 4.07}},
                "data": {"n_train": 10, "n_val": 4}, "fit_seconds": 1.5}
-    text = trial_note(3, spec, payload, pruned=False)
+    text = trial_note(3, spec, from_attrs(payload), pruned=False)
     assert "## Trial 3: best epoch 1" in text and "**1** (best)" in text
     assert "**0.5870**" in text and "pos_weight 4.0700" in text
     assert "0.0001" in text

@@ -10,8 +10,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from sweep.cli import app
-from sweep.execution.trial_log import WORKER_ATTR, LoggedObjective
+from sweep.execution.trial_log import LoggedObjective
 from sweep.execution.trial_process import TrialFailure
+from sweep.record import TrialAt, TrialRecord, load, save
 from sweep.storage import open_storage
 
 
@@ -41,7 +42,7 @@ def test_each_trial_logs_one_start_and_one_end_line():
     assert ends[1].startswith("trial 1 pruned (pruned at epoch 2) in ") and "kind=prune" in ends[1]
     assert ends[2].startswith("trial 2 failed (diverged) in ") and "kind=fail" in ends[2]
     assert all("s: " in line for line in ends), "every end line says how long it took"
-    assert {t.user_attrs[WORKER_ATTR] for t in study.trials} == {"gpu-box:42"}
+    assert {load(t).worker for t in study.trials} == {"gpu-box:42"}
 
 
 def test_no_lines_on_a_terminal(monkeypatch):
@@ -59,11 +60,11 @@ def busy_study(tmp_path):
     study.set_user_attr("spec", {"metric": "iou"})
     with pytest.warns(UserWarning, match="Heartbeat"):  # asked outside optimize, on purpose
         done = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    done.set_user_attr(WORKER_ATTR, "host-a:1")
+    save(done, TrialRecord(worker="host-a:1"))
     study.tell(done, 0.625)
     with pytest.warns(UserWarning, match="Heartbeat"):  # asked outside optimize, on purpose
         running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    running.set_user_attr(WORKER_ATTR, "host-b:2")
+    save(TrialAt(storage, running._trial_id), TrialRecord(worker="host-b:2"))
     running.report(0.5, 1)
     storage.record_heartbeat(running._trial_id)
     return url, running.number

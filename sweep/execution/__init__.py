@@ -6,6 +6,7 @@
     objective      trial → RunConfig → a trial process → metric, failure classes
     trial_process  each trial in a fresh child of a torch-preloaded forkserver
     target         an exact study-wide target of finished trials, retries of killed trials
+    lineage        which trial a retry repeats (Optuna's retry system attributes)
     progress       the live view of `sweep run`
     trial_log      one line per trial start and end when not on a terminal
 """

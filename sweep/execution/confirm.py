@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-CONFIRMS = "confirms"
-REPEAT = "confirm_repeat"
+from sweep.record import TrialRecord, failure_of, load, to_attrs
+
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that hold a (origin, repeat)
 
 
@@ -29,8 +29,11 @@ class Duplicate(Exception):
 
 def confirms(trial: Any) -> int | None:
     """The number of the trial `trial` confirms, or None for a search trial."""
-    value = trial.user_attrs.get(CONFIRMS)
-    return None if value is None else int(value)
+    return load(trial, ("confirms",)).confirms
+
+
+def _repeat(trial: Any) -> int:
+    return load(trial, ("confirm_repeat",)).confirm_repeat or 0
 
 
 def search_trials(trials: Iterable[Any]) -> list[Any]:
@@ -44,7 +47,7 @@ def top_trials(study: Any, top: int) -> list[Any]:
     from optuna.trial import TrialState
 
     done = search_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    done = [t for t in done if t.value is not None and "failure" not in t.user_attrs]
+    done = [t for t in done if t.value is not None and failure_of(t) is None]
     sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
     chosen, seen = [], set()
     for t in sorted(done, key=lambda t: (sign * t.value, t.number)):
@@ -63,7 +66,7 @@ def _held(study: Any, states: tuple[str, ...] = HOLDING) -> dict[tuple[int, int]
     held: dict[tuple[int, int], list[int]] = {}
     for t in study.get_trials(deepcopy=False, states=wanted):
         if (origin := confirms(t)) is not None:
-            held.setdefault((origin, int(t.user_attrs.get(REPEAT, 0))), []).append(t.number)
+            held.setdefault((origin, _repeat(t)), []).append(t.number)
     return {k: sorted(v) for k, v in held.items()}
 
 
@@ -80,7 +83,8 @@ def enqueue_confirmations(study: Any, top: int, repeats: int) -> int:
     how many were queued (0 when all are queued or done)."""
     missing = _missing(study, top, repeats)
     for origin, repeat in missing:
-        study.enqueue_trial(origin.params, user_attrs={CONFIRMS: origin.number, REPEAT: repeat})
+        marks = TrialRecord(confirms=origin.number, confirm_repeat=repeat)
+        study.enqueue_trial(origin.params, user_attrs=to_attrs(marks))
     return len(missing)
 
 
@@ -94,7 +98,7 @@ def check_not_duplicate(trial: Any) -> None:
     origin = confirms(trial)
     if origin is None:
         return
-    key = (origin, int(trial.user_attrs.get(REPEAT, 0)))
+    key = (origin, _repeat(trial))
     holders = _held(trial.study).get(key, [])
     if holders and holders[0] < trial.number:
         raise Duplicate(f"trial {trial.number} repeats confirmation {key} of trial "

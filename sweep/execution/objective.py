@@ -8,6 +8,8 @@
   `failure` attr keeps it visible (status, export never picks it: it has no checkpoint).
 - Other failures (diverged, data, timeout, bug) end FAILED with `failure`/`failure_message`; the
   study goes on (the worker's `catch`). Ctrl-C ends the trial FAILED with `failure = "interrupted"`.
+
+What a trial stores is a `sweep.record.TrialRecord`, written step by step with `save`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,21 @@ import optuna
 
 from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.errors import ConfigError
-from cloudseg.training.checkpoint import DIGEST_KEY, file_sha256
+from cloudseg.training.checkpoint import file_sha256
 from sweep.artifacts import upload_trial_files
 from sweep.execution.confirm import confirms
+from sweep.execution.lineage import lineage
 from sweep.execution.trial_process import TrialFailure, run_isolated
+from sweep.record import (
+    Artifacts,
+    DataInfo,
+    EpochEntry,
+    FailureKind,
+    SceneSplit,
+    Timings,
+    TrialRecord,
+    save,
+)
 from sweep.records import write_trial_note
 from sweep.study.space import set_path, suggest
 from sweep.study.spec import StudySpec
@@ -58,8 +71,8 @@ def trial_config(
 
 def origin_number(trial: optuna.trial.Trial) -> int:
     """The number of the trial this one retries (stale-worker retry), else its own number."""
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    return frozen.system_attrs.get("failed_trial", trial.number)
+    origin = lineage(trial.study._storage.get_trial(trial._trial_id)).failed_trial
+    return trial.number if origin is None else origin
 
 
 def subset_seed(spec: StudySpec, number: int) -> int:
@@ -74,13 +87,13 @@ class Objective:
     def __call__(self, trial: optuna.trial.Trial) -> float:
         spec, metric = self.spec, self.spec.record_key
         seed = subset_seed(spec, origin_number(trial))
-        trial.set_user_attr("subset_seed", seed)
+        save(trial, TrialRecord(subset_seed=seed))
         params = suggest(trial, spec.space, spec.fixed, self.context)
         try:
             config = trial_config(spec, params, self.data_root, seed)
         except ConfigError as err:
-            return self._failed(trial, TrialFailure("bug", str(err)))
-        trial.set_user_attr("config", config.to_dict())
+            return self._failed(trial, TrialFailure(FailureKind.BUG, str(err)))
+        save(trial, TrialRecord(config=config.to_dict()))
         history: list[dict[str, Any]] = []
         pruned = []
         confirming = confirms(trial) is not None  # a confirmation runs its whole budget
@@ -101,12 +114,11 @@ class Objective:
             )
             self._store(trial, payload, keep_all=not pruned)
         except TrialFailure as failure:
-            trial.set_user_attr("history", history)
+            save(trial, TrialRecord(history=_curve(history)))
             return self._failed(trial, failure)
         except KeyboardInterrupt:
-            trial.set_user_attr("history", history)
-            trial.set_user_attr("failure", "interrupted")
-            trial.set_user_attr("failure_message", "stopped by Ctrl-C")
+            save(trial, TrialRecord(history=_curve(history), failure=FailureKind.INTERRUPTED,
+                                    failure_message="stopped by Ctrl-C"))
             raise
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -115,26 +127,38 @@ class Objective:
         return float(payload["metrics"][metric])
 
     def _failed(self, trial: optuna.trial.Trial, failure: TrialFailure) -> float:
-        trial.set_user_attr("failure", failure.kind)
-        trial.set_user_attr("failure_message", failure.message)
-        if failure.kind == "oom":
+        save(trial, TrialRecord(failure=failure.kind, failure_message=failure.message))
+        if failure.kind == FailureKind.OOM:
             return WORST[self.spec.direction]
         raise failure
 
     def _store(self, trial: optuna.trial.Trial, payload: dict[str, Any], keep_all: bool) -> None:
-        data = dict(payload["data"])
-        scenes = data.pop("scenes", None)  # its own attr: "data" stays short and readable
-        for key in (
-            "config", "history", "best_epoch", "metrics", "fit_seconds", "peak_memory_mb",
-            "images_per_s",
-        ):
-            trial.set_user_attr(key, payload[key])
-        trial.set_user_attr("data", data)
-        if scenes is not None:
-            trial.set_user_attr("scenes", scenes)
+        record = result_record(payload)
+        save(trial, record)
         files = payload["files"] if keep_all else {}  # a pruned trial keeps no files
-        if keep_all and Path(files.get("checkpoint", "")).is_file():  # the bundle's identity
-            trial.set_user_attr(DIGEST_KEY, file_sha256(files["checkpoint"]))
+        checkpoint = Path(files.get("checkpoint", ""))
+        if keep_all and checkpoint.is_file():  # the bundle's identity
+            save(trial, TrialRecord(weights_sha256=file_sha256(checkpoint)))
         if self.store is not None and files:
-            trial.set_user_attr("artifacts", upload_trial_files(trial, self.store, files))
-        write_trial_note(trial, self.spec, payload, pruned=not keep_all)
+            ids = upload_trial_files(trial, self.store, files)
+            save(trial, TrialRecord(artifacts=Artifacts(**ids)))
+        write_trial_note(trial, self.spec, record, pruned=not keep_all)
+
+
+def _curve(history: list[dict[str, Any]]) -> tuple[EpochEntry, ...]:
+    return tuple(EpochEntry.model_validate(r) for r in history)
+
+
+def result_record(payload: dict[str, Any]) -> TrialRecord:
+    """The record of a finished training, from the trial process's result payload (the
+    scene lists get their own attribute, so `data` stays short and readable)."""
+    data = dict(payload["data"])
+    scenes = data.pop("scenes", None)
+    return TrialRecord(
+        config=payload["config"], best_epoch=payload["best_epoch"], metrics=payload["metrics"],
+        history=_curve(payload["history"]),
+        timings=Timings(fit_seconds=payload["fit_seconds"],
+                        images_per_s=payload["images_per_s"]),
+        peak_memory_mb=payload["peak_memory_mb"], data=DataInfo.model_validate(data),
+        **({} if scenes is None else {"scenes": SceneSplit.model_validate(scenes)}),
+    )

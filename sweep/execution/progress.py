@@ -10,6 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from sweep.record import failure_of
+
 
 def snapshot(study) -> dict[str, Any]:
     """Counts, best and running trials of a study, from one read of its trials."""
@@ -20,11 +22,13 @@ def snapshot(study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     search = search_trials(trials)  # what the target counts; confirmations come after it
     failures: dict[str, int] = {}
+    done = []  # COMPLETE without a failure class (an OOM trial carries a worst value)
     for t in trials:
-        kind = t.user_attrs.get("failure")
-        if kind:
-            failures[kind] = failures.get(kind, 0) + 1
-    done = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("failure")]
+        kind = failure_of(t)
+        if kind is not None:
+            failures[kind.value] = failures.get(kind.value, 0) + 1
+        elif t.state == TrialState.COMPLETE:
+            done.append(t)
     best = None
     if done:
         pick = max if study.direction.name == "MAXIMIZE" else min

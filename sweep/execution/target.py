@@ -32,6 +32,8 @@ from sweep.execution.confirm import (
     pending,
     search_trials,
 )
+from sweep.execution.lineage import lineage
+from sweep.record import FailureKind, TrialRecord, failure_of, load, save, to_attrs
 
 FINISHED = ("COMPLETE", "PRUNED")
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that take a slot
@@ -68,13 +70,12 @@ class TargetedObjective:
             try:
                 check_not_duplicate(trial)
             except Duplicate as dup:
-                trial.set_user_attr("failure", "duplicate")
-                trial.set_user_attr("failure_message", str(dup))
+                save(trial, TrialRecord(failure=FailureKind.DUPLICATE, failure_message=str(dup)))
                 raise
             return self.objective(trial)
         if slots_taken_before(trial.study, trial.number) >= self.target:
-            trial.set_user_attr("failure", "surplus")
-            trial.set_user_attr("failure_message", f"target of {self.target} trials reached")
+            save(trial, TrialRecord(failure=FailureKind.SURPLUS,
+                                    failure_message=f"target of {self.target} trials reached"))
             trial.study.stop()
             raise Surplus(f"trial {trial.number} is beyond the target of {self.target}")
         return self.objective(trial)
@@ -96,19 +97,16 @@ def retry_killed(study, trial) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    if trial.state != TrialState.FAIL or trial.user_attrs.get("failure") != "killed":
+    if trial.state != TrialState.FAIL or failure_of(trial) != FailureKind.KILLED:
         return
-    if trial.system_attrs.get("killed_retry_of") is not None:
+    line = lineage(trial)
+    if line.killed_retry_of is not None:
         return
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("confirms", "confirm_repeat")}
+    same = load(trial, ("confirms", "confirm_repeat"))  # a confirmation's retry is the same one
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=keep,  # a confirmation's retry is the same confirmation
-        system_attrs={
-            "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-            "retry_history": [*trial.system_attrs.get("retry_history", []), trial.number],
-            "killed_retry_of": trial.number,
-        },
+        user_attrs=to_attrs(same),
+        system_attrs=line.retry_of(trial.number),
     ))
 
 

@@ -1,7 +1,7 @@
 """One log line per trial start and end, so `docker compose logs` shows a worker at work.
 
 A terminal has the live view instead (`sweep run`), so the lines go to stdout only when it is
-not a TTY. Every trial also records which worker ran it (user attr `worker`, host:pid), which
+not a TTY. Every trial also records which worker ran it (`TrialRecord.worker`, host:pid), which
 is how `sweep status` lists the workers seen recently.
 """
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-WORKER_ATTR = "worker"
+from sweep.record import TrialRecord, failure_of, save
 
 
 def worker_id() -> str:
@@ -46,7 +46,7 @@ class LoggedObjective:
     def __call__(self, trial) -> float:
         import optuna
 
-        trial.set_user_attr(WORKER_ATTR, self.worker)
+        save(trial, TrialRecord(worker=self.worker))
         start = time.monotonic()
         # Params are drawn inside the objective; a retried trial already has its own.
         self._say(f"trial {trial.number} started on {self.worker}"
@@ -63,9 +63,9 @@ class LoggedObjective:
             kind = getattr(err, "kind", None) or type(err).__name__
             self._end(trial, start, f"failed ({kind})")
             raise
-        failure = trial.user_attrs.get("failure")  # e.g. oom: complete with the worst value
+        failure = failure_of(trial)  # e.g. oom: complete with the worst value
         self._end(trial, start, f"complete, value {value:.4f}"
-                  + (f" (failure {failure})" if failure else ""))
+                  + (f" (failure {failure.value})" if failure else ""))
         return value
 
     def _end(self, trial, start: float, outcome: str) -> None:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sweep.record import FailureKind
+
 # Everything a trial imports, loaded once in the forkserver rather than in every trial.
 PRELOAD = [
     "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.training.build",
@@ -39,27 +41,28 @@ _CONTEXT: Any = None
 
 
 class TrialFailure(Exception):
-    """A classified trial failure: kind in oom, diverged, data, timeout, killed, bug.
+    """A classified trial failure: kind oom, diverged, data, timeout, killed or bug (a
+    `FailureKind`; its value, a plain string, is what crosses the pipe).
 
     "killed": the trial process was ended by a signal it did not send itself (the kernel's
     out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once."""
 
-    def __init__(self, kind: str, message: str):
-        self.kind, self.message = kind, message
-        super().__init__(f"{kind}: {message}")
+    def __init__(self, kind: FailureKind | str, message: str):
+        self.kind, self.message = FailureKind(kind), message
+        super().__init__(f"{self.kind.value}: {message}")
 
 
-def classify(err: BaseException) -> str:
+def classify(err: BaseException) -> FailureKind:
     """Failure class of an exception raised by a training run."""
     from cloudseg.errors import CacheError, DivergedError, LayoutError, OutOfMemoryError
 
     if isinstance(err, OutOfMemoryError) or type(err).__name__ == "OutOfMemoryError":
-        return "oom"  # cloudseg's, or torch.cuda.OutOfMemoryError raised outside fit
+        return FailureKind.OOM  # cloudseg's, or torch.cuda.OutOfMemoryError raised outside fit
     if isinstance(err, DivergedError):
-        return "diverged"
+        return FailureKind.DIVERGED
     if isinstance(err, LayoutError | CacheError):
-        return "data"
-    return "bug"
+        return FailureKind.DATA
+    return FailureKind.BUG
 
 
 def _context():
@@ -139,7 +142,7 @@ def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifac
     except BaseException as err:  # noqa: BLE001 - everything is reported, nothing escapes
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         with contextlib.suppress(BrokenPipeError, EOFError, OSError):
-            conn.send(("error", classify(err), detail.splitlines()[-1][:500]))
+            conn.send(("error", classify(err).value, detail.splitlines()[-1][:500]))
     finally:
         conn.close()
 
@@ -172,8 +175,8 @@ def _died(proc) -> TrialFailure:
         except ValueError:
             name = f"signal {-code}"
         hint = " (what the kernel's out-of-memory killer sends)" if -code == signal.SIGKILL else ""
-        return TrialFailure("killed", f"trial process killed by {name} ({-code}){hint}")
-    return TrialFailure("bug", f"trial process died (exit code {code})")
+        return TrialFailure(FailureKind.KILLED, f"trial process killed by {name} ({-code}){hint}")
+    return TrialFailure(FailureKind.BUG, f"trial process died (exit code {code})")
 
 
 def run_isolated(
@@ -205,7 +208,8 @@ def run_isolated(
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not here.poll(wait):
-                raise TrialFailure("timeout", f"trial exceeded trial_timeout={timeout:g}s")
+                raise TrialFailure(FailureKind.TIMEOUT,
+                                   f"trial exceeded trial_timeout={timeout:g}s")
             try:
                 message = here.recv()
             except EOFError:

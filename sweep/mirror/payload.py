@@ -1,11 +1,9 @@
 """Finished Optuna trial → what its W&B run shows (pure data, no wandb import).
 
 Kept apart from the upload so the mapping (run id, config, per-epoch history, summary, tags) is
-plain, testable and identical on every machine. The trial user attributes follow the sweep
-contract: `config`, `history`, `best_epoch`, `metrics`, `fit_seconds`, `peak_memory_mb`,
-`images_per_s`, `subset_seed`, `failure`, `failure_message`, `artifacts` (and `data`, `scenes`,
-`weights_sha256`, which the export reads). A run's summary shows the best epoch's values, the
-checkpoint that was kept, not the last epoch's.
+plain, testable and identical on every machine. What a trial stored is read as its
+`sweep.record.TrialRecord`. A run's summary shows the best epoch's values, the checkpoint that
+was kept, not the last epoch's.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
+
+from sweep.record import TrialRecord, load
 
 MIRRORED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {
@@ -35,7 +35,6 @@ _HISTORY_NAMES = {
     "seconds": "epoch/seconds",
     "images_per_s": "epoch/images_per_s",
 }
-_SUMMARY_ATTRS = ("best_epoch", "fit_seconds", "peak_memory_mb", "images_per_s", "subset_seed")
 
 
 def _slug(text: str, limit: int) -> str:
@@ -91,16 +90,18 @@ class TrialPayload:
 
 
 def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
-    """Per-epoch metrics from the `history` attr; else Optuna's intermediate values."""
+    """Per-epoch metrics from the trial's recorded history; else Optuna's intermediate values."""
+    return _rows(trial, load(trial))
+
+
+def _rows(trial: FrozenTrial, record: TrialRecord) -> list[tuple[int, dict[str, float]]]:
     rows: dict[int, dict[str, float]] = {}
-    for record in trial.user_attrs.get("history") or []:
-        if not isinstance(record, dict) or _number(record.get("epoch")) is None:
-            continue
+    for entry in record.history:
         values = {}
-        for key, value in record.items():
+        for key, value in entry.as_dict().items():
             if key != "epoch" and (num := _number(value)) is not None:
                 values[_HISTORY_NAMES.get(key, f"val/{key}")] = num
-        rows[int(record["epoch"])] = values
+        rows[entry.epoch] = values
     if not rows:
         for step, value in trial.intermediate_values.items():
             if (num := _number(value)) is not None:
@@ -108,48 +109,47 @@ def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
     return sorted(rows.items())
 
 
-def summary_step(trial: FrozenTrial, history: list[tuple[int, dict]]) -> int | None:
+def summary_step(record: TrialRecord, history: list[tuple[int, dict]]) -> int | None:
     """The epoch whose values the run's summary and media show: the trial's `best_epoch` (its
     checkpoint, overlay and metrics), else the last epoch run (a failed or pruned trial)."""
     steps = [step for step, _ in history]
-    best = trial.user_attrs.get("best_epoch")
-    if isinstance(best, int) and not isinstance(best, bool) and best in steps:
-        return best
+    if record.best_epoch in steps:
+        return record.best_epoch
     return steps[-1] if steps else None
 
 
-def _tags(trial: FrozenTrial, state: str) -> list[str]:
+def _tags(record: TrialRecord, state: str) -> list[str]:
     tags = [state]
-    if (origin := trial.user_attrs.get("confirms")) is not None:
-        tags.append(f"confirms:{origin}")
-    if failure := trial.user_attrs.get("failure"):
-        tags.append(f"failure:{failure}")
-    config = trial.user_attrs.get("config") or {}
+    if record.confirms is not None:
+        tags.append(f"confirms:{record.confirms}")
+    if record.failure is not None:
+        tags.append(f"failure:{record.failure.value}")
     for part in ("model", "loss"):
-        name = (config.get(part) or {}).get("name") if isinstance(config, dict) else None
-        if name:
+        if name := record.config_part(part).get("name"):
             tags.append(f"{part}:{name}")
     return [t[:64] for t in tags]
 
 
-def _summary(trial: FrozenTrial, state: str, history: list) -> dict[str, Any]:
-    attrs = trial.user_attrs
+def _summary(trial: FrozenTrial, record: TrialRecord, state: str, history: list) -> dict[str, Any]:
     summary: dict[str, Any] = {"state": state, "trial_number": trial.number, "epochs": len(history)}
     if trial.values is not None:
         summary["objective"] = trial.values[0] if len(trial.values) == 1 else list(trial.values)
-    if failure := attrs.get("failure"):
-        summary["failure"] = failure
-        summary["failure_message"] = redact(str(attrs.get("failure_message", "")))[:1000]
-    for key in _SUMMARY_ATTRS:
-        if attrs.get(key) is not None:
-            summary[key] = attrs[key]
-    recorded = {k: num for k, v in (attrs.get("metrics") or {}).items()
+    if record.failure is not None:
+        summary["failure"] = record.failure.value
+        summary["failure_message"] = redact(str(record.failure_message or ""))[:1000]
+    recorded_values = {
+        "best_epoch": record.best_epoch, "fit_seconds": record.timings.fit_seconds,
+        "peak_memory_mb": record.peak_memory_mb, "images_per_s": record.timings.images_per_s,
+        "subset_seed": record.subset_seed,
+    }
+    summary.update({k: v for k, v in recorded_values.items() if v is not None})
+    recorded = {k: num for k, v in (record.metrics or {}).items()
                 if (num := _number(v)) is not None}
     for key, num in recorded.items():
         summary[f"best/{key}"] = num
     # The run's headline values ("val/iou", ...) are the best epoch's, as the study recorded
     # them: W&B would otherwise show the last epoch's, which is not the model that was kept.
-    step = summary_step(trial, history)
+    step = summary_step(record, history)
     if step is not None:
         summary.update(dict(history)[step])
         summary.update({f"val/{k}": num for k, num in recorded.items()})
@@ -161,47 +161,48 @@ def _summary(trial: FrozenTrial, state: str, history: list) -> dict[str, Any]:
 
 def trial_payload(trial: FrozenTrial, study_name: str, salt: str) -> TrialPayload:
     """The W&B view of one finished trial."""
+    record = load(trial)
     state = STATE_NAMES.get(trial.state, trial.state.name.lower())
-    history = history_rows(trial)
+    history = _rows(trial, record)
     config: dict[str, Any] = dict(trial.params)
-    config["resolved"] = trial.user_attrs.get("config") or {}
+    config["resolved"] = record.config or {}
     config["study"] = study_name
     config["trial_number"] = trial.number
-    if trial.user_attrs.get("subset_seed") is not None:
-        config["subset_seed"] = trial.user_attrs["subset_seed"]
+    if record.subset_seed is not None:
+        config["subset_seed"] = record.subset_seed
     # A config's runs share `config_group` (its search trial's number): W&B groups a search
     # trial with its confirmation runs by it ("Group by config_group").
-    origin = trial.user_attrs.get("confirms")
-    config["config_group"] = trial.number if origin is None else int(origin)
-    artifacts = trial.user_attrs.get("artifacts")
-    artifacts = artifacts if isinstance(artifacts, dict) else {}
+    origin = record.confirms
+    config["config_group"] = trial.number if origin is None else origin
     return TrialPayload(
         run_id=trial_run_id(study_name, salt, trial.number),
         name=f"{study_name}#{trial.number}" + ("" if origin is None else f" confirms #{origin}"),
         group=study_name,
         config=config,
         history=history,
-        summary=_summary(trial, state, history),
-        tags=_tags(trial, state),
+        summary=_summary(trial, record, state, history),
+        tags=_tags(record, state),
         exit_code=1 if trial.state == TrialState.FAIL else 0,
-        artifacts={str(k): str(v) for k, v in artifacts.items()},
-        media_step=summary_step(trial, history),
+        artifacts=record.artifacts.by_name(),
+        media_step=summary_step(record, history),
     )
 
 
 def trials_table_rows(trials: list[FrozenTrial], salt: str, study_name: str) -> tuple[list, list]:
     """Columns and rows of the study summary table: one row per finished trial."""
+    records = [load(t) for t in trials]
     params = sorted({p for t in trials for p in t.params})
-    metric_keys = sorted({k for t in trials for k in (t.user_attrs.get("metrics") or {})})
+    metric_keys = sorted({k for r in records for k in (r.metrics or {})})
     best = [f"best/{k}" for k in metric_keys]
     columns = ["trial", "state", "failure", "objective", *params, *best, "run_id"]
     rows = []
-    for t in trials:
-        metrics = t.user_attrs.get("metrics") or {}
+    for t, record in zip(trials, records, strict=True):
+        metrics = record.metrics or {}
         value = t.values[0] if t.values and len(t.values) == 1 else None
         state = STATE_NAMES.get(t.state, t.state.name.lower())
+        failure = None if record.failure is None else record.failure.value
         rows.append(
-            [t.number, state, t.user_attrs.get("failure"), _number(value)]
+            [t.number, state, failure, _number(value)]
             + [_cell(t.params.get(p)) for p in params]
             + [_number(metrics.get(k)) for k in metric_keys]
             + [trial_run_id(study_name, salt, t.number)]
