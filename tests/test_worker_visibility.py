@@ -89,7 +89,7 @@ def test_best_prints_a_table(busy_study):
     result = CliRunner().invoke(app, ["best", "--study", "busy", "--storage", url],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "busy: best 1 trial(s)" in result.output
+    assert "busy: best 1 config(s)" in result.output
     (row,) = [ln for ln in result.output.splitlines() if "0.6250" in ln]
     assert row.count("│") >= 3, "a table row, not a line of text"
     header = next(ln for ln in result.output.splitlines() if "rank" in ln)
