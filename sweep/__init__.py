@@ -29,8 +29,8 @@ _EXPORTS = {
     "open_storage": "sweep.storage",
     "redact": "sweep.storage",
     "DEFAULT_STORAGE": "sweep.storage",
-    "SAMPLERS": "sweep.study.strategies",
-    "PRUNERS": "sweep.study.strategies",
+    "SAMPLERS": "sweep.study.samplers",
+    "PRUNERS": "sweep.study.pruners",
     "HOOKS": "sweep.hooks",
 }
 

@@ -35,7 +35,7 @@ def finished(synthetic_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{folder / 'sweeps.db'}"
     # The seed gives complete, pruned and failed trials among the first (draws are a function
-    # of the seed and the trial number: sweep.study.strategies.TrialSeeded).
+    # of the seed and the trial number: sweep.study.seeding.TrialSeeded).
     spec = parse_spec(tiny_spec_dict(sampler={"name": "random", "seed": SAMPLER_SEED}),
                       "tiny.yaml")
     hooks = {"tests-record": {"path": str(folder / "hook.log")}, "tests-raise": {}}

@@ -107,10 +107,10 @@ def work(
     from sweep.execution.trial_process import TrialFailure, warm_up
     from sweep.hooks import build_hooks, close_hooks
     from sweep.storage import open_storage, redact
-    from sweep.study.spec import parse_spec
+    from sweep.study.spec import StudySpec
 
     attrs = load_study_attrs(study_name, storage_url)
-    spec = parse_spec(attrs["spec"], f"study {study_name}")
+    spec = StudySpec.from_stored(attrs["spec"], f"study {study_name}")  # checked at creation
     target = int(target or attrs["target"])
     if confirm is None and spec.confirm is not None:
         confirm = (spec.confirm.top, spec.confirm.repeats)
