@@ -21,7 +21,7 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
-from cloudseg.errors import ConfigError
+from sweep.errors import ExportError
 from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
 
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
@@ -57,12 +57,12 @@ def check_destination(dest: Path) -> None:
     if not dest.exists() and not dest.is_symlink():
         return
     if dest.is_symlink() or not dest.is_dir():
-        raise ConfigError(f"{dest}: exists and is not a folder; export to a folder")
+        raise ExportError(f"{dest}: exists and is not a folder; export to a folder")
     foreign = sorted(p.name for p in dest.iterdir() if p.name not in BUNDLE_FILES)
     if foreign:
         shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4
                                           else "")
-        raise ConfigError(
+        raise ExportError(
             f"{dest}: not replaced: it holds files an export does not write ({shown}); export "
             "to a new or empty folder, or to an earlier export's folder"
         )
@@ -89,7 +89,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         return
-    raise ConfigError(f"{dest}: could not be replaced: {error}")
+    raise ExportError(f"{dest}: could not be replaced: {error}")
 
 
 # ---- the bundle -------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
 
     ids = trial.user_attrs.get("artifacts", {})
     if "checkpoint" not in ids:
-        raise ConfigError(
+        raise ExportError(
             f"trial {trial.number} of {study.study_name!r} has no checkpoint artifact"
         )
     dest = Path(dest).expanduser().absolute()
@@ -129,7 +129,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
     except OSError as err:
-        raise ConfigError(f"{dest.parent}: cannot write the export there "
+        raise ExportError(f"{dest.parent}: cannot write the export there "
                           f"({err.strerror or err})") from None
     try:
         config = parse_run_config(trial.user_attrs["config"], f"trial {trial.number} config")
@@ -142,7 +142,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         digest = file_sha256(weights)
         recorded = trial.user_attrs.get(DIGEST_KEY)
         if recorded and recorded != digest:
-            raise ConfigError(
+            raise ExportError(
                 f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
                 f"{ids['checkpoint']} has sha256 {digest[:12]}..., the trial recorded "
                 f"{recorded[:12]}...: the artifact store was changed"
