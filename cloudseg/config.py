@@ -7,6 +7,7 @@ and the dotted field path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,14 +110,38 @@ class RunConfig(_Frozen):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "config") -> RunConfig:
+        """A copy with dotted fields replaced (`{"loss.gamma": 2.0, "data.root": "/d"}`), the
+        touched sections validated again; an unknown field or a bad value is a ConfigError
+        naming `source` and the dotted field. Fields set before stay set (a partial config, like
+        a spec's `fixed`, stays partial), so `model_dump(exclude_unset=True)` shows both."""
+        touched: dict[str, dict[str, Any]] = {}
+        for path, value in overrides.items():
+            section, _, field = path.partition(".")
+            current = getattr(self, section, None) if field else None
+            if not isinstance(current, BaseModel):
+                raise ConfigError(f"{source}: {path}: not a run-config field (section.field)")
+            kept = {k: getattr(current, k) for k in current.model_fields_set}
+            touched.setdefault(section, kept)[field] = value
+        sections: dict[str, Any] = {k: getattr(self, k) for k in self.model_fields_set}
+        try:
+            return type(self).model_validate({**sections, **touched})
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, source)) from None
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem: `source: field.path: message (got value)`."""
+    return format_errors(err.errors(), source)
+
+
+def format_errors(errors: Iterable[Any], source: str) -> str:
+    """`format_validation_error` for pydantic's error dicts (a caller may rewrite their `loc`)."""
     lines = []
-    for e in err.errors():
+    for e in errors:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":

@@ -59,10 +59,11 @@ def confirm_study(
     from cloudseg.errors import ConfigError
     from sweep.execution.confirm import enqueue_confirmations, search_trials, top_trials
     from sweep.execution.workers import work
-    from sweep.study.spec import parse_spec
+    from sweep.study.spec import StudySpec
 
     s = _study(study, storage)
-    spec = parse_spec(s.user_attrs["spec"], f"study {study}") if "spec" in s.user_attrs else None
+    stored = s.user_attrs.get("spec")
+    spec = StudySpec.from_stored(stored, f"study {study}") if stored is not None else None
     chosen = spec.confirm if spec is not None and spec.confirm is not None else None
     top = top or (chosen.top if chosen else 3)
     repeats = repeats or (chosen.repeats if chosen else 3)
@@ -122,7 +123,7 @@ def export_best(
     artifact_dir: str | Path | None = None,
 ) -> Path:
     """Export the best trial (or trial number `trial`) of `study` as a bundle at `dest`."""
-    from cloudseg.errors import ConfigError
+    from sweep.errors import ExportError
     from sweep.export import export_trial, ranked_trials
 
     s = _study(study, storage)
@@ -140,10 +141,10 @@ def export_best(
     if trial is not None:
         ranked = [t for t in ranked if t.number == trial]
         if not ranked:
-            raise ConfigError(f"study {study!r}: trial {trial} cannot be exported: "
+            raise ExportError(f"study {study!r}: trial {trial} cannot be exported: "
                               f"{_why_not(s, trial)}")
     if not ranked:
-        raise ConfigError(f"study {study!r} has no completed trial to export")
+        raise ExportError(f"study {study!r} has no completed trial to export")
     return export_trial(s, ranked[0], Path(dest), _store(s, storage, artifact_dir))
 
 

@@ -188,10 +188,10 @@ def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:
 
 
 def download(store, artifact_id: str, dest: Path) -> Path:
-    """Copy an artifact to `dest` (which must not exist); a missing one is one ConfigError."""
+    """Copy an artifact to `dest` (which must not exist); a missing one is one ExportError."""
     from optuna.artifacts import download_artifact
 
-    from cloudseg.errors import ConfigError
+    from sweep.errors import ExportError
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -200,7 +200,7 @@ def download(store, artifact_id: str, dest: Path) -> Path:
         raise
     except Exception as err:  # ArtifactNotFound, OSError, ...
         where = getattr(store, "_base_path", None) or type(store).__name__
-        raise ConfigError(
+        raise ExportError(
             f"artifact {artifact_id} cannot be read from the artifact store {where} ({err}); "
             "the study's artifacts folder must be reachable from this machine"
         ) from None

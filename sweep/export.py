@@ -21,7 +21,7 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
-from cloudseg.errors import ConfigError
+from sweep.errors import ExportError
 from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
 from sweep.record import TrialRecord, failure_of, load, stored_form
 
@@ -58,12 +58,12 @@ def check_destination(dest: Path) -> None:
     if not dest.exists() and not dest.is_symlink():
         return
     if dest.is_symlink() or not dest.is_dir():
-        raise ConfigError(f"{dest}: exists and is not a folder; export to a folder")
+        raise ExportError(f"{dest}: exists and is not a folder; export to a folder")
     foreign = sorted(p.name for p in dest.iterdir() if p.name not in BUNDLE_FILES)
     if foreign:
         shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4
                                           else "")
-        raise ConfigError(
+        raise ExportError(
             f"{dest}: not replaced: it holds files an export does not write ({shown}); export "
             "to a new or empty folder, or to an earlier export's folder"
         )
@@ -90,7 +90,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         return
-    raise ConfigError(f"{dest}: could not be replaced: {error}")
+    raise ExportError(f"{dest}: could not be replaced: {error}")
 
 
 # ---- the bundle -------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
     record = load(trial)
     ids = record.artifacts.by_name()
     if record.artifacts.checkpoint is None:
-        raise ConfigError(
+        raise ExportError(
             f"trial {trial.number} of {study.study_name!r} has no checkpoint artifact"
         )
     dest = Path(dest).expanduser().absolute()
@@ -130,7 +130,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
     except OSError as err:
-        raise ConfigError(f"{dest.parent}: cannot write the export there "
+        raise ExportError(f"{dest.parent}: cannot write the export there "
                           f"({err.strerror or err})") from None
     try:
         config = record.run_config(f"trial {trial.number} config")
@@ -143,7 +143,7 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         digest = file_sha256(weights)
         recorded = record.weights_sha256
         if recorded and recorded != digest:
-            raise ConfigError(
+            raise ExportError(
                 f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
                 f"{record.artifacts.checkpoint} has sha256 {digest[:12]}..., the trial recorded "
                 f"{recorded[:12]}...: the artifact store was changed"

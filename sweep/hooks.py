@@ -1,9 +1,10 @@
 """Post-trial hooks: callbacks every worker runs after each finished trial (the W&B mirror).
 
-Each hook is a factory registered here under a name (the registry is the table of contents;
-the factory imports its module only when a run enables it); `sweep run` passes the enabled hooks
-with their options to every worker (in-process or subprocess), which builds them with
-`build_hooks`.
+Each hook is a factory registered here under a name with the pydantic model of its options
+(the registry is the table of contents; the factory imports its module only when a run enables
+it); `sweep run` passes the enabled hooks with their typed options to every worker (in-process,
+or to a worker process as `encode_hooks` text, typed again by `decode_hooks`), which builds them
+with `build_hooks`.
 
 A hook must never raise into the study: `build_hooks` wraps each one so an exception is logged
 once and the sweep goes on.
@@ -11,37 +12,79 @@ once and the sweep goes on.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from cloudseg.registry import Registry
+from pydantic import BaseModel, ValidationError
 
-HookFactory = Callable[[Any, dict[str, Any]], Callable[[Any, Any], None]]
-HOOKS: Registry[HookFactory] = Registry("post-trial hook")
+from cloudseg.config import format_validation_error
+from cloudseg.registry import Registry
+from sweep.errors import SweepError
+from sweep.mirror.options import MirrorOptions
+
+PostTrial = Callable[[Any, Any], None]
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A post-trial hook: its factory `(study, options) -> callable`, and the pydantic model of
+    its options (None: the options are passed as given, e.g. a test's own hook)."""
+
+    build: Callable[[Any, Any], PostTrial]
+    options: type[BaseModel] | None = None
+
+
+HOOKS: Registry[Hook] = Registry("post-trial hook")
 _log = logging.getLogger("sweep.hooks")
 
 
-@HOOKS.register("wandb")
-def _wandb(study, options: dict[str, Any]):
+def _wandb(study, options):
     """`sweep run --wandb MODE`: the W&B mirror, uploading from a background process."""
     from sweep.mirror.background import wandb_hook
 
     return wandb_hook(study, options)
 
 
+HOOKS.add("wandb", Hook(_wandb, MirrorOptions))
+
+
 def available_hooks() -> list[str]:
     return HOOKS.names()
 
 
-def build_hooks(
-    study, enabled: dict[str, dict[str, Any]] | None
-) -> list[Callable[[Any, Any], None]]:
+def typed_options(name: str, options: Any) -> Any:
+    """`options` as hook `name` takes them: its options model (validated once, here)."""
+    model = HOOKS.get(name).options
+    if model is None or isinstance(options, model):
+        return options
+    try:
+        return model.model_validate(options or {})
+    except ValidationError as err:
+        raise SweepError(format_validation_error(err, f"hook {name}")) from None
+
+
+def encode_hooks(enabled: Mapping[str, Any]) -> str:
+    """The enabled hooks for a worker process's command line (`decode_hooks` reads them)."""
+    return json.dumps({
+        name: opts.model_dump(mode="json") if isinstance(opts, BaseModel) else opts
+        for name, opts in enabled.items()
+    })
+
+
+def decode_hooks(text: str) -> dict[str, Any]:
+    """`encode_hooks`'s text back into each hook's typed options."""
+    return {name: typed_options(name, opts) for name, opts in json.loads(text).items()}
+
+
+def build_hooks(study, enabled: Mapping[str, Any] | None) -> list[PostTrial]:
     """Instantiate the enabled hooks (name → options) for `study`, each wrapped to never raise."""
     if not enabled:
         return []
     return [
-        _guarded(name, HOOKS.get(name)(study, options or {}))
+        _guarded(name, HOOKS.get(name).build(study, typed_options(name, options)))
         for name, options in enabled.items()
     ]
 

@@ -123,3 +123,29 @@ def test_a_local_worker_prints_a_tree_error_as_one_line(monkeypatch, capsys, tmp
     assert workers.main(["--study", "s", "--storage", "sqlite:///x.db"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "2 problem(s)" in err and "b.TIF: missing band nir" in err
+
+
+@pytest.mark.parametrize("kind", ["SpecError", "StorageError", "WorkerError", "ExportError",
+                                  "SweepError"])
+def test_sweep_errors_are_one_line_and_exit_2(monkeypatch, capsys, kind):
+    import sweep.errors
+
+    error = getattr(sweep.errors, kind)
+
+    def fail(*_args, **_kwargs):
+        raise error(f"{kind} says what\nand where")
+
+    monkeypatch.setattr(sweep.study.spec, "load_spec", fail)
+    code, err = sweep_main(monkeypatch, capsys, "run", "--study", "demo", "--trials", "2")
+    assert code == 2 and err == f"error: {kind} says what and where", err
+
+
+def test_sweep_raises_its_own_family():
+    from cloudseg.errors import CloudsegError, ConfigError
+    from sweep.errors import SpecError, StorageError, SweepError
+    from sweep.execution.target import StorageLost
+
+    assert issubclass(SweepError, CloudsegError) and not issubclass(StorageError, ConfigError)
+    assert issubclass(StorageLost, StorageError) and issubclass(SpecError, ConfigError)
+    with pytest.raises(SpecError):
+        sweep.study.spec.find_spec_file("no-such-study")

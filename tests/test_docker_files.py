@@ -128,7 +128,7 @@ def test_the_default_study_trains_on_the_gpu_in_gpu_containers(compose):
     for name, worker in workers(compose).items():
         study = worker["command"][worker["command"].index("--study") + 1]
         default = re.fullmatch(r"\$\{SWEEP_STUDY:-([\w-]+)\}", study).group(1)
-        assert load_spec(default).fixed["train"]["device"] == "auto", name
+        assert load_spec(default).fixed.train.device == "auto", name
 
 
 def test_the_server_takes_every_worker_and_the_dashboard(compose):

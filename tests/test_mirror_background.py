@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.mirror import BackgroundMirror, mirror_study, mirrored_runs, wandb_hook
+from sweep.mirror import BackgroundMirror, MirrorOptions, mirror_study, mirrored_runs, wandb_hook
 from tests.mirror_helpers import (
     inspect,
     make_study,
@@ -75,7 +75,7 @@ def test_wandb_hook_retries_its_failed_trials_when_closing(sweep_dir, store, mon
     monkeypatch.setattr(wandb, "init", flaky)
     study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
     study.set_user_attr("artifact_dir", str(sweep_dir / "artifacts"))
-    options = {"mode": "offline", "wandb_dir": str(sweep_dir / "wb"), "isolation": "thread"}
+    options = MirrorOptions(mode="offline", wandb_dir=sweep_dir / "wb", isolation="thread")
     mirror = wandb_hook(study, options)
     make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
     assert mirror.close(timeout=60) and not mirror.failed
@@ -103,6 +103,19 @@ def test_background_process_mirrors_each_trial(sweep_dir, store):
 def test_wandb_hook_is_registered_for_sweep_run():
     hooks = pytest.importorskip("sweep.hooks")
     assert "wandb" in hooks.available_hooks()
+
+
+def test_wandb_options_reach_a_worker_process_typed():
+    from sweep.errors import SweepError
+    from sweep.hooks import decode_hooks, encode_hooks
+
+    options = MirrorOptions(mode="offline", project="p", wandb_dir=Path("/tmp/wb"))
+    text = encode_hooks({"wandb": options})  # the worker process's --hooks argument
+    assert decode_hooks(text) == {"wandb": options}
+    with pytest.raises(SweepError, match="hook wandb: mode: Input should be 'online'"):
+        decode_hooks('{"wandb": {"mode": "sometimes"}}')
+    with pytest.raises(SweepError, match="hook wandb: projct: unknown key"):
+        decode_hooks('{"wandb": {"projct": "p"}}')
 
 
 def test_a_hung_wandb_blocks_neither_trials_nor_close(sweep_dir, store, monkeypatch, caplog):

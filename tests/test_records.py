@@ -8,7 +8,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from cloudseg.errors import ConfigError
+from sweep.errors import ExportError
 from sweep.export import _swap_into_place, check_destination
 from sweep.mirror.payload import trial_payload
 from sweep.mirror.upload import with_media
@@ -96,10 +96,10 @@ def test_export_leaves_foreign_folders_alone_and_swaps_whole(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("x")
-    with pytest.raises(ConfigError, match="thesis.tex"):
+    with pytest.raises(ExportError, match="thesis.tex"):
         check_destination(mine)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(ExportError, match="not a folder"):
         check_destination(tmp_path / "file")
 
     dest = tmp_path / "bundle"
@@ -128,7 +128,7 @@ def test_no_temporary_folder_survives_a_failed_export(tmp_path, monkeypatch):
         study_name = "s"
         user_attrs: dict = {}
 
-    with pytest.raises(ConfigError, match="artifact missing cannot be read"):
+    with pytest.raises(ExportError, match="artifact missing cannot be read"):
         export.export_trial(Study(), Trial(), tmp_path / "out", store=_EmptyStore())
     assert list(tmp_path.iterdir()) == []
 

@@ -16,8 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.study.samplers import SAMPLERS
+from sweep.study.seeding import TrialSeeded, trial_seed
 from sweep.study.spec import parse_spec
-from sweep.study.strategies import SAMPLERS, TrialSeeded, trial_seed
 from tests.sweep_helpers import tiny_spec_dict, write_spec
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -41,6 +41,36 @@ def test_spec_error_names_file_and_field(cwd, synthetic_root):
     assert not (cwd / "sweeps.db").exists()
 
 
+FOCAL = {"type": "categorical", "choices": ["focal", "mixed-focal"]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        # a focal gamma < 0 as a fixed value, and as both ends of a range: every trial would
+        # fail as "bug"; the spec's load says it once, naming the field
+        ({"fixed": {"loss": {"name": "focal", "gamma": -1}}, "space": {}},
+         ["fixed.loss", "loss.gamma must be >= 0, got -1"]),
+        ({"space": {"loss.name": FOCAL, "loss.gamma": {"type": "float", "low": -3, "high": -1}}},
+         ["space.loss.gamma", "loss.gamma must be >= 0, got -3"]),
+        ({"pruner": {"name": "hyperband", "reduction_factor": 1}},
+         ["pruner.reduction_factor: Input should be greater than or equal to 2 (got 1)"]),
+        ({"pruner": {"name": "median", "patience": -1}},
+         ["pruner.patience: Input should be greater than or equal to 0 (got -1)"]),
+        ({"space": {"model.name": {"type": "categorical", "choices": ["unet", "nope"]}}},
+         ["space.model.name: unknown model 'nope'"]),
+        ({"fixed": {"model": {"name": "unet", "base_width": 2}}, "space": {}},
+         ["fixed.model.base_width: Input should be greater than or equal to 4 (got 2)"]),
+    ],
+)
+def test_bad_loss_model_or_pruner_values_fail_sweep_run_up_front(cwd, synthetic_root, changes,
+                                                                   fragments):
+    spec = write_spec(cwd, {**tiny_spec_dict(), **changes})
+    result = run("run", "--study", str(spec), "--trials", "2", "--data", str(synthetic_root))
+    assert_error(result, f"error: {spec}: ", *fragments)
+    assert not (cwd / "sweeps.db").exists()
+
+
 def test_unknown_study_lists_the_available_ones(cwd):
     result = run("run", "--study", "los-search", "--trials", "2")
     assert_error(result, "unknown study 'los-search'", "loss-search", "demo")

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.execution.runner import run_study
-from sweep.hooks import HOOKS
+from sweep.hooks import HOOKS, Hook
 from sweep.mirror.media import load_overlay_masks
 from sweep.study.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
@@ -35,7 +35,7 @@ def finished(synthetic_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{folder / 'sweeps.db'}"
     # The seed gives complete, pruned and failed trials among the first (draws are a function
-    # of the seed and the trial number: sweep.study.strategies.TrialSeeded).
+    # of the seed and the trial number: sweep.study.seeding.TrialSeeded).
     spec = parse_spec(tiny_spec_dict(sampler={"name": "random", "seed": SAMPLER_SEED}),
                       "tiny.yaml")
     hooks = {"tests-record": {"path": str(folder / "hook.log")}, "tests-raise": {}}
@@ -70,7 +70,7 @@ def _raising(study, options):
 
 for _name, _factory in (("tests-record", _Recorder), ("tests-raise", _raising)):
     if _name not in HOOKS:
-        HOOKS.add(_name, _factory)
+        HOOKS.add(_name, Hook(_factory))
 
 
 def test_post_trial_hooks_see_every_trial_and_a_raising_hook_is_harmless(finished):

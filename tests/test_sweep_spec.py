@@ -9,9 +9,10 @@ import optuna
 import pytest
 
 from cloudseg.errors import ConfigError
+from sweep.study.pruners import PRUNERS
+from sweep.study.samplers import SAMPLERS
 from sweep.study.space import suggest
 from sweep.study.spec import available_studies, find_spec_file, load_spec, parse_spec
-from sweep.study.strategies import PRUNERS, SAMPLERS
 from tests.sweep_helpers import tiny_spec_dict, write_spec
 
 
@@ -34,7 +35,8 @@ def test_threshold_rules_name_the_value_each_trial_reports():
 
 def test_loss_search_is_the_write_up_question():
     spec = load_spec("loss-search")
-    assert spec.fixed["model"] == {"name": "unet", "encoder": "resnet34"}
+    fixed_model = spec.fixed.model.model_dump(exclude_unset=True)
+    assert fixed_model == {"name": "unet", "encoder": "resnet34"}
     assert spec.space["optim.batch_size"].choices == [8, 12, 16, 32]
     assert spec.space["loss.pos_weight"].relative_to == "measured_pos_weight"
     assert spec.budget.train_fraction == 0.5
@@ -63,8 +65,9 @@ def _error(tmp_path, **changes) -> str:
         ({"space__loss.name": {"type": "categorical", "choices": ["bce", "hinge"]}},
          "unknown loss 'hinge'; valid: bce"),
         ({"sampler": {"name": "anneal"}}, "sampler.name: unknown sampler 'anneal'; valid:"),
-        ({"sampler": {"name": "tpe", "multivariat": True}}, "sampler: multivariat: unknown key"),
-        ({"pruner": {"name": "median", "n_warmup_steps": -1}}, "pruner: n_warmup_steps"),
+        ({"sampler": {"name": "tpe", "multivariat": True}}, "sampler.multivariat: unknown key"),
+        ({"pruner": {"name": "median", "n_warmup_steps": -1}},
+         "pruner.n_warmup_steps: Input should be greater than or equal to 0"),
         ({"space__optim.lr": {"type": "float", "low": 0.01, "high": 0.1,
                               "when": {"loss.kind": ["x"]}}},
          "condition on unknown parameter 'loss.kind'"),
@@ -267,3 +270,63 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     path = tmp_path / "merge.yaml"
     path.write_text("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
     assert read_yaml(path) == {"a": {"x": 1, "y": 2}, "c": {"x": 3, "y": 2}}
+
+
+def test_the_stored_spec_rebuilds_the_same_typed_spec_without_checking_it_again():
+    import json
+
+    from sweep.study.pruners import MedianSettings
+    from sweep.study.samplers import RandomSettings
+    from sweep.study.spec import StudySpec
+
+    spec = parse_spec(tiny_spec_dict(), "tiny.yaml")
+    stored = json.loads(json.dumps(spec.to_dict()))  # what the study's user attr holds
+    assert stored["fixed"] == tiny_spec_dict()["fixed"]  # partial: only what the spec sets
+    assert stored["sampler"] == {"name": "random", "seed": 0}
+    again = StudySpec.from_stored(stored, "study tiny")
+    assert again.to_dict() == spec.to_dict() and again.fixed == spec.fixed
+    assert isinstance(again.sampler, RandomSettings) and isinstance(again.pruner, MedianSettings)
+    # a model removed since the study was created: the stored spec still loads for its workers
+    stored["space"]["model.name"]["choices"] = ["vanilla-unet", "retired-net"]
+    assert StudySpec.from_stored(stored, "study tiny").space["model.name"].choices[1] == (
+        "retired-net")
+    with pytest.raises(ConfigError, match="space.model.name: unknown model 'retired-net'"):
+        parse_spec(stored, "tiny.yaml")
+
+
+def test_a_trial_config_is_fixed_then_budget_then_params(tmp_path):
+    """Checked against the nested-dict merge the sweep did before, parsed from scratch."""
+    from cloudseg.config import parse_run_config
+    from sweep.execution.objective import trial_config
+
+    raw = tiny_spec_dict()
+    spec = parse_spec(raw, "tiny.yaml")
+    params = {"loss.name": "weighted-bce", "loss.pos_weight": 1.5, "optim.lr": 0.01}
+    config = trial_config(spec, params, tmp_path, subset_seed=7)
+    tree = {section: dict(values) for section, values in raw["fixed"].items()}
+    for path, value in {
+        "train.epochs": 2, "data.train_fraction": 0.75, "data.crop": 64,
+        "train.max_steps_per_epoch": 3, "data.max_val_patches": None,
+        "train.val_metric": "patch", "data.root": str(tmp_path), "data.subset_seed": 7,
+        "data.device_share": 1.0, **params,
+    }.items():
+        section, field = path.split(".")
+        tree.setdefault(section, {})[field] = value
+    assert config == parse_run_config(tree)
+
+
+@pytest.mark.parametrize(
+    ("pruner", "inner", "patience"),
+    [({"name": "median", "patience": 3, "min_delta": 0.01}, "MedianPruner", 3),
+     ({"name": "patient"}, None, 2),
+     ({"name": "patient", "patience": 5}, None, 5),
+     ({"name": "hyperband"}, None, None)],
+)
+def test_patience_wraps_any_pruner(pruner, inner, patience):
+    built = parse_spec(tiny_spec_dict(pruner=pruner), "p.yaml").build_pruner()
+    if patience is None:
+        assert isinstance(built, optuna.pruners.HyperbandPruner)
+        return
+    assert isinstance(built, optuna.pruners.PatientPruner) and built._patience == patience
+    assert type(built._wrapped_pruner).__name__ == inner if inner else built._wrapped_pruner is None
+    assert built._min_delta == pruner.get("min_delta", 0.0)

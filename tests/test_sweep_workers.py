@@ -162,7 +162,7 @@ def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
 
     config = trial_config(slow_spec("slow"), {"optim.lr": 0.003}, synthetic_root, 0)
     with pytest.raises(TrialFailure) as failure:
-        run_isolated(config.to_dict(), tmp_path, lambda *_: False, timeout=0.2)
+        run_isolated(config, tmp_path, lambda *_: False, timeout=0.2)
     assert failure.value.kind == "timeout"
 
 

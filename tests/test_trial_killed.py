@@ -30,7 +30,7 @@ def test_a_trial_process_killed_by_a_signal_fails_as_killed_naming_it(synthetic_
         return False
 
     with trial_threads(1), pytest.raises(TrialFailure) as failure:
-        run_isolated(config.to_dict(), tmp_path, kill_the_child, artifacts=False)
+        run_isolated(config, tmp_path, kill_the_child, artifacts=False)
     assert failure.value.kind == "killed"
     assert failure.value.message == ("trial process killed by SIGKILL (9) (what the kernel's "
                                      "out-of-memory killer sends)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.config import RunConfig
 from cloudseg.errors import ConfigError
 from cloudseg.training.results import FitResult
 
@@ -31,18 +31,9 @@ def resolve_data_root(config: RunConfig) -> Path:
     return Path(root)
 
 
-def _replace(config: RunConfig, **sections: dict[str, Any]) -> RunConfig:
-    """A copy of the frozen config with some fields replaced, validated again, so the resolved
-    config equals what its own config.yaml loads back to."""
-    data = config.to_dict()
-    for name, values in sections.items():
-        data[name].update(values)
-    return parse_run_config(data, "resolved config")
-
-
 def with_data_root(config: RunConfig, root: str | Path) -> RunConfig:
     """`config` with data.root replaced (the CLI's --data)."""
-    return _replace(config, data={"root": str(root)})
+    return config.with_overrides({"data.root": str(root)}, "--data")
 
 
 def _spread(indices: np.ndarray, cap: int | None) -> np.ndarray:
@@ -85,7 +76,7 @@ def run_training(
     if by_scene:
         check_input_size(config.model.name, 384)  # validation sees whole patches
     root = resolve_data_root(config).expanduser().absolute()
-    config = _replace(config, data={"root": str(root)})
+    config = config.with_overrides({"data.root": str(root)}, "resolved config")
     cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress is True,
                        include_additional=dcfg.include_additional)
 
@@ -115,14 +106,15 @@ def run_training(
                     f"{len(train_idx)} patches has none; give a number instead"
                 )
             pos_weight = float(stats.pos_weight)
-            config = _replace(config, loss={"pos_weight": pos_weight})
+            config = config.with_overrides({"loss.pos_weight": pos_weight}, "resolved config")
         if need_bands:
             mean = tuple(float(v) for v in stats.band_mean)
             std = tuple(float(v) for v in stats.band_std)
             if not all(np.isfinite(v) and v > 0 for v in std):
                 raise ConfigError(f"train.normalisation: band-stats gave std {std}; "
                                   "the training subset has no valid pixels in some band")
-            config = _replace(config, train={"band_mean": mean, "band_std": std})
+            config = config.with_overrides(
+                {"train.band_mean": mean, "train.band_std": std}, "resolved config")
     elif isinstance(config.loss.pos_weight, float):
         pos_weight = config.loss.pos_weight
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.config import RunConfig
 from cloudseg.errors import ConfigError
 from cloudseg.training.checkpoint import file_sha256
 from sweep.artifacts import upload_trial_files
@@ -39,7 +39,7 @@ from sweep.record import (
     save,
 )
 from sweep.records import write_trial_note
-from sweep.study.space import set_path, suggest
+from sweep.study.space import suggest
 from sweep.study.spec import StudySpec
 
 WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
@@ -49,24 +49,23 @@ def trial_config(
     spec: StudySpec, params: dict[str, Any], data_root: Path, subset_seed: int
 ) -> RunConfig:
     """fixed < budget < drawn params; the data root and subset seed are the sweep's own."""
-    tree: dict[str, Any] = {k: dict(v) for k, v in spec.fixed.items() if isinstance(v, dict)}
     b = spec.budget
-    for path, value in (
-        ("train.epochs", b.epochs),
-        ("data.train_fraction", b.train_fraction),
-        ("data.crop", b.crop),
-        ("train.max_steps_per_epoch", b.batches_per_epoch),
-        ("data.max_val_patches", b.max_val_patches),
-        ("train.val_metric", spec.val_metric),
-        ("train.select_at", spec.threshold_rule),
-        ("data.root", str(data_root)),
-        ("data.subset_seed", subset_seed),
-        ("data.device_share", 1 / spec.execution.trials_per_gpu),
-    ):
-        set_path(tree, path, value)
-    for path, value in params.items():
-        set_path(tree, path, value)
-    return parse_run_config(tree, f"{spec.source}: trial config")
+    return spec.fixed.with_overrides(
+        {
+            "train.epochs": b.epochs,
+            "data.train_fraction": b.train_fraction,
+            "data.crop": b.crop,
+            "train.max_steps_per_epoch": b.batches_per_epoch,
+            "data.max_val_patches": b.max_val_patches,
+            "train.val_metric": spec.val_metric,
+            "train.select_at": spec.threshold_rule,
+            "data.root": str(data_root),
+            "data.subset_seed": subset_seed,
+            "data.device_share": 1 / spec.execution.trials_per_gpu,
+            **params,
+        },
+        f"{spec.source}: trial config",
+    )
 
 
 def origin_number(trial: optuna.trial.Trial) -> int:
@@ -109,7 +108,7 @@ class Objective:
         out = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-"))
         try:
             payload = run_isolated(
-                config.to_dict(), out, on_epoch, timeout=spec.budget.trial_timeout,
+                config, out, on_epoch, timeout=spec.budget.trial_timeout,
                 threads=spec.execution.trial_threads,
             )
             self._store(trial, payload, keep_all=not pruned)

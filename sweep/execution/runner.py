@@ -16,12 +16,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import ConfigError
-from sweep.errors import StorageError
+from sweep.errors import StorageError, WorkerError
 from sweep.storage import (
     DEFAULT_STORAGE,
     artifact_dir_for,
@@ -157,7 +158,7 @@ def run_study(
     data: str | Path | None = None,
     workers: int | None = None,
     timeout: float | None = None,
-    hooks: dict[str, dict[str, Any]] | None = None,
+    hooks: Mapping[str, Any] | None = None,  # hook name → its typed options (sweep.hooks)
     progress: bool = True,
 ) -> RunSummary:
     """Run `spec` until `trials` trials are finished (complete + pruned), study-wide, with
@@ -194,7 +195,7 @@ def run_study(
             view.stop()
     summary = summarise(spec.name, storage)
     if lost and summary.complete + summary.pruned < summary.target:
-        raise ConfigError(
+        raise WorkerError(
             f"{len(lost)} of {workers} worker processes exited early (codes {lost}) and the "
             f"study has {summary.complete + summary.pruned}/{summary.target} finished trials; "
             "rerun to resume"

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cloudseg.errors import ConfigError
+from sweep.errors import StorageError
 from sweep.execution.confirm import (
     Duplicate,
     check_not_duplicate,
@@ -44,7 +44,7 @@ class Surplus(Exception):
     """This trial would exceed the study-wide target: end it before any training."""
 
 
-class StorageLost(ConfigError):
+class StorageLost(StorageError):
     """The storage stayed unreachable for OUTAGE_S seconds (message redacted, one line)."""
 
 

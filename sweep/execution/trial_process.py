@@ -24,7 +24,10 @@ import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloudseg.config import RunConfig
 
 from sweep.record import FailureKind
 
@@ -118,7 +121,9 @@ class _PipeCallback:
         return bool(self.conn.recv())
 
 
-def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifacts: bool) -> None:
+def _child(
+    conn, config: RunConfig, out_dir: str, parent_pid: int, env: dict, artifacts: bool
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     os.environ.clear()
     os.environ.update(env)  # the forkserver's environment may predate the worker's
@@ -128,11 +133,9 @@ def _child(conn, config: dict, out_dir: str, parent_pid: int, env: dict, artifac
 
         torch.set_num_threads(max(1, int(env[THREADS_ENV])))
     try:
-        from cloudseg.config import parse_run_config
         from cloudseg.training.build import run_training
 
-        cfg = parse_run_config(config, "trial config")
-        result = run_training(cfg, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
+        result = run_training(config, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
         files: dict[str, str] = {}
         if artifacts:
             from sweep.artifacts import render_trial_images
@@ -180,7 +183,7 @@ def _died(proc) -> TrialFailure:
 
 
 def run_isolated(
-    config: dict,
+    config: RunConfig,
     out_dir: Path,
     on_epoch: Callable[[int, dict], bool],
     *,
@@ -188,7 +191,8 @@ def run_isolated(
     artifacts: bool = True,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train `config` in a child process; `on_epoch(epoch, record)` returns True to stop it.
+    """Train `config` in a child process (it travels as the typed, validated model);
+    `on_epoch(epoch, record)` returns True to stop it.
 
     Returns the result payload; raises TrialFailure (classified) or KeyboardInterrupt (after
     killing the child).

@@ -13,17 +13,18 @@ Run as a process: `python -m sweep.execution.workers --study NAME --storage URL 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cloudseg.errors import CloudsegError, ConfigError, one_line
 from sweep.execution.trial_process import THREADS_ENV
+from sweep.hooks import decode_hooks, encode_hooks
 
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
 
@@ -91,7 +92,7 @@ def work(
     data: str | Path | None = None,
     target: int | None = None,
     timeout: float | None = None,
-    hooks: dict[str, dict] | None = None,
+    hooks: Mapping[str, Any] | None = None,
     worker_index: int = 0,
     artifact_dir: str | Path | None = None,
     confirm: tuple[int, int] | None = None,
@@ -107,10 +108,10 @@ def work(
     from sweep.execution.trial_process import TrialFailure, warm_up
     from sweep.hooks import build_hooks, close_hooks
     from sweep.storage import open_storage, redact
-    from sweep.study.spec import parse_spec
+    from sweep.study.spec import StudySpec
 
     attrs = load_study_attrs(study_name, storage_url)
-    spec = parse_spec(attrs["spec"], f"study {study_name}")
+    spec = StudySpec.from_stored(attrs["spec"], f"study {study_name}")  # checked at creation
     target = int(target or attrs["target"])
     if confirm is None and spec.confirm is not None:
         confirm = (spec.confirm.top, spec.confirm.repeats)
@@ -186,7 +187,7 @@ def launch(
     *,
     data: Path,
     timeout: float | None,
-    hooks: dict[str, dict] | None,
+    hooks: Mapping[str, Any] | None,
     per_gpu: int = 1,
 ) -> list[subprocess.Popen]:
     """Start `count` worker processes; `per_gpu` of them share each GPU (`gpu_for`)."""
@@ -201,7 +202,7 @@ def launch(
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]
         if hooks:
-            cmd += ["--hooks", json.dumps(hooks)]
+            cmd += ["--hooks", encode_hooks(hooks)]
         env = {**os.environ, STORAGE_ENV: storage_url}
         if (gpu := gpu_for(i, gpus, per_gpu)) is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data")
     p.add_argument("--target", type=int)
     p.add_argument("--timeout", type=float)
-    p.add_argument("--hooks", type=json.loads)
+    p.add_argument("--hooks", type=decode_hooks)
     p.add_argument("--worker-index", type=int, default=0)
     p.add_argument("--artifact-dir")
     a = p.parse_args(argv)

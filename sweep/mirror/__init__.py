@@ -6,6 +6,7 @@
     upload      the wandb calls (the only module that imports wandb, lazily)
     media       validation overlays as `wandb.Image(masks=...)`
     state       the mirror's own table: which trial went to which run, and its content hash
+    options     `MirrorOptions`: the typed options of `sweep run --wandb` (the `wandb` hook)
 
 Public names load on first use, so `import sweep.mirror` costs neither optuna nor wandb.
 """
@@ -24,6 +25,7 @@ _PUBLIC = {
     "has_credentials": "upload",
     "BackgroundMirror": "background",
     "wandb_hook": "background",
+    "MirrorOptions": "options",
     "MirrorRecord": "state",
 }
 __all__ = sorted(_PUBLIC)

@@ -23,6 +23,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from sweep.mirror.core import Mode, mirror_study, open_storage, resolve_mode, storage_url
+from sweep.mirror.options import MirrorOptions
 from sweep.mirror.payload import redact
 
 log = logging.getLogger(__name__)
@@ -249,28 +250,23 @@ class BackgroundMirror:
                 )
 
 
-def wandb_hook(study, options: dict[str, Any]) -> BackgroundMirror:
-    """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial.
-
-    options: mode (online|offline|off|auto, default auto), project, entity, wandb_dir,
-    storage (URL; default: the study's own), artifact_dir (default: the study's `artifact_dir`
-    user attr), close_timeout (s, default 120), isolation. The mirror closes itself at exit;
-    calling `close()` earlier (after `study.optimize`) is better and harmless to repeat."""
-    url = options.get("storage") or storage_url(study._storage)  # Study has no public getter
+def wandb_hook(study, options: MirrorOptions) -> BackgroundMirror:
+    """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial. The
+    mirror closes itself at exit; calling `close()` earlier (after `study.optimize`) is better
+    and harmless to repeat."""
+    url = options.storage or storage_url(study._storage)  # Study has no public getter
     store = None  # None: each pass uses the study's `artifact_dir` user attr
-    if options.get("artifact_dir"):
+    if options.artifact_dir is not None:
         from optuna.artifacts import FileSystemArtifactStore
 
-        store = FileSystemArtifactStore(str(options["artifact_dir"]))
-    wandb_dir = options.get("wandb_dir")
-    mirror = BackgroundMirror(
+        store = FileSystemArtifactStore(str(options.artifact_dir))
+    return BackgroundMirror(
         url,
-        mode=options.get("mode", "auto"),
-        wandb_dir=Path(wandb_dir) if wandb_dir else None,
-        project=options.get("project", "cloudsweep"),
-        entity=options.get("entity"),
+        mode=options.mode,
+        wandb_dir=options.wandb_dir,
+        project=options.project,
+        entity=options.entity,
         artifact_store=store,
-        isolation=options.get("isolation", "process"),
-        exit_timeout=float(options.get("close_timeout", 120)),
+        isolation=options.isolation,
+        exit_timeout=options.close_timeout,
     )
-    return mirror

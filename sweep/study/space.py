@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from cloudseg.config import RunConfig, parse_run_config
+from cloudseg.config import RunConfig
 from cloudseg.errors import ConfigError
 
 
@@ -98,11 +98,6 @@ def _field_exists(path: str) -> bool:
 RESERVED = {"data.root", "data.subset_seed"}  # set by the sweep itself for every trial
 
 
-def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
-    section, _, field = path.partition(".")
-    tree.setdefault(section, {})[field] = value
-
-
 def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
     if section == "loss":
         from cloudseg.losses import LOSSES as registry
@@ -145,7 +140,7 @@ def _cycle(space: dict[str, ParamSpec]) -> list[str] | None:
     return None
 
 
-def _check_loss_values(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str,
+def _check_loss_values(space: dict[str, ParamSpec], fixed: RunConfig, src: str,
                        loss_names: list[Any]) -> None:
     """Each loss value a trial could get, checked by the loss's own rules (torch-free)."""
     from cloudseg.config import LossConfig
@@ -153,7 +148,7 @@ def _check_loss_values(space: dict[str, ParamSpec], fixed: dict[str, Any], src: 
 
     uses = loss_fields()
     for name in loss_names:
-        base = {k: v for k, v in (fixed.get("loss") or {}).items() if k in uses[name]}
+        base = {k: getattr(fixed.loss, k) for k in fixed.loss.model_fields_set if k in uses[name]}
         tries: list[tuple[str, dict[str, Any]]] = [("fixed.loss", {})]
         for path, p in space.items():
             field = path.partition(".")[2]
@@ -176,21 +171,20 @@ def _check_loss_values(space: dict[str, ParamSpec], fixed: dict[str, Any], src: 
                 raise ConfigError(f"{src}: {where}: {err}") from None
 
 
-def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) -> None:
+def check_space(space: dict[str, ParamSpec], fixed: RunConfig, src: str) -> None:
     """Everything a trial would otherwise discover late: paths, conditions, names, types."""
     uses = loss_fields()
     loss_names = space["loss.name"].choices if "loss.name" in space else None
     if loss_names is None:
-        loss_names = [fixed.get("loss", {}).get("name", "bce")]
+        loss_names = [fixed.loss.name]
     for section in ("loss", "model"):
         if f"{section}.name" in space:
             _names_check(src, f"space.{section}.name", section, space[f"{section}.name"].choices)
-        if "name" in fixed.get(section, {}):
-            _names_check(src, f"fixed.{section}.name", section, [fixed[section]["name"]])
+        _names_check(src, f"fixed.{section}.name", section, [getattr(fixed, section).name])
     encoders = space["model.encoder"].choices if "model.encoder" in space else None
     where_enc = "space.model.encoder" if encoders else "fixed.model.encoder"
-    if encoders is None and "encoder" in fixed.get("model", {}):
-        encoders = [fixed["model"]["encoder"]]
+    if encoders is None and "encoder" in fixed.model.model_fields_set:
+        encoders = [fixed.model.encoder]
     if encoders:
         from cloudseg.models import check_encoder
 
@@ -217,10 +211,8 @@ def check_space(space: dict[str, ParamSpec], fixed: dict[str, Any], src: str) ->
             field = path.split(".", 1)[1]
             if not any(field in uses.get(n, set()) for n in loss_names):
                 raise ConfigError(f"{where}: no loss among {loss_names} uses {field!r}")
-        for value in p.values_to_check():
-            tree = {k: dict(v) for k, v in fixed.items() if isinstance(v, dict)}
-            set_path(tree, path, value)
-            parse_run_config(tree, where)
+        for value in p.values_to_check():  # both ends of a range, every choice and grid value
+            fixed.with_overrides({path: value}, where)
     if cycle := _cycle(space):
         what = "a parameter conditioned on itself" if len(set(cycle)) == 1 else (
             "each waits for the other to be drawn")
@@ -246,7 +238,7 @@ def _ready(path: str, p: ParamSpec, chosen: dict[str, Any], space) -> bool:
 
 
 def suggest(
-    trial, space: dict[str, ParamSpec], fixed: dict[str, Any], context: dict[str, float]
+    trial, space: dict[str, ParamSpec], fixed: RunConfig, context: dict[str, float]
 ) -> dict[str, Any]:
     """Draw the active parameters in dependency order; returns dotted path → value."""
     uses = loss_fields()
@@ -258,7 +250,7 @@ def suggest(
             raise ConfigError(f"space: conditions form a cycle among {sorted(pending)}")
         for path in ready:
             p = pending.pop(path)
-            loss_name = chosen.get("loss.name", fixed.get("loss", {}).get("name", "bce"))
+            loss_name = chosen.get("loss.name", fixed.loss.name)
             if not _active(path, p, chosen, loss_name, uses):
                 chosen[path] = None  # resolved as inactive: dependants see None
                 continue

@@ -1,7 +1,9 @@
 """StudySpec: a study described in `studies/NAME.yaml`, validated once, before anything is created.
 
-Every error is a `cloudseg.errors.ConfigError` whose message names the file and the field
-(`studies/x.yaml: space.loss.gamma: low > high (low=3, high=1)`), so the CLI prints one line.
+Every error is a `sweep.errors.SpecError` (a cloudseg ConfigError) whose message names the file
+and the field (`studies/x.yaml: pruner.reduction_factor: ...`), so the CLI prints one line.
+Loss and model values are checked here too, each end of a range and every choice against
+cloudseg's own config models and rules, so a bad value fails `sweep run`, not every trial.
 """
 
 from __future__ import annotations
@@ -9,13 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
-from cloudseg.config import format_validation_error, parse_run_config
+from cloudseg.config import RunConfig, format_errors
 from cloudseg.errors import ConfigError
 from cloudseg.yaml_io import read_yaml
+from sweep.errors import SpecError
+from sweep.study.pruners import PRUNERS, HyperbandSettings, PrunerSection, build_pruner
+from sweep.study.samplers import SAMPLERS, SamplerSection, TPESettings, build_sampler
 from sweep.study.space import ParamSpec, check_space
-from sweep.study.strategies import PRUNERS, SAMPLERS
 
 # "scene-iou" scores the best epoch by IoU per whole validation scene averaged over scenes (the
 # 38-Cloud figure; cloudseg train.val_metric "scene"). Its cost: every trial validates every
@@ -81,15 +93,27 @@ class StudySpec(_Frozen):
     data: Path | None = None  # data root; --data and CLOUDSWEEP_DATA take precedence
     synthesize_if_missing: bool = False  # write a synthetic tree at `data` on first use (demo)
     seed: int = 0  # study seed: per-trial subset seeds derive from it
-    sampler: dict[str, Any] = {"name": "tpe"}
-    pruner: dict[str, Any] = {"name": "hyperband"}
+    sampler: SamplerSection = TPESettings()
+    pruner: PrunerSection = HyperbandSettings()
     budget: Budget = Budget()
     execution: Execution = Execution()
     threshold: Literal[0.5, "official", "tuned"] = 0.5
     confirm: Confirm | None = None  # off unless the spec asks
-    fixed: dict[str, Any] = {}  # a partial RunConfig mapping shared by every trial
+    fixed: RunConfig = RunConfig()  # partial: only the fields it sets are shared by every trial
     space: dict[str, ParamSpec] = {}
     source: str = Field("<spec>", exclude=True)
+
+    @field_validator("sampler", "pruner", mode="before")
+    @classmethod
+    def _default_name(cls, value: Any, info: ValidationInfo) -> Any:
+        """A section without `name` means the default strategy, as an absent section does."""
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": DEFAULT_STRATEGY[info.field_name], **value}
+        return value
+
+    @field_serializer("fixed")
+    def _partial(self, fixed: RunConfig) -> dict[str, Any]:
+        return fixed.model_dump(mode="json", exclude_unset=True)
 
     # --- derived, validated views ----------------------------------------------------------
     @property
@@ -112,83 +136,84 @@ class StudySpec(_Frozen):
 
     @property
     def sampler_name(self) -> str:
-        return self.sampler.get("name", "tpe")
+        return self.sampler.name
 
     @property
     def pruner_name(self) -> str:
-        return self.pruner.get("name", "hyperband")
-
-    def sampler_settings(self):
-        rest = {k: v for k, v in self.sampler.items() if k != "name"}
-        return SAMPLERS.get(self.sampler_name).settings.model_validate(rest)
-
-    def pruner_settings(self):
-        rest = {k: v for k, v in self.pruner.items() if k not in ("name", "patience", "min_delta")}
-        return PRUNERS.get(self.pruner_name).settings.model_validate(rest)
+        return self.pruner.name
 
     def build_sampler(self):
         """The spec's sampler, seeded per trial (every process of a study builds the same one:
         a per-process seed would make workers repeat each other's grid points)."""
-        from sweep.study.strategies import build_sampler
-
-        settings = self.sampler_settings()
         grid = {k: p.grid_values() for k, p in self.space.items()}
-        return build_sampler(self.sampler_name, settings, grid=grid)
+        return build_sampler(self.sampler, grid=grid)
 
     def build_pruner(self):
-        from sweep.study.strategies import build_pruner
-
-        return build_pruner(
-            self.pruner_name,
-            self.pruner_settings(),
-            epochs=self.budget.epochs,
-            patience=self.pruner.get("patience"),
-            min_delta=float(self.pruner.get("min_delta", 0.0)),
-        )
+        return build_pruner(self.pruner, epochs=self.budget.epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-
-def _check_strategies(spec: StudySpec, src: str) -> None:
-    for field, registry, name, extra in (
-        ("sampler", SAMPLERS, spec.sampler_name, ()),
-        ("pruner", PRUNERS, spec.pruner_name, ("patience", "min_delta")),
-    ):
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], source: str) -> StudySpec:
+        """A spec stored by `create_study` (checked in full when it was created): rebuilt into
+        its typed models without the load-time checks (registries, space, input sizes)."""
         try:
-            entry = registry.get(name)
-        except ConfigError as err:
-            raise ConfigError(f"{src}: {field}.name: {err}") from None
-        rest = {k: v for k, v in getattr(spec, field).items() if k not in ("name", *extra)}
-        try:
-            entry.settings.model_validate(rest)
+            return cls.model_validate({**data, "source": source})
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err, f"{src}: {field}")) from None
-    patience = spec.pruner.get("patience")
-    if patience is not None and (not isinstance(patience, int) or patience < 0):
-        raise ConfigError(f"{src}: pruner.patience: must be an integer >= 0 (got {patience!r})")
-    if spec.sampler_name == "grid":
+            raise SpecError(_format(err, source)) from None
+
+
+DEFAULT_STRATEGY = {"sampler": "tpe", "pruner": "hyperband"}
+_REGISTRIES = {"sampler": SAMPLERS, "pruner": PRUNERS}
+
+
+def _format(err: ValidationError, src: str) -> str:
+    """pydantic's errors as one line; a strategy's name (the union's tag) is left out of the
+    field path: `pruner.reduction_factor`, not `pruner.hyperband.reduction_factor`."""
+    errors = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if len(loc) > 1 and loc[0] in _REGISTRIES and loc[1] in _REGISTRIES[loc[0]]:
+            loc = (loc[0], *loc[2:])
+        errors.append({**e, "loc": loc})
+    return format_errors(errors, src)
+
+
+def _check_names(data: dict[str, Any], src: str) -> None:
+    """An unknown sampler or pruner lists the registered ones."""
+    for field, registry in _REGISTRIES.items():
+        section = data.get(field)
+        if isinstance(section, dict) and "name" in section:
+            try:
+                registry.get(section["name"])
+            except ConfigError as err:
+                raise SpecError(f"{src}: {field}.name: {err}") from None
+
+
+def _check_grid(spec: StudySpec, src: str) -> None:
+    if spec.sampler.name == "grid":
         bad = [k for k, p in spec.space.items() if p.grid_values() is None or p.when]
         if bad:
-            raise ConfigError(
+            raise SpecError(
                 f"{src}: sampler.name: grid needs every space parameter to list `choices` or "
                 f"`grid` values and no `when` condition; not so for {', '.join(bad)}"
             )
 
 
 def _check_metric(spec: StudySpec, src: str) -> None:
-    train = spec.fixed.get("train") or {}
-    if "val_metric" in train:
-        raise ConfigError(f"{src}: fixed.train.val_metric: set by `metric` "
-                          "(scene-iou scores whole scenes); remove it")
-    if "select_at" in train:
-        raise ConfigError(f"{src}: fixed.train.select_at: set by `threshold`; remove it")
-    if spec.threshold == 0.5 and train.get("threshold", 0.5) != 0.5:
-        raise ConfigError(f"{src}: fixed.train.threshold: `threshold: 0.5` scores trials at 0.5 "
-                          f"(got {train['threshold']}); remove it or choose official/tuned")
+    train = spec.fixed.train
+    if "val_metric" in train.model_fields_set:
+        raise SpecError(f"{src}: fixed.train.val_metric: set by `metric` "
+                        "(scene-iou scores whole scenes); remove it")
+    if "select_at" in train.model_fields_set:
+        raise SpecError(f"{src}: fixed.train.select_at: set by `threshold`; remove it")
+    if spec.threshold == 0.5 and train.threshold != 0.5:
+        raise SpecError(f"{src}: fixed.train.threshold: `threshold: 0.5` scores trials at 0.5 "
+                        f"(got {train.threshold}); remove it or choose official/tuned")
     cap = spec.budget.max_val_patches
     if spec.metric == "scene-iou" and cap is not None:
-        raise ConfigError(
+        raise SpecError(
             f"{src}: budget.max_val_patches: metric scene-iou scores whole validation scenes and "
             f"a capped scene is not a scene; set it to null (got {cap})"
         )
@@ -199,7 +224,7 @@ def _check_input_sizes(spec: StudySpec, src: str) -> None:
     from cloudseg.models import MODELS, check_input_size
 
     model = spec.space.get("model.name")
-    names = model.choices if model else [(spec.fixed.get("model") or {}).get("name", "unet")]
+    names = model.choices if model else [spec.fixed.model.name]
     crop = spec.space.get("data.crop")
     crops, where = ((crop.values_to_check(), "space.data.crop") if crop else
                     ([spec.budget.crop or 384], "budget.crop"))
@@ -208,24 +233,25 @@ def _check_input_sizes(spec: StudySpec, src: str) -> None:
             try:
                 check_input_size(name, int(side))
             except ConfigError as err:
-                raise ConfigError(f"{src}: {where}: {err}") from None
+                raise SpecError(f"{src}: {where}: {err}") from None
 
 
 def parse_spec(data: Any, source: str, default_name: str | None = None) -> StudySpec:
-    """Validate a mapping into a StudySpec: structure, strategies, fixed config, space."""
+    """Validate a mapping into a StudySpec: structure, strategies, fixed config, space, and
+    every loss and model value a trial could get (so no trial fails on a spec's typo)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        raise SpecError(f"{source}: expected a mapping at the top level")
     data = dict(data)
     if default_name and "name" not in data:
         data["name"] = default_name
-    try:
-        spec = StudySpec.model_validate({**data, "source": source})
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
-    _check_strategies(spec, source)
+    _check_names(data, source)
+    spec = StudySpec.from_stored(data, source)
+    _check_grid(spec, source)
     _check_metric(spec, source)
-    parse_run_config(spec.fixed, f"{source}: fixed")
-    check_space(spec.space, spec.fixed, source)
+    try:
+        check_space(spec.space, spec.fixed, source)
+    except ConfigError as err:  # cloudseg's own checks; the message names file and field
+        raise SpecError(str(err)) from None
     _check_input_sizes(spec, source)
     return spec
 
@@ -243,16 +269,20 @@ def find_spec_file(study: str) -> Path:
     as_path = Path(study)
     if as_path.suffix in (".yaml", ".yml") or as_path.exists():
         if not as_path.is_file():
-            raise ConfigError(f"{study}: study spec file not found")
+            raise SpecError(f"{study}: study spec file not found")
         return as_path
     for folder in STUDIES_DIRS:
         candidate = folder / f"{study}.yaml"
         if candidate.is_file():
             return candidate
     listed = ", ".join(available_studies()) or "none"
-    raise ConfigError(f"unknown study {study!r}; available: {listed} (studies/*.yaml)")
+    raise SpecError(f"unknown study {study!r}; available: {listed} (studies/*.yaml)")
 
 
 def load_spec(study: str | Path) -> StudySpec:
     path = find_spec_file(str(study))
-    return parse_spec(read_yaml(path, "study spec"), str(path), default_name=path.stem)
+    try:
+        data = read_yaml(path, "study spec")
+    except ConfigError as err:  # not YAML, duplicate keys, not text: the message names the file
+        raise SpecError(str(err)) from None
+    return parse_spec(data, str(path), default_name=path.stem)

@@ -1,0 +1,77 @@
+"""The `sweep` typer app, its global options, and `errors()`: the one place where an error
+becomes one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+from enum import StrEnum
+
+import typer
+
+from cloudseg.errors import CloudsegError, bug_line, debug_enabled, one_line
+from sweep.errors import SweepError
+from sweep.storage import DEFAULT_STORAGE
+
+app = typer.Typer(
+    name="sweep",
+    help="Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STORAGE = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna RDB URL (SQLite file default).")
+
+
+class WandbMode(StrEnum):
+    off = "off"
+    offline = "offline"
+    online = "online"
+
+
+_DEBUG = {"on": False}  # set by `sweep --debug`
+
+
+def _print_version(on: bool) -> None:
+    if on:
+        from cloudseg.cli import package_version
+
+        typer.echo(f"sweep {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an unexpected error (or CLOUDSWEEP_DEBUG=1)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=lambda on: _print_version(on),
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna."""
+    _DEBUG["on"] = debug
+
+
+@contextlib.contextmanager
+def errors():
+    """The one place errors become exit codes. Sweep's family (spec, storage, worker, export)
+    and cloudseg's → `error: <one line>` and exit code 2; Ctrl-C → exit code 130; anything else
+    is a bug → one line saying so (the traceback with --debug) and exit code 1."""
+    try:
+        yield
+    except (SweepError, CloudsegError) as err:
+        typer.echo(f"error: {one_line(err)}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial is marked FAILED (interrupted); rerun to "
+                   "resume", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as err:
+        if _DEBUG["on"] or debug_enabled():
+            raise
+        typer.echo(bug_line(err, "sweep --debug"), err=True)
+        raise typer.Exit(1) from None

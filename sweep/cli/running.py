@@ -1,0 +1,96 @@
+"""`sweep run` (a study on this machine, until its target) and `sweep worker` (join a study from
+any machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sweep.cli.app import STORAGE, WandbMode, app, errors
+from sweep.storage import DEFAULT_STORAGE
+
+
+@app.command()
+def run(
+    study: str = typer.Option(..., "--study", help="Study name (studies/NAME.yaml) or spec path."),
+    trials: int = typer.Option(..., "--trials", help="Study-wide target of finished trials."),
+    storage: str = STORAGE,
+    data: Path | None = typer.Option(None, "--data", help="38-Cloud root (else $CLOUDSWEEP_DATA)."),
+    workers: int | None = typer.Option(
+        None, "--workers",
+        help="Local worker processes (default: execution.trials_per_gpu per GPU, else 1).",
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
+    wandb: WandbMode = typer.Option(WandbMode.off, "--wandb", help="Mirror trials to W&B."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Live view."),
+) -> None:
+    """Run a study until TRIALS trials are finished (complete + pruned); rerun to resume."""
+    with errors():
+        from sweep.execution.runner import run_study
+        from sweep.mirror.options import MirrorOptions
+        from sweep.study.spec import load_spec
+
+        spec = load_spec(study)
+        hooks = None if wandb is WandbMode.off else {"wandb": MirrorOptions(mode=wandb.value)}
+        summary = run_study(
+            spec, trials, storage=storage, data=data, workers=workers, timeout=timeout,
+            hooks=hooks, progress=progress,
+        )
+        best = "none yet" if summary.best_number is None else (
+            f"trial {summary.best_number}, {spec.metric} {summary.best_value:.4f}"
+        )
+        typer.echo(
+            f"{summary.study}: {summary.complete + summary.pruned}/{summary.target} finished "
+            f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"
+            + (f"; {summary.confirmations} confirmation runs (see `sweep best`)"
+               if summary.confirmations else "")
+        )
+        if summary.lost_workers:
+            typer.echo(f"note: {len(summary.lost_workers)} local worker process(es) ended "
+                       f"early (exit codes {list(summary.lost_workers)}); the others finished "
+                       "the study", err=True)
+
+
+@app.command()
+def worker(
+    study: str = typer.Option(
+        ..., "--study", help="Study name or spec path; created from its spec when missing."
+    ),
+    storage: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", envvar="SWEEP_STORAGE",
+        help="The study's storage; across machines postgresql+psycopg://USER@HOST/DB "
+        "(keep the password in PGPASSWORD or ~/.pgpass, not in the URL).",
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", min=1, help="Study-wide target of finished trials (default: the study's)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", envvar="CLOUDSWEEP_DATA", help="38-Cloud root on this machine "
+        "(default: the path the study was created with)."
+    ),
+    artifact_dir: Path | None = typer.Option(
+        None, "--artifact-dir", envvar="SWEEP_ARTIFACTS",
+        help="Shared artifact directory (default: the study's).",
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
+) -> None:
+    """Join a study from any machine (creating it from its spec when missing) and run its
+    trials until the study-wide target is met; every machine runs this same command.
+
+    The same engine as `sweep run`: one process, one GPU (pick it with CUDA_VISIBLE_DEVICES).
+    A worker whose study is already done exits 0.
+    """
+    with errors():
+        from sweep.execution.join import join_or_create
+        from sweep.execution.runner import summarise
+        from sweep.execution.workers import work
+        from sweep.storage import redact
+
+        name = join_or_create(study, storage, trials=trials, data=data)
+        work(name, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)
+        s = summarise(name, storage)
+        typer.echo(
+            f"{s.study} in {redact(storage)}: {s.complete + s.pruned}/{trials or s.target} "
+            f"finished ({s.pruned} pruned, {s.failed} failed)"
+        )
