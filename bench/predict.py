@@ -24,7 +24,7 @@ import torch
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset, read_band, write_synthetic
 from cloudseg.models import MODELS, build_model
-from cloudseg.normalise import normalise
+from cloudseg.normalisation import normalise
 from cloudseg.scenes.geotiff import open_raster, to_uint8_probability, write_uint8
 from cloudseg.scenes.inference import default_batch_size
 from cloudseg.scenes.predict import default_workers, predict_scenes

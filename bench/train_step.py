@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain
 
 from cloudseg.config import ModelConfig, TrainConfig  # noqa: E402
 from cloudseg.models import MODELS, build_model  # noqa: E402
-from cloudseg.normalise import normalise  # noqa: E402
+from cloudseg.normalisation import normalise  # noqa: E402
 from cloudseg.training.device import DeviceSetup  # noqa: E402
 
 DEFAULT_MODELS = ["unet-resnet34", "unet-resnet18", "vanilla-unet", "attention-unet", "r2unet"]

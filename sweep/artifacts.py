@@ -107,7 +107,7 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     import torch
 
     from cloudseg.data import PatchDataset, open_cache
-    from cloudseg.normalise import normalise
+    from cloudseg.normalisation import normalise
     from cloudseg.training.checkpoint import load_bundle
 
     model, cfg = load_bundle(bundle_dir)

@@ -19,7 +19,7 @@ from cloudseg.config import load_run_config, parse_run_config
 from cloudseg.data import PatchDataset, split_by_scene
 from cloudseg.errors import ConfigError
 from cloudseg.models import build_model
-from cloudseg.normalise import normalise
+from cloudseg.normalisation import normalise
 from cloudseg.training.checkpoint import (
     check_bundle,
     file_sha256,

@@ -13,7 +13,7 @@ from cloudseg.config import RunConfig, parse_run_config
 from cloudseg.data import PatchDataset
 from cloudseg.errors import ConfigError
 from cloudseg.metrics import EMPTY, confusion_counts
-from cloudseg.normalise import nodata_mask, normalise
+from cloudseg.normalisation import nodata_mask, normalise
 from cloudseg.scenes.stitch import grid_size, stitch
 from cloudseg.training.loop import fit, seed_everything
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cloudseg.config import TrainConfig, parse_run_config
 from cloudseg.errors import ConfigError, DivergedError, OutOfMemoryError
-from cloudseg.normalise import nodata_mask, normalise
+from cloudseg.normalisation import nodata_mask, normalise
 from cloudseg.training.device import select_device
 from cloudseg.training.loop import StepInfo, fit, seed_everything
 from cloudseg.training.schedule import make_scheduler

@@ -98,7 +98,7 @@ class WindowPredictor:
         soon as the work is queued, so the caller can prepare the next batch meanwhile."""
         import torch
 
-        from cloudseg.normalise import normalise
+        from cloudseg.normalisation import normalise
 
         x = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
         x = x.to(self.setup.device, non_blocking=True)  # asynchronous from pinned memory

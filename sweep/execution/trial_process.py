@@ -36,7 +36,7 @@ PRELOAD = [
     "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.training.build",
     "cloudseg.training.loop", "cloudseg.models", "cloudseg.losses", "cloudseg.training.checkpoint",
     "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
-    "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalise",
+    "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalisation",
     "sweep.artifacts", "sweep.execution._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
