@@ -1,7 +1,11 @@
 """cloudseg: cloud segmentation for Landsat 8 (38-Cloud / 95-Cloud) as a plain library.
 
-It never imports the sweep layer, optuna, wandb or typer. Heavy modules (torch) load lazily, so
-`import cloudseg` stays cheap.
+It never imports the sweep layer, optuna, wandb or typer. This module is its public API: users
+(and `sweep`) import names from `cloudseg`, not from its files. Heavy modules (torch, numpy) load
+on first use of one of their names, so `import cloudseg` stays cheap.
+
+No public name equals a submodule's name: importing `cloudseg.x` makes `x` an attribute of this
+package, which would then shadow a lazily exported `x` (tests/test_public_api.py checks it).
 """
 
 from cloudseg.config import (
@@ -11,6 +15,7 @@ from cloudseg.config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
+    format_validation_error,
     load_run_config,
     parse_run_config,
 )
@@ -22,7 +27,12 @@ from cloudseg.errors import (
     LayoutError,
     OutOfMemoryError,
     TrainingError,
+    bug_line,
+    debug_enabled,
+    one_line,
 )
+from cloudseg.registry import Registry
+from cloudseg.yaml_io import read_yaml
 
 __all__ = [
     "CacheError",
@@ -35,23 +45,68 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "OutOfMemoryError",
+    "Registry",
     "RunConfig",
     "TrainConfig",
     "TrainingError",
+    "bug_line",
+    "debug_enabled",
+    "format_validation_error",
     "load_run_config",
+    "one_line",
     "parse_run_config",
+    "read_yaml",
 ]
 
-# Torch-backed entry points load on first use, so `import cloudseg` (and `cloudseg --help`)
-# never imports torch.
+# Name → the module that defines it, imported on first use of the name (PEP 562), so
+# `import cloudseg` (and `cloudseg --help`, `sweep --help`) never imports torch.
 _LAZY = {
-    "fit": "cloudseg.training.loop",
+    # registries: what models and losses exist, and their checks
+    "MODELS": "cloudseg.models",
+    "PAPER_WIDTH": "cloudseg.models",
+    "build_model": "cloudseg.models",
+    "check_encoder": "cloudseg.models",
+    "check_input_size": "cloudseg.models",
+    "LOSSES": "cloudseg.losses",
+    "LOSS_PARAMS": "cloudseg.losses",
+    "build_loss": "cloudseg.losses",
+    "check_loss_config": "cloudseg.losses",
+    "resolve_loss_params": "cloudseg.losses",
+    # data
+    "PatchDataset": "cloudseg.data",
+    "compute_stats": "cloudseg.data",
+    "find_layout": "cloudseg.data",
+    "open_cache": "cloudseg.data",
+    "resample": "cloudseg.data",
+    "split_by_scene": "cloudseg.data",
+    "write_synthetic": "cloudseg.data",
+    "panel_for": "cloudseg.data.panel",
+    "normalise": "cloudseg.normalisation",
+    "nodata_mask": "cloudseg.normalisation",
+    # training
+    "build_run": "cloudseg.training.build",
+    "BuiltRun": "cloudseg.training.build",
     "run_training": "cloudseg.training.build",
+    "fit": "cloudseg.training.loop",
+    "seed_everything": "cloudseg.training.loop",
+    "validate": "cloudseg.training.epoch",
+    "StepInfo": "cloudseg.training.epoch",
+    "Callback": "cloudseg.training.callbacks",
+    "Checkpoint": "cloudseg.training.callbacks",
+    "EpochRecord": "cloudseg.training.results",
+    "FitResult": "cloudseg.training.results",
+    # bundles
+    "DIGEST_KEY": "cloudseg.training.checkpoint",
+    "check_bundle": "cloudseg.training.checkpoint",
+    "file_sha256": "cloudseg.training.checkpoint",
     "load_bundle": "cloudseg.training.checkpoint",
     "save_bundle": "cloudseg.training.checkpoint",
+    # scenes
     "predict_scenes": "cloudseg.scenes.predict",
     "evaluate_scenes": "cloudseg.scenes.evaluate",
     "SceneMeter": "cloudseg.scenes.metrics",
+    # the installed version (what `cloudseg --version` and `sweep --version` print)
+    "package_version": "cloudseg.cli",
 }
 __all__ += sorted(_LAZY)
 

@@ -56,7 +56,7 @@ def confirm_study(
     The study's search is left where it is: its finished trials are the candidates."""
     from optuna.trial import TrialState
 
-    from cloudseg.errors import ConfigError
+    from cloudseg import ConfigError
     from sweep.execution.confirm import enqueue_confirmations, search_trials, top_trials
     from sweep.execution.workers import work
     from sweep.study.spec import StudySpec
@@ -83,7 +83,7 @@ def compare_configs(
 ) -> Path:
     """Draw the top configs' predictions on the study's hard-case panel to `out` (PNG) and
     attach the grid to the study."""
-    from cloudseg.errors import ConfigError
+    from cloudseg import ConfigError
     from sweep.compare import attach, compare_grid
 
     out = Path(out)

@@ -93,8 +93,7 @@ def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -
 def study_panel(config) -> list:
     """The study's hard-case panel (cloudseg.data.panel): a function of the data and the split
     only, so every trial of a study draws the same patches."""
-    from cloudseg.data import open_cache, split_by_scene
-    from cloudseg.data.panel import panel_for
+    from cloudseg import open_cache, panel_for, split_by_scene
 
     d = config.data
     cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
@@ -106,9 +105,7 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     prediction at `threshold` (default the bundle's) coloured by TP/FP/FN."""
     import torch
 
-    from cloudseg.data import PatchDataset, open_cache
-    from cloudseg.normalisation import normalise
-    from cloudseg.training.checkpoint import load_bundle
+    from cloudseg import PatchDataset, load_bundle, normalise, open_cache
 
     model, cfg = load_bundle(bundle_dir)
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,

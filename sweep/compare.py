@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 from sweep.artifacts import _confusion_colours, _pyplot
 from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
 from sweep.record import load

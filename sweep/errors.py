@@ -11,7 +11,7 @@ code 2 in one place (sweep.cli.errors). Messages name the file, field or value a
 
 from __future__ import annotations
 
-from cloudseg.errors import CloudsegError, ConfigError
+from cloudseg import CloudsegError, ConfigError
 
 
 class SweepError(CloudsegError):

@@ -97,7 +97,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
     """The threshold the bundle's masks use: the study's rule applied to this trial's best
     epoch, with the validation figures at each threshold that epoch recorded."""
-    from cloudseg.scenes.evaluate import OFFICIAL_THRESHOLD
+    from cloudseg import OFFICIAL_THRESHOLD
 
     val = record.metrics or {}
     value = {"fixed": config.train.threshold, "official": OFFICIAL_THRESHOLD,
@@ -115,7 +115,7 @@ def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
 def export_trial(study, trial, dest: Path, store, confirmation: dict | None = None) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
     `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test."""
-    from cloudseg.training.checkpoint import DIGEST_KEY, check_bundle, file_sha256
+    from cloudseg import DIGEST_KEY, check_bundle, file_sha256
     from sweep.artifacts import download
 
     record = load(trial)
@@ -200,7 +200,7 @@ def trial_scenes(record: TrialRecord, config) -> dict[str, list[str]] | None:
     if recorded is not None and recorded.val:
         return {"train": list(recorded.train), "val": list(recorded.val)}
     try:
-        from cloudseg.data import open_cache, resample, split_by_scene
+        from cloudseg import open_cache, resample, split_by_scene
 
         d = config.data
         cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)

@@ -20,8 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cloudseg.config import format_validation_error
-from cloudseg.registry import Registry
+from cloudseg import Registry, format_validation_error
 from sweep.errors import SweepError
 from sweep.mirror.options import MirrorOptions
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 from sweep.card_selection import confirmation_lines, threshold_lines
 from sweep.record import failure_of
 from sweep.records import metric_label
@@ -68,8 +68,7 @@ def scene_baseline(config) -> float | None:
     the data (None when it is not reachable from here)."""
     import numpy as np
 
-    from cloudseg.data import open_cache, split_by_scene
-    from cloudseg.scenes.metrics import SceneMeter
+    from cloudseg import SceneMeter, open_cache, split_by_scene
 
     d = config.data
     try:
@@ -90,7 +89,7 @@ def scene_baseline(config) -> float | None:
 
 def resolved_loss(config) -> list[tuple[str, Any]]:
     """The loss's parameters as training used them (defaults filled in, pos_weight numeric)."""
-    from cloudseg.losses import resolve_loss_params
+    from cloudseg import resolve_loss_params
 
     try:
         params = resolve_loss_params(config.loss)
@@ -104,7 +103,7 @@ def resolved_loss(config) -> list[tuple[str, Any]]:
 
 
 def _input_contract(config) -> list[tuple[str, Any]]:
-    from cloudseg.models import MODELS
+    from cloudseg import MODELS
 
     t, d = config.train, config.data
     if t.normalisation == "band-stats" and t.band_mean is not None:
@@ -278,7 +277,7 @@ def _synthetic(spec: dict[str, Any], config) -> bool:
 
 def _encoder_note(model_cfg) -> str:
     """smp models name their encoder; the from-scratch U-Nets have none (but a base width)."""
-    from cloudseg.models import MODELS, PAPER_WIDTH
+    from cloudseg import MODELS, PAPER_WIDTH
 
     if MODELS.get(model_cfg.name).uses_encoder:
         return f" (encoder `{model_cfg.encoder}`)"

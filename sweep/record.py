@@ -171,7 +171,7 @@ class TrialRecord(_Frozen):
     def run_config(self, source: str):
         """The stored config as a `RunConfig`: validated here, at the edge, not on every load
         (a config an older cloudseg wrote must not stop `sweep status`)."""
-        from cloudseg.config import parse_run_config
+        from cloudseg import parse_run_config
 
         return parse_run_config(self.config, source)
 

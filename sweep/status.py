@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 
 RECENT_S = 600.0  # a worker that finished a trial in the last ten minutes counts as seen
 

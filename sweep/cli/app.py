@@ -8,7 +8,7 @@ from enum import StrEnum
 
 import typer
 
-from cloudseg.errors import CloudsegError, bug_line, debug_enabled, one_line
+from cloudseg import CloudsegError, bug_line, debug_enabled, one_line
 from sweep.errors import SweepError
 from sweep.storage import DEFAULT_STORAGE
 
@@ -34,7 +34,7 @@ _DEBUG = {"on": False}  # set by `sweep --debug`
 
 def _print_version(on: bool) -> None:
     if on:
-        from cloudseg.cli import package_version
+        from cloudseg import package_version
 
         typer.echo(f"sweep {package_version()}")
         raise typer.Exit()

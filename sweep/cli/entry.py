@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cloudseg.errors import bug_line, debug_enabled, one_line
+from cloudseg import bug_line, debug_enabled, one_line
 from sweep.cli.app import _DEBUG, app
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 from sweep.execution.runner import create_study, prepare
 from sweep.storage import check_storage_url, open_storage, redact, sqlite_path, stored_attrs
 

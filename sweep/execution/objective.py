@@ -21,9 +21,7 @@ from typing import Any
 
 import optuna
 
-from cloudseg.config import RunConfig
-from cloudseg.errors import ConfigError
-from cloudseg.training.checkpoint import file_sha256
+from cloudseg import ConfigError, RunConfig, file_sha256
 from sweep.artifacts import upload_trial_files
 from sweep.execution.confirm import confirms
 from sweep.execution.lineage import lineage

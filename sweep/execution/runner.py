@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 from sweep.errors import StorageError, WorkerError
 from sweep.storage import (
     DEFAULT_STORAGE,
@@ -61,7 +61,7 @@ def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
     A spec with `synthesize_if_missing` writes a synthetic tree at its own `data` path on first
     use (the demo); a path given by --data or the environment is never written to.
     """
-    from cloudseg.data import find_layout, write_synthetic
+    from cloudseg import find_layout, write_synthetic
 
     chosen = data or os.environ.get(DATA_ENV) or None
     if chosen is None and spec.data is None:
@@ -82,7 +82,7 @@ def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
     """Background/cloud pixel ratio of the training scenes, when the space searches around it."""
     if not any(p.relative_to == "measured_pos_weight" for p in spec.space.values()):
         return None
-    from cloudseg.data import compute_stats, open_cache, split_by_scene
+    from cloudseg import compute_stats, open_cache, split_by_scene
     from sweep.execution.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data
@@ -98,7 +98,7 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
         raise ConfigError(f"--trials must be a positive number of finished trials (got {trials})")
     check_storage_url(storage)
     root = resolve_data_root(spec, data)
-    from cloudseg.data import open_cache, split_by_scene
+    from cloudseg import open_cache, split_by_scene
     from sweep.execution.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data  # packed once here, not by the first trials

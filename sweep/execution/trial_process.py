@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cloudseg.config import RunConfig
+    from cloudseg import RunConfig
 
 from sweep.record import FailureKind
 
@@ -57,7 +57,7 @@ class TrialFailure(Exception):
 
 def classify(err: BaseException) -> FailureKind:
     """Failure class of an exception raised by a training run."""
-    from cloudseg.errors import CacheError, DivergedError, LayoutError, OutOfMemoryError
+    from cloudseg import CacheError, DivergedError, LayoutError, OutOfMemoryError
 
     if isinstance(err, OutOfMemoryError) or type(err).__name__ == "OutOfMemoryError":
         return FailureKind.OOM  # cloudseg's, or torch.cuda.OutOfMemoryError raised outside fit
@@ -133,7 +133,7 @@ def _child(
 
         torch.set_num_threads(max(1, int(env[THREADS_ENV])))
     try:
-        from cloudseg.training.build import run_training
+        from cloudseg import run_training
 
         result = run_training(config, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
         files: dict[str, str] = {}

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cloudseg.errors import CloudsegError, ConfigError, one_line
+from cloudseg import CloudsegError, ConfigError, one_line
 from sweep.execution.trial_process import THREADS_ENV
 from sweep.hooks import decode_hooks, encode_hooks
 

@@ -20,7 +20,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError
 from sweep.mirror.payload import (
     MIRRORED_STATES,
     content_hash,

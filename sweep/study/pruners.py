@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from cloudseg.registry import Registry
+from cloudseg import Registry
 from sweep.study.strategies import Settings, Strategy, settings_union
 
 PRUNERS: Registry[Strategy] = Registry("pruner")

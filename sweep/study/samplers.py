@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cloudseg.registry import Registry
+from cloudseg import Registry
 from sweep.study.seeding import TrialSeeded
 from sweep.study.strategies import Settings, Strategy, settings_union
 

@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from cloudseg.config import RunConfig
-from cloudseg.errors import ConfigError
+from cloudseg import ConfigError, RunConfig
 
 
 class ParamSpec(BaseModel):
@@ -84,7 +83,7 @@ class ParamSpec(BaseModel):
 
 def loss_fields() -> dict[str, set[str]]:
     """Loss name → the LossConfig fields it uses (declared next to the losses)."""
-    from cloudseg.losses import LOSS_PARAMS
+    from cloudseg import LOSS_PARAMS
 
     return {name: set(fields) for name, fields in LOSS_PARAMS.items()}
 
@@ -100,9 +99,9 @@ RESERVED = {"data.root", "data.subset_seed"}  # set by the sweep itself for ever
 
 def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
     if section == "loss":
-        from cloudseg.losses import LOSSES as registry
+        from cloudseg import LOSSES as registry
     else:
-        from cloudseg.models import MODELS as registry
+        from cloudseg import MODELS as registry
     for name in names:
         try:
             registry.get(name)
@@ -143,8 +142,7 @@ def _cycle(space: dict[str, ParamSpec]) -> list[str] | None:
 def _check_loss_values(space: dict[str, ParamSpec], fixed: RunConfig, src: str,
                        loss_names: list[Any]) -> None:
     """Each loss value a trial could get, checked by the loss's own rules (torch-free)."""
-    from cloudseg.config import LossConfig
-    from cloudseg.losses import check_loss_config
+    from cloudseg import LossConfig, check_loss_config
 
     uses = loss_fields()
     for name in loss_names:
@@ -186,7 +184,7 @@ def check_space(space: dict[str, ParamSpec], fixed: RunConfig, src: str) -> None
     if encoders is None and "encoder" in fixed.model.model_fields_set:
         encoders = [fixed.model.encoder]
     if encoders:
-        from cloudseg.models import check_encoder
+        from cloudseg import check_encoder
 
         for name in encoders:
             try:

@@ -21,9 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from cloudseg.config import RunConfig, format_errors
-from cloudseg.errors import ConfigError
-from cloudseg.yaml_io import read_yaml
+from cloudseg import ConfigError, RunConfig, format_errors, read_yaml
 from sweep.errors import SpecError
 from sweep.study.pruners import PRUNERS, HyperbandSettings, PrunerSection, build_pruner
 from sweep.study.samplers import SAMPLERS, SamplerSection, TPESettings, build_sampler
@@ -125,7 +123,7 @@ class StudySpec(_Frozen):
     def record_key(self) -> str:
         """The key of `metric` at the spec's threshold in an epoch record and in the `metrics`
         attr (`iou`, `iou_official`, `scene_iou_tuned`, ...)."""
-        from cloudseg.training.thresholds import SUFFIX
+        from cloudseg import SUFFIX
 
         return self.metric.replace("-", "_") + SUFFIX[self.threshold_rule]
 
@@ -221,7 +219,7 @@ def _check_metric(spec: StudySpec, src: str) -> None:
 
 def _check_input_sizes(spec: StudySpec, src: str) -> None:
     """Every model in play takes every crop a trial can get (a 100 px crop fails every U-Net)."""
-    from cloudseg.models import MODELS, check_input_size
+    from cloudseg import MODELS, check_input_size
 
     model = spec.space.get("model.name")
     names = model.choices if model else [spec.fixed.model.name]

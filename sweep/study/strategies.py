@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudseg.registry import Registry
+from cloudseg import Registry
 
 
 class Settings(BaseModel):
