@@ -177,7 +177,7 @@ def serve_dashboard(
     st = read_storage(storage)
     page = ""
     if study is not None:
-        page = f"/dashboard/studies/{_study(study, storage)._study_id}"
+        page = f"/dashboard/studies/{st.get_study_id_from_name(_study(study, storage).study_name)}"
     folder = artifact_dir or artifact_dir_for(storage)
     echo(f"optuna-dashboard on {redact(storage)} (artifacts: {folder}): http://{host}:{port}{page}")
     run_server(st, host=host, port=port, artifact_store=artifact_store(folder))

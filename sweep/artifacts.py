@@ -19,10 +19,18 @@ TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
 
 
 def artifact_store(directory: str | Path):
+    """Optuna's file-system artifact store on `directory` (created). Its `folder` attribute
+    names the folder in errors: Optuna keeps its own copy of the path private."""
     from optuna.artifacts import FileSystemArtifactStore
 
+    class FolderArtifactStore(FileSystemArtifactStore):
+        folder = Path(directory)
+
+        def __reduce__(self):  # a class made here pickles as the call that makes it
+            return artifact_store, (str(self.folder),)
+
     Path(directory).mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(directory))
+    return FolderArtifactStore(str(directory))
 
 
 def _pyplot():
@@ -196,7 +204,7 @@ def download(store, artifact_id: str, dest: Path) -> Path:
     except FileExistsError:
         raise
     except Exception as err:  # ArtifactNotFound, OSError, ...
-        where = getattr(store, "_base_path", None) or type(store).__name__
+        where = getattr(store, "folder", None) or type(store).__name__
         raise ExportError(
             f"artifact {artifact_id} cannot be read from the artifact store {where} ({err}); "
             "the study's artifacts folder must be reachable from this machine"

@@ -78,12 +78,17 @@ def decode_hooks(text: str) -> dict[str, Any]:
     return {name: typed_options(name, opts) for name, opts in json.loads(text).items()}
 
 
-def build_hooks(study, enabled: Mapping[str, Any] | None) -> list[PostTrial]:
-    """Instantiate the enabled hooks (name → options) for `study`, each wrapped to never raise."""
+def build_hooks(
+    study, enabled: Mapping[str, Any] | None, storage_url: str
+) -> list[PostTrial]:
+    """Instantiate the enabled hooks (name → options) for `study`, each wrapped to never raise.
+    Options with a `storage` field left unset get `storage_url`, the worker's: an optuna Study
+    has no public getter for its storage."""
     if not enabled:
         return []
     return [
-        _guarded(name, HOOKS.get(name).build(study, typed_options(name, options)))
+        _guarded(name, HOOKS.get(name).build(study, _with_storage(
+            typed_options(name, options), storage_url)))
         for name, options in enabled.items()
     ]
 
@@ -116,6 +121,14 @@ class _Guarded:
 
 def _guarded(name: str, hook: Callable[[Any, Any], None]) -> _Guarded:
     return _Guarded(name, hook)
+
+
+def _with_storage(options: Any, storage_url: str) -> Any:
+    """Typed options whose `storage` is unset, with the worker's storage URL filled in."""
+    if isinstance(options, BaseModel) and "storage" in type(options).model_fields \
+            and options.storage is None:
+        return options.model_copy(update={"storage": storage_url})
+    return options
 
 
 def close_hooks(hooks: list) -> None:

@@ -40,7 +40,11 @@ def latest_study(storage) -> str:
 
 
 def heartbeat_ages(storage, study) -> dict[int, float]:
-    """Seconds since each RUNNING trial's last heartbeat, measured by the database clock."""
+    """Seconds since each RUNNING trial's last heartbeat, measured by the database clock.
+
+    Raw SQL on Optuna's `trial_heartbeats` table: Optuna has no public read of heartbeat times
+    (its heartbeat API records them and fails stale trials, nothing more). One of the documented
+    exceptions to "Optuna's public API only" (see tests/test_optuna_api.py)."""
     import sqlalchemy
 
     query = sqlalchemy.text(
@@ -52,7 +56,7 @@ def heartbeat_ages(storage, study) -> dict[int, float]:
     if engine is None:
         return {}
     with engine.connect() as conn:
-        rows = conn.execute(query, {"sid": study._study_id}).all()
+        rows = conn.execute(query, {"sid": storage.get_study_id_from_name(study.study_name)}).all()
     ages = {}
     for number, beat, now in rows:
         beat, now = _as_datetime(beat), _as_datetime(now)

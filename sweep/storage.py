@@ -167,8 +167,7 @@ def open_storage(
 def _check_schema(storage, url: str) -> None:
     """Optuna's own check holds one connection while it opens a second: on a full server, many
     workers starting at once each hold one and wait for another, forever. Same check, serial."""
-    versions = storage._version_manager
-    current, head = versions.get_current_version(), versions.get_head_version()
+    current, head = storage.get_current_version(), storage.get_head_version()
     if current != head:
         raise StorageError(
             f"storage {redact(url)!r}: its tables are schema {current}, this optuna needs {head}; "

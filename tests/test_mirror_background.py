@@ -75,7 +75,8 @@ def test_wandb_hook_retries_its_failed_trials_when_closing(sweep_dir, store, mon
     monkeypatch.setattr(wandb, "init", flaky)
     study = optuna.create_study(storage=url, study_name="demo", direction="maximize")
     study.set_user_attr("artifact_dir", str(sweep_dir / "artifacts"))
-    options = MirrorOptions(mode="offline", wandb_dir=sweep_dir / "wb", isolation="thread")
+    options = MirrorOptions(mode="offline", wandb_dir=sweep_dir / "wb", isolation="thread",
+                            storage=url)
     mirror = wandb_hook(study, options)
     make_study(url, sweep_dir, store, n=2, outcomes={}, callbacks=[mirror])
     assert mirror.close(timeout=60) and not mirror.failed

@@ -144,9 +144,10 @@ def test_failure_classes():
 
 def test_oom_completes_with_the_worst_value_so_the_sampler_avoids_it(synthetic_root):
     spec = slow_spec("oom")
-    study = optuna.create_study(direction="maximize")
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
     trial = study.ask()
-    value = Objective(spec, synthetic_root, None, {})._failed(
+    value = Objective(spec, synthetic_root, None, {}, storage)._failed(
         trial, TrialFailure("oom", "out of memory at batch size 32")
     )
     study.tell(trial, value)
@@ -154,7 +155,8 @@ def test_oom_completes_with_the_worst_value_so_the_sampler_avoids_it(synthetic_r
     assert frozen.state == TrialState.COMPLETE and frozen.value == 0.0
     assert frozen.user_attrs["failure"] == "oom"
     with pytest.raises(TrialFailure):  # any other class fails the trial (the study goes on)
-        Objective(spec, synthetic_root, None, {})._failed(study.ask(), TrialFailure("bug", "x"))
+        Objective(spec, synthetic_root, None, {}, storage)._failed(study.ask(),
+                                                                   TrialFailure("bug", "x"))
 
 
 def test_a_trial_over_its_time_limit_fails_as_timeout(synthetic_root, tmp_path):
@@ -184,3 +186,19 @@ def test_local_workers_get_the_storage_url_through_the_environment_not_argv(tmp_
     argv = (tmp_path / "argv").read_text()
     assert "-m sweep.execution.workers --study no-such-study" in argv and "s3cret" not in argv
     assert f"{STORAGE_ENV}={url}" in (tmp_path / "env").read_text().splitlines()
+
+
+def test_a_retried_trial_draws_the_training_subset_of_the_trial_it_retries(tmp_path):
+    from sweep.execution.objective import origin_number
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'retry.db'}")
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for _ in range(3):
+        study.tell(study.ask(), 0.5)
+    # What RetryHeartbeatStaleTrialCallback adds for a stale trial 1: a waiting copy of it.
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING,
+                                              system_attrs={"failed_trial": 1}))
+    retry, fresh = study.ask(), study.ask()
+    assert (retry.number, fresh.number) == (3, 4)
+    assert origin_number(storage, retry) == 1
+    assert origin_number(storage, fresh) == 4

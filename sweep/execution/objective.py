@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 
 from cloudseg import ConfigError, RunConfig, file_sha256
 from sweep.artifacts import upload_trial_files
@@ -66,9 +67,14 @@ def trial_config(
     )
 
 
-def origin_number(trial: optuna.trial.Trial) -> int:
-    """The number of the trial this one retries (stale-worker retry), else its own number."""
-    origin = lineage(trial.study._storage.get_trial(trial._trial_id)).failed_trial
+def origin_number(storage: BaseStorage, trial: optuna.trial.Trial) -> int:
+    """The number of the trial this one retries (stale-worker retry), else its own number.
+
+    Read through the storage the worker opened: Optuna gives a Trial no public id or storage,
+    so the frozen trial is looked up by study name and trial number."""
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    origin = lineage(storage.get_trial(trial_id)).failed_trial
     return trial.number if origin is None else origin
 
 
@@ -78,12 +84,16 @@ def subset_seed(spec: StudySpec, number: int) -> int:
 
 
 class Objective:
-    def __init__(self, spec: StudySpec, data_root: Path, store, context: dict[str, float]):
+    """`storage`: the worker's Optuna storage, the one its study runs on."""
+
+    def __init__(self, spec: StudySpec, data_root: Path, store, context: dict[str, float],
+                 storage: BaseStorage):
         self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
+        self.storage = storage
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         spec, metric = self.spec, self.spec.record_key
-        seed = subset_seed(spec, origin_number(trial))
+        seed = subset_seed(spec, origin_number(self.storage, trial))
         save(trial, TrialRecord(subset_seed=seed))
         params = suggest(trial, spec.space, spec.fixed, self.context)
         try:

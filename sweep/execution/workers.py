@@ -137,10 +137,11 @@ def work(
         Path(data or attrs["data_root"]),
         artifact_store(artifact_dir or attrs["artifact_dir"]),
         {"measured_pos_weight": float(attrs.get("measured_pos_weight") or 1.0)},
+        storage,
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
-    post_trial = build_hooks(study, hooks)
+    post_trial = build_hooks(study, hooks, storage_url)
     try:
         run_to_target(
             study, LoggedObjective.for_stdout(objective), target,

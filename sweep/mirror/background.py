@@ -254,7 +254,9 @@ def wandb_hook(study, options: MirrorOptions) -> BackgroundMirror:
     """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial. The
     mirror closes itself at exit; calling `close()` earlier (after `study.optimize`) is better
     and harmless to repeat."""
-    url = options.storage or storage_url(study._storage)  # Study has no public getter
+    if options.storage is None:  # an optuna Study has no public getter for its storage
+        raise TypeError("wandb_hook: options.storage must be the study's database URL")
+    url = storage_url(options.storage)
     store = None  # None: each pass uses the study's `artifact_dir` user attr
     if options.artifact_dir is not None:
         from optuna.artifacts import FileSystemArtifactStore

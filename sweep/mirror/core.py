@@ -69,15 +69,15 @@ class MirrorReport:
 
 
 def storage_url(storage: str | BaseStorage) -> str:
-    """The database URL behind a storage (RDBStorage, or the cache wrapper around one)."""
+    """The database URL behind a storage: a URL, or an RDBStorage (its public `url`)."""
     if isinstance(storage, str):
         return storage
-    for candidate in (storage, getattr(storage, "_backend", None)):
-        url = getattr(candidate, "url", None)
-        if isinstance(url, str):
-            return url
+    url = getattr(storage, "url", None)
+    if isinstance(url, str):
+        return url
     raise TypeError(
-        f"the W&B mirror needs an RDB storage (a database URL); got {type(storage).__name__}"
+        f"the W&B mirror needs an RDB storage (a database URL or an RDBStorage); got "
+        f"{type(storage).__name__}"
     )
 
 

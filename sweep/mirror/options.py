@@ -18,7 +18,7 @@ class MirrorOptions(BaseModel):
     project: str = "cloudsweep"
     entity: str | None = None  # None: the key's default entity
     wandb_dir: Path | None = None  # where offline runs go (None: $WANDB_DIR or .)
-    storage: str | None = None  # the study's storage URL (None: the study's own)
+    storage: str | None = None  # the study's storage URL (None: the worker's, by build_hooks)
     artifact_dir: Path | None = None  # None: the study's `artifact_dir` user attr
     close_timeout: float = Field(120.0, gt=0)  # seconds `close()` waits for pending uploads
     isolation: Literal["process", "thread"] = "process"  # thread: storage objects without URL
