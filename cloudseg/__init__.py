@@ -94,6 +94,7 @@ _LAZY = {
     "Callback": "cloudseg.training.callbacks",
     "Checkpoint": "cloudseg.training.callbacks",
     "EpochRecord": "cloudseg.training.results",
+    "RULE_SUFFIX": "cloudseg.training.thresholds",
     "FitResult": "cloudseg.training.results",
     # bundles
     "DIGEST_KEY": "cloudseg.training.checkpoint",
@@ -104,6 +105,7 @@ _LAZY = {
     # scenes
     "predict_scenes": "cloudseg.scenes.predict",
     "evaluate_scenes": "cloudseg.scenes.evaluate",
+    "OFFICIAL_THRESHOLD": "cloudseg.scenes.evaluate",
     "SceneMeter": "cloudseg.scenes.metrics",
     # the installed version (what `cloudseg --version` and `sweep --version` print)
     "package_version": "cloudseg.cli",

@@ -17,7 +17,7 @@ from cloudseg.metrics import Metrics
 from cloudseg.scenes.histograms import OFFICIAL_EDGE, ThresholdHistograms
 
 RULES = ("fixed", "official", "tuned")
-SUFFIX = {"fixed": "", "official": "_official", "tuned": "_tuned"}
+RULE_SUFFIX = {"fixed": "", "official": "_official", "tuned": "_tuned"}
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def flat_figures(figures: dict[str, ThresholdFigures]) -> dict[str, float | dict
     for rule in ("official", "tuned"):
         f = figures[rule]
         for name in ("iou", "dice", "precision", "recall", "specificity", "accuracy"):
-            out[f"{name}{SUFFIX[rule]}"] = getattr(f.pooled, name)
-        out[f"scene_iou{SUFFIX[rule]}"] = f.scene_iou
+            out[f"{name}{RULE_SUFFIX[rule]}"] = getattr(f.pooled, name)
+        out[f"scene_iou{RULE_SUFFIX[rule]}"] = f.scene_iou
     out["tuned_threshold"] = figures["tuned"].threshold
     out["scene_ious"] = {rule: f.scene_ious for rule, f in figures.items()}
     return out

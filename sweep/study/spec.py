@@ -123,9 +123,9 @@ class StudySpec(_Frozen):
     def record_key(self) -> str:
         """The key of `metric` at the spec's threshold in an epoch record and in the `metrics`
         attr (`iou`, `iou_official`, `scene_iou_tuned`, ...)."""
-        from cloudseg import SUFFIX
+        from cloudseg import RULE_SUFFIX
 
-        return self.metric.replace("-", "_") + SUFFIX[self.threshold_rule]
+        return self.metric.replace("-", "_") + RULE_SUFFIX[self.threshold_rule]
 
     @property
     def val_metric(self) -> str:
