@@ -202,3 +202,13 @@ def test_a_retried_trial_draws_the_training_subset_of_the_trial_it_retries(tmp_p
     assert (retry.number, fresh.number) == (3, 4)
     assert origin_number(storage, retry) == 1
     assert origin_number(storage, fresh) == 4
+
+
+def test_every_module_the_forkserver_preloads_exists():
+    # The forkserver skips a preload it cannot import without a word (a renamed module would
+    # then load in every trial instead of once).
+    import importlib.util
+
+    from sweep.execution.trial_process import PRELOAD
+
+    assert [name for name in PRELOAD if importlib.util.find_spec(name) is None] == []
