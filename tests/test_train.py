@@ -188,6 +188,15 @@ def test_a_callback_exception_propagates_unchanged_after_cleanup():
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
+def test_the_best_bundle_is_written_before_a_callback_ends_the_run(tmp_path):
+    train, val = loaders()
+    with pytest.raises(Pruned):
+        fit(toy_net(), nn.BCEWithLogitsLoss(), train, val, run_config(),
+            callbacks=[Pruner()], checkpoint_dir=tmp_path)
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    assert not (tmp_path / "last").exists()  # only a run that ends without an error has one
+
+
 class NanAfter(nn.Module):
     """BCE that turns non-finite on its n-th training call (a loss hook)."""
 
