@@ -15,13 +15,13 @@ NOT_OPTUNA = {"self", "cls", "os", "sys"}  # `self._x` is the object's own; os._
 
 # (file, what) → why no public API does it.
 EXCEPTIONS = {
-    ("sweep/study/strategies.py", "from optuna.samplers._lazy_random_state"):
+    ("sweep/study/seeding.py", "from optuna.samplers._lazy_random_state"):
         "TrialSeeded seeds the wrapped sampler's random states per trial number; Optuna only "
         "offers reseed_rng(), which draws a fresh random seed",
-    ("sweep/study/strategies.py", "study._storage"):
+    ("sweep/study/seeding.py", "study._storage"):
         "a sampler annotating the trial it is sampling (Optuna's own samplers do the same); "
         "a sampler is handed the Study and a FrozenTrial, neither has a public storage or id",
-    ("sweep/study/strategies.py", "trial._trial_id"): "as study._storage, same line",
+    ("sweep/study/seeding.py", "trial._trial_id"): "as study._storage, same line",
     ("sweep/status.py", "SQL on trial_heartbeats"):
         "heartbeat ages for `sweep status`: Optuna records heartbeats and fails stale trials, "
         "but has no public read of a heartbeat's time",
@@ -84,11 +84,11 @@ def test_the_scan_sees_private_optuna_use(tmp_path):
 def test_a_missing_artifact_names_the_stores_folder_and_the_store_pickles(tmp_path):
     import pickle
 
-    from cloudseg import ConfigError
     from sweep.artifacts import artifact_store, download
+    from sweep.errors import ExportError
 
     store = artifact_store(tmp_path / "artifacts")
-    with pytest.raises(ConfigError, match=f"artifact store {tmp_path / 'artifacts'} "):
+    with pytest.raises(ExportError, match=f"artifact store {tmp_path / 'artifacts'} "):
         download(store, "nope", tmp_path / "out" / "x.bin")
     copy = pickle.loads(pickle.dumps(store))  # a background mirror's process gets a copy
     assert copy.folder == store.folder
