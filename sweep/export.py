@@ -115,7 +115,7 @@ def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
 def export_trial(study, trial, dest: Path, store, confirmation: dict | None = None) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
     `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test."""
-    from cloudseg import DIGEST_KEY, check_bundle, file_sha256
+    from cloudseg import check_bundle, file_sha256
     from sweep.artifacts import download
 
     record = load(trial)
@@ -153,29 +153,8 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
             if name in ids:
                 download(store, ids[name], tmp / file)
                 images[name] = file
-        metrics = {
-            "study": study.study_name,
-            "trial": trial.number,
-            DIGEST_KEY: digest,
-            "metric": spec.get("metric", "iou"),
-            "value": trial.value,
-            "best_epoch": record.best_epoch,
-            "validation": record.metrics,
-            "baseline_all_cloud": all_cloud_baseline(record.metrics),
-            "history": [entry.as_dict() for entry in record.history] or None,
-            "params": trial.params,
-            "subset_seed": record.subset_seed,
-            "fit_seconds": record.timings.fit_seconds,
-            "data": stored_form(record.data),
-            "versions": _versions(),
-            "threshold": threshold,
-            "confirmation": confirmation,
-        }
-        if config.train.val_metric == "scene" and metrics["baseline_all_cloud"] is not None:
-            metrics["baseline_all_cloud"]["scene_iou"] = scene_baseline(config)
-        scenes = trial_scenes(record, config)
-        if scenes is not None:
-            metrics["scenes"] = scenes
+        metrics = bundle_metrics(study, trial, record, config, digest)
+        metrics.update(threshold=threshold, confirmation=confirmation)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
         check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse
@@ -185,6 +164,36 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def bundle_metrics(study, trial, record: TrialRecord, config, digest: str) -> dict:
+    """metrics.json: the bundle's identity (study, trial, weights digest) and what the trial
+    recorded (value, best epoch, validation figures, history, data, scenes), with the
+    all-cloud baseline on the same pixels."""
+    from cloudseg import DIGEST_KEY
+
+    metrics = {
+        "study": study.study_name,
+        "trial": trial.number,
+        DIGEST_KEY: digest,
+        "metric": study.user_attrs.get("spec", {}).get("metric", "iou"),
+        "value": trial.value,
+        "best_epoch": record.best_epoch,
+        "validation": record.metrics,
+        "baseline_all_cloud": all_cloud_baseline(record.metrics),
+        "history": [entry.as_dict() for entry in record.history] or None,
+        "params": trial.params,
+        "subset_seed": record.subset_seed,
+        "fit_seconds": record.timings.fit_seconds,
+        "data": stored_form(record.data),
+        "versions": _versions(),
+    }
+    if config.train.val_metric == "scene" and metrics["baseline_all_cloud"] is not None:
+        metrics["baseline_all_cloud"]["scene_iou"] = scene_baseline(config)
+    scenes = trial_scenes(record, config)
+    if scenes is not None:
+        metrics["scenes"] = scenes
+    return metrics
 
 
 def _rule(spec: dict) -> str:

@@ -142,6 +142,24 @@ def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
     threading.excepthook = hook
 
 
+def _next_step(study, target: int, confirm: tuple[int, int] | None) -> str:
+    """"run" a trial, "wait" (others hold the remaining slots or the last confirmations) or
+    "done": the search has `target` finished trials and, with `confirm`, every confirmation
+    run is queued and finished."""
+    trials = search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))
+    done = sum(t.state.name in FINISHED for t in trials)
+    waiting = sum(t.state.name == "WAITING" for t in trials)
+    if done >= target:
+        if confirm is None:
+            return "done"
+        enqueue_confirmations(study, *confirm)
+        waiting, running = pending(study)
+        if not waiting:
+            return "wait" if running else "done"
+        return "run"
+    return "wait" if len(trials) >= target and not waiting else "run"
+
+
 def run_to_target(
     study,
     objective: Callable[[Any], float],
@@ -160,7 +178,6 @@ def run_to_target(
     until none is left, with the other workers."""
     import optuna
 
-    finished, holding = _states(FINISHED), _states(HOLDING)
     deadline = None if timeout is None else time.monotonic() + timeout
     wrapped = TargetedObjective(objective, target)
     _quiet_heartbeat_errors(log)
@@ -170,22 +187,12 @@ def run_to_target(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            trials = search_trials(study.get_trials(deepcopy=False, states=holding))
+            step = _next_step(study, target, confirm)
             lost_since = None
-            done = sum(t.state in finished for t in trials)
-            waiting = sum(t.state.name == "WAITING" for t in trials)
-            if done >= target:
-                if confirm is None:
-                    return
-                enqueue_confirmations(study, *confirm)
-                waiting, running = pending(study)
-                if not waiting and not running:
-                    return
-                if not waiting:  # others run the last ones; stay in case one of them dies
-                    time.sleep(poll_s)
-                    continue
-            if len(trials) >= target and not waiting:
-                time.sleep(poll_s)  # others hold every slot; stay in case one of them dies
+            if step == "done":
+                return
+            if step == "wait":  # others hold every slot; stay in case one of them dies
+                time.sleep(poll_s)
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             study.optimize(
