@@ -7,6 +7,7 @@ Images are drawn in the trial's child process (it has the model); the worker upl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +171,40 @@ def render_trial_images(result, out_dir: Path) -> dict[str, str]:
     rule = result.config.train.select_at  # the threshold the trial is scored at
     threshold = (best.thresholds[rule].threshold if rule != "fixed" and best.thresholds
                  else None)
+    curve = out_dir / "learning_curve.png"
+    curve_drawn = _draw_aside(learning_curve_png, history, curve)  # while the overlay is drawn
+    overlay = overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png", threshold)
+    curve_drawn()
     return {
-        "curve": str(learning_curve_png(history, out_dir / "learning_curve.png")),
-        "overlay": str(overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png",
-                                   threshold)),
+        "curve": str(curve),
+        "overlay": str(overlay),
         MASKS_KEY: str(out_dir / MASKS_FILENAME),  # written beside it by overlay_png
         "checkpoint": str(Path(result.best_checkpoint) / "model.safetensors"),
     }
+
+
+def _draw_aside(draw, *args):
+    """Run `draw(*args)` in a forked process, on another core; returns a function that waits
+    for it, and draws here instead when the fork or the drawing failed. Each image is about a
+    second of matplotlib on one core, and the trial process has only one torch thread. The
+    forked copy only draws (matplotlib, no torch), then leaves with os._exit."""
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = None
+    if pid == 0:
+        code = 1
+        try:
+            draw(*args)
+            code = 0
+        finally:
+            os._exit(code)
+
+    def wait() -> None:
+        if pid is None or os.waitpid(pid, 0)[1] != 0:
+            draw(*args)
+
+    return wait
 
 
 def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:

@@ -223,12 +223,15 @@ def run_isolated(
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     here.send(stop)  # a child killed meanwhile: the next recv says how
             elif message[0] == "done":
-                proc.join(10)  # it exits right after sending
+                # It exits right after sending; not waiting for that (tearing down a torch
+                # process takes ~0.1 s) lets the next trial start. multiprocessing reaps it at
+                # the next start or at exit.
+                proc = None
                 return message[1]
             else:
                 raise TrialFailure(message[1], message[2])
     finally:
         here.close()
-        if proc.is_alive():  # timeout, Ctrl-C, or an error in on_epoch: stop it now
+        if proc is not None and proc.is_alive():  # timeout, Ctrl-C, an error in on_epoch
             proc.kill()
             proc.join()
