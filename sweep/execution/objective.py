@@ -117,7 +117,7 @@ class Objective:
         try:
             payload = run_isolated(
                 config, out, on_epoch, timeout=spec.budget.trial_timeout,
-                threads=spec.execution.trial_threads,
+                threads=spec.execution.trial_threads, spare=True,
             )
             self._store(trial, payload, keep_all=not pruned)
         except TrialFailure as failure:

@@ -5,8 +5,11 @@ worker (and its heartbeat) down with it.
 Children are forked from a `forkserver` that has torch and cloudseg imported already: a trial
 starts in milliseconds, not the seconds a `spawn` re-import costs, and the server is a clean,
 single-threaded process (the worker's heartbeat thread and database connections are never
-forked). The worker keeps every storage write; the child only trains and talks over a pipe:
+forked). A worker starts the next trial's process as soon as a trial has its result, so that
+fork overlaps the storage writes and the sampler. The worker keeps every storage write; the
+child only trains and talks over a pipe:
 
+    worker → (config, out_dir, environment, artifacts)
     child → ("epoch", n, record)      worker → True (stop: pruned) / False (go on)
     child → ("done", payload) | ("error", failure_class, message)
 """
@@ -121,13 +124,17 @@ class _PipeCallback:
         return bool(self.conn.recv())
 
 
-def _child(
-    conn, config: RunConfig, out_dir: str, parent_pid: int, env: dict, artifacts: bool
-) -> None:
+def _child(conn, parent_pid: int) -> None:
+    """A trial process: started ahead of its trial (see `run_isolated`'s `spare`), it waits
+    for its job, (config, out_dir, environment, artifacts), and leaves quietly if none comes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    try:
+        config, out_dir, env, artifacts = conn.recv()
+    except (EOFError, OSError):  # a spare the worker no longer needs
+        return
     os.environ.clear()
     os.environ.update(env)  # the forkserver's environment may predate the worker's
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     if env.get(THREADS_ENV):  # CPU workers share the cores instead of oversubscribing them
         import torch
 
@@ -182,6 +189,45 @@ def _died(proc) -> TrialFailure:
     return TrialFailure(FailureKind.BUG, f"trial process died (exit code {code})")
 
 
+_SPARE: list[tuple[Any, Any]] = []  # (process, pipe) started ahead for the next trial
+
+
+def _launch() -> tuple[Any, Any]:
+    """A trial process from the forkserver, waiting for its job on the pipe returned."""
+    ctx = _context()
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(there, os.getpid()), daemon=True)
+    with _without_main():
+        proc.start()
+    there.close()
+    return proc, here
+
+
+def _start(job: tuple) -> tuple[Any, Any]:
+    """Hand `job` to the spare when there is a live one, else to a new process."""
+    while _SPARE:
+        proc, here = _SPARE.pop()
+        try:
+            here.send(job)
+            return proc, here
+        except OSError:  # it died while it waited (killed from outside): not this trial's
+            here.close()
+    proc, here = _launch()
+    here.send(job)
+    return proc, here
+
+
+def close_spare() -> None:
+    """End the process started ahead for a next trial that will not come."""
+    while _SPARE:
+        proc, here = _SPARE.pop()
+        here.close()  # it sees EOF and returns
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
 def run_isolated(
     config: RunConfig,
     out_dir: Path,
@@ -190,23 +236,20 @@ def run_isolated(
     timeout: float | None = None,
     artifacts: bool = True,
     threads: int | None = None,
+    spare: bool = False,
 ) -> dict[str, Any]:
     """Train `config` in a child process (it travels as the typed, validated model);
     `on_epoch(epoch, record)` returns True to stop it.
 
-    Returns the result payload; raises TrialFailure (classified) or KeyboardInterrupt (after
-    killing the child).
+    With `spare`, the process for the next trial is started as soon as this one has its
+    result, so the next trial does not wait for a fork (a worker runs trial after trial; it
+    calls `close_spare` when done). Returns the result payload; raises TrialFailure
+    (classified) or KeyboardInterrupt (after killing the child).
     """
-    ctx = _context()
-    here, there = ctx.Pipe()
     env = dict(os.environ)
     if threads is not None:
         env.setdefault(THREADS_ENV, str(threads))
-    args = (there, config, str(out_dir), os.getpid(), env, artifacts)
-    proc = ctx.Process(target=_child, args=args, daemon=True)
-    with _without_main():
-        proc.start()
-    there.close()
+    proc, here = _start((config, str(out_dir), env, artifacts))
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -227,6 +270,9 @@ def run_isolated(
                 # process takes ~0.1 s) lets the next trial start. multiprocessing reaps it at
                 # the next start or at exit.
                 proc = None
+                if spare:  # forks while the worker stores this trial and samples the next
+                    with contextlib.suppress(OSError):  # then the next trial starts one
+                        _SPARE.append(_launch())
                 return message[1]
             else:
                 raise TrialFailure(message[1], message[2])

@@ -105,7 +105,7 @@ def work(
     from sweep.execution.objective import Objective
     from sweep.execution.target import run_to_target
     from sweep.execution.trial_log import LoggedObjective
-    from sweep.execution.trial_process import TrialFailure, warm_up
+    from sweep.execution.trial_process import TrialFailure, close_spare, warm_up
     from sweep.hooks import build_hooks, close_hooks
     from sweep.storage import open_storage, redact
     from sweep.study.spec import StudySpec
@@ -152,6 +152,7 @@ def work(
         )
     finally:
         close_hooks(post_trial)
+        close_spare()  # the trial process started ahead for a next trial
 
 
 def visible_gpus() -> list[str]:
