@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from cloudseg.scenes.geotiff import (
     write_uint8,
 )
 from cloudseg.scenes.grid import PATCH, SceneGrid
-from cloudseg.scenes.inference import Pending, WindowPredictor
+from cloudseg.scenes.inference import Pending, WindowPredictor, model_threads
 from cloudseg.scenes.reader import SceneJob, prefetch_batches
 from cloudseg.scenes.sources import PROB_SUFFIX
 from cloudseg.scenes.stitch import (
@@ -159,19 +159,20 @@ def _run(
     finish: Callable[[SceneJob, BlendCanvas], ScenePrediction],
 ) -> tuple[ScenePrediction, ...]:
     """Three stages overlap: reader threads fill batches ahead; the device runs batch i while
-    the CPU adds batch i-1 into its scene's canvas; a finished scene is cropped, encoded and
-    written in the background while the next scene is predicted. Batches and the order in which
-    windows are blended are exactly those of `predict_mosaic`, so the output is identical."""
+    the CPU adds batch i-1 into its scene's canvas (on the CPU, one batch per core at once:
+    `model_threads`); a finished scene is cropped, encoded and written in the background while
+    the next scene is predicted. Batches and the order in which windows are blended are exactly
+    those of `predict_mosaic`, so the output is identical."""
     canvases: dict[str, BlendCanvas] = {}
     added: dict[str, int] = {}
     futures = []
     writer = Background("cloudseg-write", threads=2)  # scenes written side by side
 
-    def collect(job: SceneJob, spots: list, pending: Pending) -> None:
+    def collect(job: SceneJob, spots: list, pending: Future[Pending]) -> None:
         if job.scene not in canvases:  # (not setdefault: that would allocate one per batch)
             canvases[job.scene] = BlendCanvas(job.padded, job.window, job.overlap)
         canvas = canvases[job.scene]
-        for (y, x), p in zip(spots, pending.result(), strict=True):
+        for (y, x), p in zip(spots, pending.result().result(), strict=True):
             canvas.add(y, x, p)
         added[job.scene] = added.get(job.scene, 0) + len(spots)
         if added[job.scene] == len(job.spots):  # its last batch: nodata is complete too
@@ -179,15 +180,14 @@ def _run(
             bar(len(job.records), job.scene)
 
     batches = prefetch_batches(jobs, batch_size, predictor.host_batch, workers)
-    with writer, closing(batches):
-        queued = None
+    with writer, closing(batches), model_threads(predictor.setup.is_cuda) as run:
+        queued: deque = deque()
         for job, spots, batch in batches:
-            launched = (job, spots, predictor.start(batch))
-            if queued is not None:
-                collect(*queued)
-            queued = launched
-        if queued is not None:
-            collect(*queued)
+            queued.append((job, spots, run(predictor.start, batch)))
+            if len(queued) > run.ahead:
+                collect(*queued.popleft())
+        while queued:
+            collect(*queued.popleft())
     predictor.setup.synchronize()
     return tuple(f.result() for f in futures)
 
