@@ -1,4 +1,4 @@
-"""Loader throughput on >= 500 full-size synthetic patches, in one run, against two baselines:
+"""Loader throughput on >= 500 full-size synthetic patches, in one run, against two baselines.
 
   (a) naive: a Dataset that opens the five TIFFs of each sample with rasterio (the write-up's
       loader), through the same DataLoader settings;
@@ -9,7 +9,8 @@
 Prints patches/s and the ratios (b)/(a) (target >= 20x) and (b)/(c) (target >= 50%), and (b)
 against 2,000 patches/s. Usage: python bench/loader.py [--data DIR] [--patches N] [--workers W]
 The data and cache are written under /tmp/cloudseg-bench unless --data is given; rerunning reuses
-them. Full 384x384 patches, no crop, no augmentation: the bytes every epoch has to move."""
+them. Full 384x384 patches, no crop, no augmentation: the bytes every epoch has to move.
+"""
 
 from __future__ import annotations
 

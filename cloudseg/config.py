@@ -49,7 +49,8 @@ class ModelConfig(_Frozen):
 
 class LossConfig(_Frozen):
     """A loss and its parameters; which parameters a loss accepts is declared in its registry
-    entry and checked there, so one message names the loss, the field and the value."""
+    entry and checked there, so one message names the loss, the field and the value.
+    """
 
     name: str = "bce"  # a cloudseg.losses.LOSSES entry
     pos_weight: float | Literal["auto"] | None = None  # weighted-bce; "auto" = background/cloud

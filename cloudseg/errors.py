@@ -1,5 +1,6 @@
 """One error family for the library. Messages name the file, field or value at fault, so the
-CLIs can print them as one line (exit code 2) instead of a traceback."""
+CLIs can print them as one line (exit code 2) instead of a traceback.
+"""
 
 from __future__ import annotations
 

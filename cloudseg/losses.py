@@ -33,7 +33,8 @@ def _no_rules(p: dict[str, Any]) -> None:
 @dataclass(frozen=True)
 class LossSpec:
     """A factory over resolved parameters, the LossConfig fields it reads and their defaults,
-    and its value rules (`check`, torch-free, so a sweep can check a spec before any trial)."""
+    and its value rules (`check`, torch-free, so a sweep can check a spec before any trial).
+    """
 
     build: Callable[[dict[str, Any], float | None], nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -156,12 +157,13 @@ def loss_params(name: str) -> frozenset[str]:
 
 def loss_defaults(name: str) -> dict[str, Any]:
     """The value each field of loss `name` takes when the config leaves it unset (None: no
-    class weight for focal alpha; a required field for weighted-bce's pos_weight)."""
+    class weight for focal alpha; a required field for weighted-bce's pos_weight).
+    """
     return dict(LOSSES.get(name).defaults)
 
 
 def resolve_loss_params(cfg: LossConfig) -> dict[str, Any]:
-    """cfg's parameters with defaults filled in; a field the loss does not use is an error."""
+    """`cfg`'s parameters with defaults filled in; a field the loss does not use is an error."""
     spec = LOSSES.get(cfg.name)
     for key in PARAM_FIELDS:
         value = getattr(cfg, key)
@@ -182,7 +184,8 @@ def check_loss_config(cfg: LossConfig) -> None:
 
 def build_loss(cfg: LossConfig, pos_weight_auto: float | None = None) -> nn.Module:
     """The loss module for `cfg`; `pos_weight_auto` is the background/cloud pixel ratio of the
-    training subset, used when weighted-bce has pos_weight "auto"."""
+    training subset, used when weighted-bce has pos_weight "auto".
+    """
     check_loss_config(cfg)
     spec = LOSSES.get(cfg.name)
     params = {**resolve_loss_params(cfg), "name": cfg.name}

@@ -107,7 +107,7 @@ class ConfusionMeter:
         self.metrics = EMPTY
 
     def update_from_logits(self, logits, target, valid=None) -> None:
-        """logits (B,1,H,W) raw scores; target (B,1,H,W) {0,1}; valid broadcastable bool."""
+        """`logits` (B,1,H,W) raw scores; target (B,1,H,W) {0,1}; valid broadcastable bool."""
         import math
 
         # sigmoid(x) > t  ⇔  x > logit(t): no sigmoid over the whole batch

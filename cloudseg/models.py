@@ -61,7 +61,7 @@ def smp_encoder_names() -> list[str]:
 
 
 def check_encoder(name: str) -> None:
-    """smp's own encoders, or `tu-<model>` for any timm model: else a ConfigError listing them."""
+    """`smp`'s own encoders, or `tu-<model>` for any timm model: else a ConfigError listing them."""
     if name.startswith("tu-"):
         import timm
 

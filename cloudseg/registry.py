@@ -1,5 +1,6 @@
 """Name → factory registries (models, losses, ...): a new entry is one decorator line, and an
-unknown name lists the valid ones."""
+unknown name lists the valid ones.
+"""
 
 from __future__ import annotations
 

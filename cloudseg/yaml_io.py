@@ -1,6 +1,7 @@
 """Reading a YAML file a person wrote (run configs, study specs): every way it can be wrong is a
 ConfigError naming the file, never a UnicodeDecodeError, and a key given twice is an error
-instead of the last one silently winning."""
+instead of the last one silently winning.
+"""
 
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def connect_timeout() -> float:
 def server_engine_kwargs(url: str) -> dict[str, Any]:
     """Engine settings for a database server: no idle pool, bounded connects, keepalives.
 
-    Options the URL already carries (`?connect_timeout=3`) win over these defaults."""
+    Options the URL already carries (`?connect_timeout=3`) win over these defaults.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
@@ -83,7 +84,8 @@ _last_told = -1e9
 
 def _connect_with_backoff(dialect, _conn_rec, cargs, cparams):
     """A full or restarting server refuses new clients for a while: wait it out with jittered
-    exponential backoff (so many workers do not retry in step) instead of failing the worker."""
+    exponential backoff (so many workers do not retry in step) instead of failing the worker.
+    """
     global _last_told
     deadline = time.monotonic() + _seconds_from_env(CONNECT_RETRY_ENV, CONNECT_RETRY_S)
     delay = 0.2
@@ -104,7 +106,8 @@ def _connect_with_backoff(dialect, _conn_rec, cargs, cparams):
 
 def _retry_full_server() -> None:
     """Install the backoff for every PostgreSQL engine, including the one RDBStorage makes (it
-    connects inside its constructor, before a per-engine listener could be added)."""
+    connects inside its constructor, before a per-engine listener could be added).
+    """
     from sqlalchemy import event
     from sqlalchemy.dialects.postgresql.base import PGDialect
 

@@ -72,7 +72,8 @@ def _as_datetime(value: Any):
 
 def describe(storage, study) -> dict[str, Any]:
     """Counts by state and failure class, best, target, running trials with heartbeat age and
-    the workers seen recently."""
+    the workers seen recently.
+    """
     from sweep.execution.progress import snapshot
 
     snap = snapshot(study)
@@ -96,7 +97,8 @@ def describe(storage, study) -> dict[str, Any]:
 
 def workers_seen(trials, ages: dict[int, float], recent_s: float = RECENT_S) -> list[dict]:
     """Workers with a running trial, or one that finished within `recent_s` seconds (each
-    trial records its worker, host:pid; the heartbeat says whether a running one is alive)."""
+    trial records its worker, host:pid; the heartbeat says whether a running one is alive).
+    """
     import datetime as dt
 
     from sweep.record import load

@@ -1,5 +1,6 @@
 """Rich tables for `sweep status` and `sweep best` (rendering only: the data comes from
-sweep.status and sweep.api). The first line of each stays a plain sentence for grep and logs."""
+sweep.status and sweep.api). The first line of each stays a plain sentence for grep and logs.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`cloudseg` data commands (synth, prepare, stats); registered on import by cloudseg.cli.
-Each parses its arguments and calls cloudseg.data; library errors become one line, exit 2."""
+Each parses its arguments and calls cloudseg.data; library errors become one line, exit 2.
+"""
 
 from __future__ import annotations
 

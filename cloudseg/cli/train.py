@@ -1,6 +1,7 @@
 """`cloudseg train`: one fit from a RunConfig YAML (the config.yaml `sweep best --export` writes),
 with a live progress bar and the per-epoch metrics table at the end. Registered on import by
-cloudseg.cli; torch and rich load only when the command runs."""
+cloudseg.cli; torch and rich load only when the command runs.
+"""
 
 from __future__ import annotations
 

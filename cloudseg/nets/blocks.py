@@ -27,7 +27,8 @@ class DoubleConv(nn.Sequential):
 
 class UpConv(nn.Sequential):
     """Bilinear 2× upsampling then a 3×3 conv-BN-ReLU that sets the channel count (the decoder
-    step of the attention U-Net and R2U-Net reference implementations)."""
+    step of the attention U-Net and R2U-Net reference implementations).
+    """
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__(
@@ -38,7 +39,8 @@ class UpConv(nn.Sequential):
 
 class AttentionGate(nn.Module):
     """Additive attention gate (Oktay et al. 2018, eq. 1-2): the decoder's gating signal `g`
-    scores each skip pixel; the skip features `x` are scaled by that score in [0, 1]."""
+    scores each skip pixel; the skip features `x` are scaled by that score in [0, 1].
+    """
 
     def __init__(self, c_gate: int, c_skip: int, c_inter: int):
         super().__init__()
@@ -54,7 +56,8 @@ class AttentionGate(nn.Module):
 
 class RecurrentConv(nn.Module):
     """Recurrent convolutional layer (Alom et al. 2018, eq. 1): one shared 3×3 conv applied
-    t+1 times, each step seeing the block input plus the previous state."""
+    t+1 times, each step seeing the block input plus the previous state.
+    """
 
     def __init__(self, channels: int, t: int = 2):
         super().__init__()
@@ -88,7 +91,8 @@ def stage_widths(base_width: int) -> list[int]:
 
 def encode(stages: nn.ModuleList, pool: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The U-Net contracting path shared by the from-scratch models: stage outputs, shallowest
-    first (the last one is the bottleneck, the others are the skips)."""
+    first (the last one is the bottleneck, the others are the skips).
+    """
     features = []
     for i, stage in enumerate(stages):
         x = stage(x if i == 0 else pool(x))

@@ -99,7 +99,8 @@ class EvaluationReport:
 def mean_over_scenes(rows: Iterable[Metrics | Mapping[str, float]]) -> dict[str, float]:
     """Mean of each per-scene figure. A row is a `Metrics` (counts) or a mapping with the keys
     precision/recall/specificity/iou/accuracy as fractions (e.g. a published table), so measured
-    and published results go through the same reduction."""
+    and published results go through the same reduction.
+    """
     rows = list(rows)
     if not rows:
         raise EvaluationError("no scenes to average")
@@ -112,7 +113,8 @@ def mean_over_scenes(rows: Iterable[Metrics | Mapping[str, float]]) -> dict[str,
 
 def read_scene_table(path: str | Path) -> list[tuple[str, dict[str, float]]]:
     """Rows of a per-scene table in percent (the authors' xlsx converted to CSV, or the CSV
-    `write_scene_csv` writes) → (scene, {metric: fraction})."""
+    `write_scene_csv` writes) → (scene, {metric: fraction}).
+    """
     path = Path(path)
     try:
         with path.open(newline="") as f:
@@ -147,7 +149,8 @@ def parse_threshold(text: str | float) -> float:
 
 def gt_path_map(gt_dir: str | Path) -> dict[str, Path]:
     """Scene → whole-scene gt file, from `GT_DIR` itself, its `Entire_scene_gts/` folder, or
-    that folder one level down (a data root whose `38-Cloud_test/` holds it)."""
+    that folder one level down (a data root whose `38-Cloud_test/` holds it).
+    """
     gt_dir = Path(gt_dir)
     hint = (f"the 38-Cloud layout keeps them in <data root>/38-Cloud_test/{GT_FOLDER}/ "
             "(the data root itself is accepted too)")
@@ -205,7 +208,8 @@ def evaluate_scenes(
     """Score every scene that has a whole-scene ground truth in `gt_dir` against its
     prediction in `pred_dir` (scene GeoTIFFs or per-patch files). All pairing, grid and size
     problems are checked (from file names and headers) before any pixel is read and reported
-    together. `footprint` scores only pixels inside each scene's footprint (labelled so)."""
+    together. `footprint` scores only pixels inside each scene's footprint (labelled so).
+    """
     gts, preds = gt_path_map(gt_dir), prediction_sources(pred_dir)
     problems = [
         f"scene {s}: no prediction in {pred_dir} (expected {s}{PROB_SUFFIX} or "

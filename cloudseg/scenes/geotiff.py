@@ -62,7 +62,8 @@ def read_georef(path: str | Path) -> Georef:
 
 def scene_georef_from_patch(path: str | Path, row: int, col: int, grid: SceneGrid) -> Georef:
     """A georeferenced patch (row, col) → the transform of its scene's top-left pixel, which
-    sits at the grid's centred offset on the padded canvas."""
+    sits at the grid's centred offset on the padded canvas.
+    """
     from affine import Affine
 
     ref = read_georef(path)
@@ -81,7 +82,8 @@ def write_uint8(
     """One-band uint8 GeoTIFF, deflate (level `ZLEVEL`) + horizontal predictor, 256×256 tiles,
     with `footprint` (bool, True = valid) as its internal GDAL mask band when given. Written to
     a temporary name and renamed; a failure is a CloudsegError naming `path` (also when this
-    runs in a background thread) and leaves no partial file."""
+    runs in a background thread) and leaves no partial file.
+    """
     import rasterio
 
     from cloudseg.errors import CloudsegError
@@ -123,7 +125,8 @@ def write_uint8(
 def to_uint8_probability(prob: np.ndarray, rows: int = 1024) -> np.ndarray:
     """[0, 1] float → ceil(255·p) as uint8 (see the module docstring for why ceil). The product
     is taken in float64, where 255·p of a float32 p is exact, `rows` rows at a time to bound
-    the temporary."""
+    the temporary.
+    """
     out = np.empty(prob.shape, np.uint8)
     for top in range(0, prob.shape[0], rows):
         scaled = np.multiply(prob[top : top + rows], 255.0, dtype=np.float64)
@@ -135,7 +138,8 @@ def to_uint8_probability(prob: np.ndarray, rows: int = 1024) -> np.ndarray:
 
 def above(prob: np.ndarray, threshold: float) -> np.ndarray:
     """`prob > threshold` compared in float64, as Matlab compares: numpy would round the
-    threshold to float32 for a float32 array, and float32(12/255) is above 12/255."""
+    threshold to float32 for a float32 array, and float32(12/255) is above 12/255.
+    """
     return np.greater(prob, np.float64(threshold))
 
 

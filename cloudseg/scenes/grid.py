@@ -40,7 +40,8 @@ class SceneGrid:
     def fitted(cls, shape: tuple[int, int], rows: int, cols: int, scene: str = "scene",
                patch: int = PATCH) -> SceneGrid:
         """The grid of a scene whose size is known (its gt) and whose patches form rows × cols;
-        a size that 38-Cloud would have cut into another grid is an error naming the scene."""
+        a size that 38-Cloud would have cut into another grid is an error naming the scene.
+        """
         grid = cls.of_scene(*shape, patch=patch)
         if (grid.rows, grid.cols) != (rows, cols):
             raise LayoutError(scene, [

@@ -78,7 +78,8 @@ class ThresholdHistograms:
 
     def best(self, metric: str = "iou", by_scene: bool = False) -> tuple[float, float]:
         """(threshold, value) maximising `metric`, pooled or averaged over scenes; the lowest
-        such edge wins a tie."""
+        such edge wins a tie.
+        """
         scores = self._curve(metric, by_scene)
         k = int(np.argmax(scores)) + 1
         return k / self.bins, float(scores[k - 1])

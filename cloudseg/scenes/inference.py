@@ -36,7 +36,8 @@ def fold_batchnorm(model):
     24-33 patches/s folded in channels_last against 20-23 unfolded (13-15 in NCHW). The folded
     model must give the plain one's output on a probe input; a model fx cannot trace, or one
     where folding changes the function (R2U-Net applies one conv with and without its norm), is
-    returned as it is."""
+    returned as it is.
+    """
     import copy
 
     import torch
@@ -102,7 +103,8 @@ class WindowPredictor:
     """Model + normalisation + device: uint16 (N, 4, S, S) windows → float32 (N, S, S) cloud
     probabilities, in batches, under AMP on CUDA; `tta` averages the 8 flips/rotations.
     `batch_size` None picks the device's fastest (`default_batch_size`); the layout is
-    channels_last on the CPU too (faster there for inference, unlike training)."""
+    channels_last on the CPU too (faster there for inference, unlike training).
+    """
 
     def __init__(
         self,
@@ -136,14 +138,16 @@ class WindowPredictor:
     def host_batch(self, shape: tuple[int, ...]):
         """An uninitialised uint16 CPU tensor for a batch of windows, page-locked on CUDA so its
         copy to the device runs asynchronously (torch's caching host allocator recycles it once
-        that copy is done). Safe to call from reader threads."""
+        that copy is done). Safe to call from reader threads.
+        """
         import torch
 
         return torch.empty(shape, dtype=torch.uint16, pin_memory=self.setup.is_cuda)
 
     def start(self, windows) -> Pending:
         """Queue one batch (uint16 ndarray or tensor, (N, 4, S, S)); on CUDA this returns as
-        soon as the work is queued, so the caller can prepare the next batch meanwhile."""
+        soon as the work is queued, so the caller can prepare the next batch meanwhile.
+        """
         import torch
 
         from cloudseg.normalisation import normalise
@@ -198,7 +202,8 @@ def predict_mosaic(
 ) -> np.ndarray:
     """(4, H, W) uint16 mosaic → (H, W) float32 probability. With overlap=0 and H, W multiples
     of `window` the windows are exactly the patch grid. No-data pixels keep the network's
-    output (the 38-Cloud protocol scores them)."""
+    output (the 38-Cloud protocol scores them).
+    """
     check_overlap(overlap, window)
     canvas = BlendCanvas(image.shape[-2:], window, overlap)
     spots = window_spots(image.shape[-2:], window, overlap)

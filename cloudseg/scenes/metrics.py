@@ -35,7 +35,8 @@ from cloudseg.scenes.evaluate import mean_over_scenes
 
 def patch_counts(pred, target, valid=None) -> np.ndarray:
     """(B, ...) boolean-like arrays (numpy or torch, any device) → (B, 4) int64 TP/FP/FN/TN per
-    patch, with one host copy for the whole batch."""
+    patch, with one host copy for the whole batch.
+    """
     if hasattr(pred, "detach"):
         import torch
 

@@ -56,7 +56,8 @@ class SceneJob:
 
 def read_patch(job: SceneJob, rec) -> None:
     """Decode one patch's bands into its place in the mosaic; note its no-data pixels. A file
-    that cannot be decoded is a LayoutError naming it (raised in the consumer's thread)."""
+    that cannot be decoded is a LayoutError naming it (raised in the consumer's thread).
+    """
     from cloudseg.data import BANDS, read_band
 
     r0, c0 = (rec.id.row - 1) * PATCH, (rec.id.col - 1) * PATCH
@@ -115,7 +116,8 @@ def prefetch_batches(
     """(job, spots, host batch) for every batch of every job, in order, read by `workers`
     threads while the consumer works on earlier batches; at most `depth` batches are queued
     ahead of the one handed out. A job's `nodata` is complete once its last batch is out;
-    its mosaic is then released. Close the generator to stop (pending reads are cancelled)."""
+    its mosaic is then released. Close the generator to stop (pending reads are cancelled).
+    """
     plan = deque(
         (job, spots, i == len(batches) - 1)
         for job in jobs

@@ -35,7 +35,8 @@ class EvaluationError(CloudsegError):
 
 def binarise(prediction: np.ndarray, threshold: float) -> np.ndarray:
     """`p > threshold` where p = value/255 for uint8 images (Matlab's im2double), the value
-    itself for floats (compared in float64: `geotiff.above`)."""
+    itself for floats (compared in float64: `geotiff.above`).
+    """
     if prediction.dtype == np.uint8:
         lut = np.arange(256) / 255 > threshold  # exact `v/255 > t`, without a float copy
         return lut[prediction]

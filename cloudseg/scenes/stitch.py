@@ -73,7 +73,8 @@ def stitch(
 
 def crop(canvas: np.ndarray, shape: tuple[int, int], patch: int = PATCH) -> np.ndarray:
     """The (H, W) scene out of the middle of its padded canvas (the 38-Cloud centred padding);
-    a size that does not belong to the canvas's grid is an error."""
+    a size that does not belong to the canvas's grid is an error.
+    """
     rows, cols = canvas.shape[-2] // patch, canvas.shape[-1] // patch
     return SceneGrid.fitted(shape, rows, cols, "crop", patch).crop(canvas)
 
@@ -105,7 +106,8 @@ def window_spots(
 
 def blend_weights(window: int = PATCH, overlap: int = 0) -> np.ndarray:
     """(window, window) float32 weights: 1 inside, a linear ramp over `overlap` pixels to
-    0.5/overlap at the border (never 0, so a pixel seen by one window keeps its value)."""
+    0.5/overlap at the border (never 0, so a pixel seen by one window keeps its value).
+    """
     check_overlap(overlap, window)
     if overlap == 0:
         return np.ones((window, window), np.float32)

@@ -126,7 +126,8 @@ def load_metrics(directory: str | Path) -> dict[str, Any] | None:
 
 def check_bundle(directory: str | Path) -> RunConfig:
     """Check that a bundle's config.yaml, model.safetensors and metrics.json belong together
-    (without building the model); returns the config. Every problem is one ConfigError line."""
+    (without building the model); returns the config. Every problem is one ConfigError line.
+    """
     directory = Path(directory)
     config_path, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for needed in (config_path, weights):
@@ -173,7 +174,8 @@ def check_bundle(directory: str | Path) -> RunConfig:
 
 def load_bundle(directory: str | Path, device: str = "cpu") -> tuple[nn.Module, RunConfig]:
     """Rebuild the model from the bundle's config and load its weights (eval mode), after
-    `check_bundle`: a damaged or mixed bundle is one ConfigError line naming the file."""
+    `check_bundle`: a damaged or mixed bundle is one ConfigError line naming the file.
+    """
     from safetensors.torch import load_model
 
     from cloudseg.models import build_model

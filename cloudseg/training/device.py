@@ -1,5 +1,6 @@
 """Where and how a run computes: CUDA with AMP (bf16 where supported, else fp16 + GradScaler) and
-channels_last, or the CPU in plain fp32. One decision, made once per fit."""
+channels_last, or the CPU in plain fp32. One decision, made once per fit.
+"""
 
 from __future__ import annotations
 
@@ -64,5 +65,6 @@ def select_device(train_cfg: TrainConfig) -> DeviceSetup:
 
 def compiled(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
     """torch.compile'd `model` (1.33x on UNet-ResNet34 training on an H100). Shapes are fixed
-    within a run, so one graph is compiled per input size (training crop, validation)."""
+    within a run, so one graph is compiled per input size (training crop, validation).
+    """
     return torch.compile(model, backend=backend, dynamic=False)

@@ -13,7 +13,8 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, ocfg: OptimConfig, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step learning-rate schedule: linear warmup, then cosine decay to 0 or constant;
-    "onecycle" is torch's OneCycleLR with the warmup as its rising phase (default 30%)."""
+    "onecycle" is torch's OneCycleLR with the warmup as its rising phase (default 30%).
+    """
     total = steps_per_epoch * epochs
     warmup = min(ocfg.warmup_epochs * steps_per_epoch, total)
     if ocfg.schedule == "onecycle":

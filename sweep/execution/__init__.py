@@ -1,5 +1,6 @@
 """Running a study: workers, trial processes, the study-wide target, progress.
 
+Modules:
     runner         `run_study`: validate, create or resume the study, run local workers
     join           `sweep worker`: join a study, creating it from its spec when missing
     workers        one worker's loop (`work`), local worker processes, GPU assignment

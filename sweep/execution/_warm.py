@@ -1,6 +1,7 @@
 """Imported by the trial forkserver (see sweep.execution.trial_process.PRELOAD): pays matplotlib's
 first-figure cost once in the server instead of once per trial. No torch work here: starting
-torch's thread pools before forking would be unsafe for the children."""
+torch's thread pools before forking would be unsafe for the children.
+"""
 
 from sweep.artifacts import warm_plotting
 

@@ -1,7 +1,8 @@
 """`sweep worker --study NAME|PATH`: every machine runs the same command. The study is joined
 when the storage has it, else created from its spec; every input is checked before the storage
 is written (runner.prepare), and creation is safe for many workers at once (runner.create_study
-writes `spec` last; joiners wait for it in workers)."""
+writes `spec` last; joiners wait for it in workers).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from sweep.storage import check_storage_url, open_storage, redact, sqlite_path, 
 def join_or_create(study: str, storage_url: str, *, trials: int | None,
                    data: str | Path | None) -> str:
     """The name of the study a worker joins (`--study NAME|PATH`), created from its spec when
-    the storage lacks it. Every input is checked before the storage is written."""
+    the storage lacks it. Every input is checked before the storage is written.
+    """
     from sweep.study.spec import available_studies, load_spec
 
     check_storage_url(storage_url)

@@ -1,5 +1,6 @@
 """Live view of a running study, read from the storage (so it sees every worker, local or not):
-finished/target, running trials with their epoch and last IoU, best so far, pruned and failed."""
+finished/target, running trials with their epoch and last IoU, best so far, pruned and failed.
+"""
 
 from __future__ import annotations
 

@@ -118,7 +118,8 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     Safe for many processes at once: Optuna creates the study row once (the others load it),
     and `spec` is written last, so a reader that sees `spec` sees everything. Whatever can fail
     (the measured class balance) runs before the row exists. With overwrite=False (a worker
-    joining) a study that already has its spec keeps its spec and target."""
+    joining) a study that already has its spec keeps its spec and target.
+    """
     import optuna
 
     storage = open_storage(storage_url)
@@ -163,7 +164,8 @@ def run_study(
 ) -> RunSummary:
     """Run `spec` until `trials` trials are finished (complete + pruned), study-wide, with
     `workers` local worker processes (default: execution.trials_per_gpu per visible GPU, else
-    one)."""
+    one).
+    """
     from sweep.execution import workers as worker_mod
 
     per_gpu = spec.execution.trials_per_gpu
@@ -232,7 +234,8 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
 def _wait(procs) -> list[int]:
     """Wait for worker processes; on Ctrl-C give them time to mark their trials, then stop.
     Returns the exit codes of those that failed (killed, crashed): the others finish the study
-    (a dead worker's trial is retried after the heartbeat grace period)."""
+    (a dead worker's trial is retried after the heartbeat grace period).
+    """
     import subprocess
 
     try:

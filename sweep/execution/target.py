@@ -93,7 +93,8 @@ def retry_killed(study, trial) -> None:
     """Queue a trial whose process was killed by a signal (failure "killed", e.g. the
     out-of-memory killer) once more with the same params and training subset, as Optuna's
     stale-trial retry does: a kill can come from outside (another job's memory), so one kill
-    does not yet condemn the params; a retry killed again stays failed."""
+    does not yet condemn the params; a retry killed again stays failed.
+    """
     import optuna
     from optuna.trial import TrialState
 
@@ -113,7 +114,8 @@ def retry_killed(study, trial) -> None:
 def is_storage_outage(err: BaseException) -> bool:
     """A lost connection, seen directly or through Optuna's bookkeeping (its `_run_trial`
     raises UnboundLocalError when the database vanished while telling a trial), or the
-    aftermath: our trial was failed as stale by another worker while we could not heart-beat."""
+    aftermath: our trial was failed as stale by another worker while we could not heart-beat.
+    """
     from optuna.exceptions import UpdateFinishedTrialError
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 

@@ -51,7 +51,8 @@ class TrialFailure(Exception):
     `FailureKind`; its value, a plain string, is what crosses the pipe).
 
     "killed": the trial process was ended by a signal it did not send itself (the kernel's
-    out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once."""
+    out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once.
+    """
 
     def __init__(self, kind: FailureKind | str, message: str):
         self.kind, self.message = FailureKind(kind), message
@@ -81,7 +82,8 @@ def _context():
 
 def warm_up() -> None:
     """Start the forkserver now: it imports torch (seconds) while this process goes on with
-    the study's bookkeeping, instead of when the first trial starts."""
+    the study's bookkeeping, instead of when the first trial starts.
+    """
     from multiprocessing import forkserver
 
     _context()
@@ -93,7 +95,8 @@ def warm_up() -> None:
 def _without_main():
     """Start children without re-running the parent's `__main__` in them: multiprocessing
     would re-import the main script in every trial (the `sweep` console script, pytest, or a
-    user's unguarded script, which would recurse). The child's target lives in this module."""
+    user's unguarded script, which would recurse). The child's target lives in this module.
+    """
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__
     try:

@@ -171,7 +171,8 @@ def visible_gpus() -> list[str]:
 
 def gpu_for(index: int, gpus: list[str], per_gpu: int = 1) -> str | None:
     """The GPU of local worker `index`: `per_gpu` consecutive workers share one, round robin;
-    None when there is at most one GPU (every worker sees it)."""
+    None when there is at most one GPU (every worker sees it).
+    """
     if len(gpus) <= 1:
         return None
     return gpus[(index // per_gpu) % len(gpus)]

@@ -83,7 +83,8 @@ def storage_url(storage: str | BaseStorage) -> str:
 
 def open_storage(storage: str | BaseStorage) -> BaseStorage:
     """A storage as given, or the project's reader for a URL (sweep.storage: the same SQLite
-    locking and server timeouts as the workers, and nothing created in an empty database)."""
+    locking and server timeouts as the workers, and nothing created in an empty database).
+    """
     if not isinstance(storage, str):
         return storage
     from sweep.storage import read_storage
@@ -112,7 +113,8 @@ def _finished_trials(storage: str | BaseStorage, study_name: str) -> tuple[list,
 
 def study_artifact_store(folder: str | None):
     """The study's artifact store from its `artifact_dir` user attr (the runner records it),
-    or None when that folder is not on this machine (runs then go up without images)."""
+    or None when that folder is not on this machine (runs then go up without images).
+    """
     if not folder or not Path(folder).is_dir():
         return None
     from optuna.artifacts import FileSystemArtifactStore
@@ -145,7 +147,8 @@ def mirror_study(
     `artifact_store` None means the study's own (`artifact_dir` user attr), for the overlays.
     `trials` limits the pass to some numbers; `summary=False` skips the study table run;
     `force` re-mirrors everything. W&B errors are caught per trial and reported, never raised;
-    an unknown study raises ConfigError naming the studies there are."""
+    an unknown study raises ConfigError naming the studies there are.
+    """
     resolved = resolve_mode(mode)
     report = MirrorReport(study_name, resolved, wandb_dir=str(wandb_dir) if wandb_dir else None)
     if resolved == "off":
@@ -246,7 +249,8 @@ def _mirror_summary(
 
 def mirrored_runs(storage: str | BaseStorage, study_name: str) -> dict[int, MirrorRecord]:
     """Trial number → its mirror record (run path, mode, local folder): the `wandb_run` of each
-    finished trial, which Optuna 5 no longer lets anyone add to a finished trial's attrs."""
+    finished trial, which Optuna 5 no longer lets anyone add to a finished trial's attrs.
+    """
     with MirrorState(storage_url(storage)) as state:
         return state.all(study_name)
 
@@ -255,7 +259,8 @@ def planned_run_path(
     storage: str | BaseStorage, study_name: str, trial_number: int, project: str = "cloudsweep"
 ) -> str:
     """`project/run_id` of a trial's future run, for the objective to store as the `wandb_run`
-    user attr while the trial is still running (the id never changes; the entity is W&B's)."""
+    user attr while the trial is still running (the id never changes; the entity is W&B's).
+    """
     with MirrorState(storage_url(storage)) as state:
         return f"{project}/{trial_run_id(study_name, state.study_salt(study_name), trial_number)}"
 

@@ -82,7 +82,8 @@ def overlay_media(artifacts: dict[str, str], artifact_store) -> dict[str, Any]:
     """W&B media to log with the trial's best epoch (the model the overlay shows):
     {"overlay": [wandb.Image, ...]} or {}.
 
-    A missing or unreadable artifact is logged and skipped: the metrics still go up."""
+    A missing or unreadable artifact is logged and skipped: the metrics still go up.
+    """
     if artifact_store is None or not artifacts:
         return {}
     import wandb

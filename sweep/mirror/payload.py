@@ -111,7 +111,8 @@ def _rows(trial: FrozenTrial, record: TrialRecord) -> list[tuple[int, dict[str, 
 
 def summary_step(record: TrialRecord, history: list[tuple[int, dict]]) -> int | None:
     """The epoch whose values the run's summary and media show: the trial's `best_epoch` (its
-    checkpoint, overlay and metrics), else the last epoch run (a failed or pruned trial)."""
+    checkpoint, overlay and metrics), else the last epoch run (a failed or pruned trial).
+    """
     steps = [step for step, _ in history]
     if record.best_epoch in steps:
         return record.best_epoch

@@ -55,7 +55,8 @@ class MirrorRecord:
         """True when nothing needs uploading: same content, and online if online is asked.
 
         An offline folder on some machine is enough for an offline request; an online request
-        re-mirrors it (the same run id resumes, so W&B never sees a duplicate)."""
+        re-mirrors it (the same run id resumes, so W&B never sees a duplicate).
+        """
         if self.content_hash != content_hash or not self.mode:
             return False
         return mode == "offline" or self.mode == "online"
@@ -71,7 +72,8 @@ def _engine_kwargs(url: str) -> dict:
 class MirrorState:
     """Reads and writes the mirror table through its own engine on the study's database URL.
 
-    The URL may carry a password: it is kept only inside the engine, never in a message."""
+    The URL may carry a password: it is kept only inside the engine, never in a message.
+    """
 
     def __init__(self, url: str | Engine) -> None:
         if isinstance(url, Engine):

@@ -23,7 +23,8 @@ Mode = Literal["online", "offline", "off", "auto"]
 
 def has_credentials() -> bool:
     """Whether wandb could log in without a prompt (env key or netrc entry). Never reads out
-    or returns the key itself."""
+    or returns the key itself.
+    """
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
@@ -35,8 +36,9 @@ def has_credentials() -> bool:
 
 
 def resolve_mode(mode: Mode) -> Literal["online", "offline", "off"]:
-    """ "auto" and "online" fall back to offline without credentials, or when the environment
-    says WANDB_MODE=offline/disabled (a CI or an air-gapped node)."""
+    """`auto` and `online` fall back to offline without credentials, or when the environment
+    says WANDB_MODE=offline/disabled (a CI or an air-gapped node).
+    """
     if mode not in ("online", "offline", "off", "auto"):
         raise ValueError(f"W&B mode must be online, offline, off or auto; got {mode!r}")
     env = os.environ.get("WANDB_MODE", "").lower()

@@ -111,7 +111,8 @@ def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
 
 def _depends_on(path: str, p: ParamSpec, space: dict[str, ParamSpec]) -> set[str]:
     """The parameters that must be drawn before `path`: its `when` and, for a loss field,
-    loss.name (the implicit condition)."""
+    loss.name (the implicit condition).
+    """
     deps = set(p.when)
     if path.startswith("loss.") and path != "loss.name" and "loss.name" in space:
         deps.add("loss.name")
