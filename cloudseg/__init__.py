@@ -8,6 +8,8 @@ No public name equals a submodule's name: importing `cloudseg.x` makes `x` an at
 package, which would then shadow a lazily exported `x` (tests/test_public_api.py checks it).
 """
 
+from typing import Any
+
 from cloudseg.config import (
     DataConfig,
     LossConfig,
@@ -115,7 +117,7 @@ _LAZY = {
 __all__ += sorted(_LAZY)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 

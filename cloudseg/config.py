@@ -42,6 +42,8 @@ class DataConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
+    """Which network, its encoder (smp models) or base width (the from-scratch U-Nets)."""
+
     name: str = "unet"  # a cloudseg.models.MODELS entry
     encoder: str = "resnet34"  # smp encoder (ignored by the from-scratch models)
     base_width: int | None = Field(None, ge=4)  # from-scratch models: channels of the first stage
@@ -62,6 +64,8 @@ class LossConfig(_Frozen):
 
 
 class OptimConfig(_Frozen):
+    """Optimiser, batch size and learning-rate schedule."""
+
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(8, ge=1)
@@ -71,6 +75,8 @@ class OptimConfig(_Frozen):
 
 
 class TrainConfig(_Frozen):
+    """How the loop runs: epochs, device, precision, input scaling and the best-epoch metric."""
+
     epochs: int = Field(5, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -109,6 +115,7 @@ class RunConfig(_Frozen):
     train: TrainConfig = TrainConfig()
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON types (paths as strings), as its YAML holds it."""
         return self.model_dump(mode="json")
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "config") -> RunConfig:
@@ -131,6 +138,7 @@ class RunConfig(_Frozen):
             raise ConfigError(format_validation_error(err, source)) from None
 
     def to_yaml(self) -> str:
+        """The YAML that `load_run_config` reads back to an equal config."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
@@ -168,6 +176,7 @@ def parse_run_config(data: Any, source: str = "config") -> RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config YAML; every error is one ConfigError naming the file."""
     from cloudseg.yaml_io import read_yaml
 
     return parse_run_config(read_yaml(path, "run config"), str(path))

@@ -16,7 +16,7 @@ class ConfigError(CloudsegError, ValueError):
 class LayoutError(CloudsegError):
     """A data tree is not a valid 38-Cloud/95-Cloud tree: lists every problem with its file."""
 
-    def __init__(self, root: object, problems: list[str], cap: int = 20):
+    def __init__(self, root: object, problems: list[str], cap: int = 20) -> None:
         self.root = root
         self.problems = list(problems)
         shown = self.problems[:cap]
@@ -39,7 +39,7 @@ class TrainingError(CloudsegError):
 class DivergedError(TrainingError):
     """The loss became non-finite."""
 
-    def __init__(self, epoch: int, step: int, loss: float):
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
         self.epoch, self.step, self.loss = epoch, step, loss
         super().__init__(f"training diverged: loss={loss} at epoch {epoch}, step {step}")
 
@@ -47,7 +47,7 @@ class DivergedError(TrainingError):
 class OutOfMemoryError(TrainingError):
     """The accelerator ran out of memory; GPU memory has been released before raising."""
 
-    def __init__(self, batch_size: int, detail: str = ""):
+    def __init__(self, batch_size: int, detail: str = "") -> None:
         self.batch_size = batch_size
         super().__init__(
             f"out of memory at batch size {batch_size}" + (f": {detail}" if detail else "")
@@ -76,6 +76,7 @@ def bug_line(err: BaseException, debug_flag: str) -> str:
 
 
 def debug_enabled() -> bool:
+    """Whether the CLIs should show a traceback for an unexpected error (`CLOUDSWEEP_DEBUG`)."""
     import os
 
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")

@@ -42,6 +42,7 @@ class LossSpec:
 
     @property
     def params(self) -> frozenset[str]:
+        """The LossConfig fields this loss reads."""
         return frozenset(self.defaults)
 
 

@@ -55,6 +55,7 @@ _SMP = {
 
 
 def smp_encoder_names() -> list[str]:
+    """Every encoder name smp accepts, sorted (the valid names an unknown-encoder error lists)."""
     import segmentation_models_pytorch as smp
 
     return sorted(smp.encoders.get_encoder_names())

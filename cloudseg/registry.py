@@ -13,11 +13,14 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Named entries of one kind (`kind` names it in errors); unknown names list the valid ones."""
+
+    def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator that adds the decorated object as `name`; a name given twice is an error."""
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -27,9 +30,11 @@ class Registry(Generic[T]):
         return add
 
     def add(self, name: str, entry: T) -> None:
+        """Add `entry` as `name` (the non-decorator form of `register`)."""
         self.register(name)(entry)
 
     def get(self, name: str) -> T:
+        """The entry called `name`; an unknown name is a ConfigError listing the valid ones."""
         try:
             return self._entries[name]
         except KeyError:
@@ -38,6 +43,7 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:

@@ -14,14 +14,14 @@ from cloudseg.errors import ConfigError
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: Any, first: int, again: int):
+    def __init__(self, key: Any, first: int, again: int) -> None:
         self.key, self.first, self.again = key, first, again
 
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a mapping holding the same key twice (merge keys `<<` aside)."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:

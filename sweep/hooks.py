@@ -96,7 +96,7 @@ def build_hooks(
 class _Guarded:
     """A hook that never raises into the study; `close()` is forwarded when the hook has one."""
 
-    def __init__(self, name: str, hook: Callable[[Any, Any], None]):
+    def __init__(self, name: str, hook: Callable[[Any, Any], None]) -> None:
         self.name, self.hook, self.warned = name, hook, False
 
     def _warn(self, err: Exception) -> None:

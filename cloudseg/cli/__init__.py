@@ -19,7 +19,7 @@ from cloudseg.errors import DEBUG_ENV, CloudsegError, bug_line, debug_enabled, o
 class _Parser(argparse.ArgumentParser):
     """A usage error is one line like every other error, not a usage block plus a line."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> None:
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 

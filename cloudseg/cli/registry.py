@@ -10,7 +10,7 @@ Arguments = Callable[[argparse.ArgumentParser], None]
 COMMANDS: list[tuple[str, str, Arguments, Handler]] = []
 
 
-def command(name: str, help: str, arguments: Arguments):
+def command(name: str, help: str, arguments: Arguments) -> Callable[[Handler], Handler]:
     """Register `handler` as `cloudseg NAME`; `arguments` adds its options to the sub-parser."""
 
     def register(handler: Handler) -> Handler:

@@ -69,7 +69,7 @@ def train(args: argparse.Namespace) -> int:
 class _EpochLine:
     """Callback: one line per finished epoch above the live bar."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         self.console = console
 
     def on_epoch_end(self, epoch: int, record: EpochRecord) -> None:

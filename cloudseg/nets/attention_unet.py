@@ -24,7 +24,7 @@ from cloudseg.nets.blocks import (
 
 
 class AttentionUNet(nn.Module):
-    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64):
+    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64) -> None:
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)

@@ -21,7 +21,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
 class DoubleConv(nn.Sequential):
     """Two 3×3 conv-BN-ReLU: the U-Net stage (Ronneberger 2015, with BN and padding)."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out))
 
 
@@ -30,7 +30,7 @@ class UpConv(nn.Sequential):
     step of the attention U-Net and R2U-Net reference implementations).
     """
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             conv_bn_relu(c_in, c_out),
@@ -42,7 +42,7 @@ class AttentionGate(nn.Module):
     scores each skip pixel; the skip features `x` are scaled by that score in [0, 1].
     """
 
-    def __init__(self, c_gate: int, c_skip: int, c_inter: int):
+    def __init__(self, c_gate: int, c_skip: int, c_inter: int) -> None:
         super().__init__()
         self.w_g = nn.Sequential(nn.Conv2d(c_gate, c_inter, 1, bias=False), nn.BatchNorm2d(c_inter))
         self.w_x = nn.Sequential(nn.Conv2d(c_skip, c_inter, 1, bias=False), nn.BatchNorm2d(c_inter))
@@ -59,7 +59,7 @@ class RecurrentConv(nn.Module):
     t+1 times, each step seeing the block input plus the previous state.
     """
 
-    def __init__(self, channels: int, t: int = 2):
+    def __init__(self, channels: int, t: int = 2) -> None:
         super().__init__()
         self.t = t
         self.conv = conv_bn_relu(channels, channels)
@@ -74,7 +74,7 @@ class RecurrentConv(nn.Module):
 class RRCNNBlock(nn.Module):
     """Recurrent residual unit: a 1×1 projection, two recurrent conv layers, a residual add."""
 
-    def __init__(self, c_in: int, c_out: int, t: int = 2):
+    def __init__(self, c_in: int, c_out: int, t: int = 2) -> None:
         super().__init__()
         self.project = nn.Conv2d(c_in, c_out, 1)
         self.body = nn.Sequential(RecurrentConv(c_out, t), RecurrentConv(c_out, t))

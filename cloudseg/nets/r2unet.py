@@ -19,7 +19,7 @@ from cloudseg.nets.blocks import RRCNNBlock, UpConv, encode, stage_widths
 
 
 class R2UNet(nn.Module):
-    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64, t: int = 2):
+    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64, t: int = 2) -> None:
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)

@@ -15,7 +15,7 @@ from cloudseg.nets.blocks import DoubleConv, double_conv_stages, encode, stage_w
 
 
 class VanillaUNet(nn.Module):
-    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64):
+    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64) -> None:
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)

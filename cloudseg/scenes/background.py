@@ -19,7 +19,7 @@ R = TypeVar("R")
 
 
 class Background:
-    def __init__(self, name: str = "cloudseg-write", threads: int = 1):
+    def __init__(self, name: str = "cloudseg-write", threads: int = 1) -> None:
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=name)
         self._running: deque[Future] = deque()

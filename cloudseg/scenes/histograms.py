@@ -34,7 +34,7 @@ def bin_index(probs, bins: int = BINS):
 class ThresholdHistograms:
     """Per-scene (clear, cloud) × BINS counts over a validation pass; metrics at any edge."""
 
-    def __init__(self, bins: int = BINS):
+    def __init__(self, bins: int = BINS) -> None:
         self.bins = bins
         self.per_scene: dict[str, np.ndarray] = {}  # scene → (2, bins) int64: clear, cloud
 

@@ -113,7 +113,7 @@ class WindowPredictor:
         device: str = "auto",
         tta: bool = False,
         batch_size: int | None = None,
-    ):
+    ) -> None:
         import torch
 
         from cloudseg.training.device import select_device
@@ -182,7 +182,7 @@ class WindowPredictor:
 class Pending:
     """A batch of probabilities that may still be in flight on the device."""
 
-    def __init__(self, host, done=None):
+    def __init__(self, host, done=None) -> None:
         self._host, self._done = host, done
 
     def result(self) -> np.ndarray:

@@ -61,7 +61,7 @@ def patch_counts(pred, target, valid=None) -> np.ndarray:
 class SceneMeter:
     """Accumulates confusion counts per scene over a validation pass; `mean()` reduces once."""
 
-    def __init__(self, threshold: float = 0.5):
+    def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
         self.per_scene: dict[str, Metrics] = {}
 

@@ -119,7 +119,7 @@ def blend_weights(window: int = PATCH, overlap: int = 0) -> np.ndarray:
 class BlendCanvas:
     """Weighted average of overlapping window predictions over an (H, W) canvas."""
 
-    def __init__(self, shape: tuple[int, int], window: int = PATCH, overlap: int = 0):
+    def __init__(self, shape: tuple[int, int], window: int = PATCH, overlap: int = 0) -> None:
         self.window = window
         self.weights = blend_weights(window, overlap)
         self.flat = overlap == 0

@@ -177,7 +177,7 @@ class _Reporter:
     """Adapts the optional `progress` argument: None, a callable, or a rich Progress; as a
     context manager, its bar is gone when fit leaves, however it leaves."""
 
-    def __init__(self, progress: Any, epochs: int, steps: int):
+    def __init__(self, progress: Any, epochs: int, steps: int) -> None:
         self.progress, self.epochs, self.steps = progress, epochs, steps
         self.task = None
         if progress is not None and hasattr(progress, "add_task"):

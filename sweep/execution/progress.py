@@ -85,7 +85,7 @@ def _short(value: Any) -> str:
 class LiveView:
     """Polls the storage once a second and redraws; `stop()` ends it (from any thread)."""
 
-    def __init__(self, study_name: str, storage_url: str, target: int, epochs: int):
+    def __init__(self, study_name: str, storage_url: str, target: int, epochs: int) -> None:
         self.study_name, self.storage_url = study_name, storage_url
         self.target, self.epochs = target, epochs
         self._stop = threading.Event()
