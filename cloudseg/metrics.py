@@ -89,8 +89,8 @@ def confusion_counts(pred: Mask, target: Mask, valid: Mask | None = None) -> Met
     (e.g. not no-data). Works on torch tensors on any device without a host copy of the masks.
     """
     if hasattr(pred, "detach"):  # torch: count on the device, move four numbers
-        tensor, maybe = "torch.Tensor", "torch.Tensor | None"
-        return _tensor_counts(cast(tensor, pred), cast(tensor, target), cast(maybe, valid))
+        valid_t = cast("torch.Tensor | None", valid)
+        return _tensor_counts(cast("torch.Tensor", pred), cast("torch.Tensor", target), valid_t)
     p, t = np.asarray(pred, bool), np.asarray(target, bool)
     v = np.ones_like(p) if valid is None else np.broadcast_to(np.asarray(valid, bool), p.shape)
     return Metrics(

@@ -24,6 +24,8 @@ from cloudseg.nets.blocks import (
 
 
 class AttentionUNet(nn.Module):
+    """Attention U-Net: (B, `in_channels`, H, W) → (B, `classes`, H, W) logits."""
+
     def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64) -> None:
         super().__init__()
         w = stage_widths(base_width)
@@ -35,6 +37,7 @@ class AttentionUNet(nn.Module):
         self.head = nn.Conv2d(w[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch whose H and W are multiples of 16."""
         skips = encode(self.down, self.pool, x)
         x = skips.pop()
         for i in reversed(range(4)):

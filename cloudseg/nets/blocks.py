@@ -11,6 +11,7 @@ from torch import nn
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+    """Conv (no bias: BatchNorm follows), BatchNorm, ReLU; padded so H and W are kept."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
@@ -50,6 +51,7 @@ class AttentionGate(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The skip features `x` scaled by the gate computed from `g` and `x`."""
         a = self.relu(self.w_g(g) + self.w_x(x))
         return x * torch.sigmoid(self.psi(a))
 
@@ -65,6 +67,7 @@ class RecurrentConv(nn.Module):
         self.conv = conv_bn_relu(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """t+1 applications of the shared conv, each on the input plus the last state."""
         h = self.conv(x)
         for _ in range(self.t):
             h = self.conv(x + h)
@@ -80,6 +83,7 @@ class RRCNNBlock(nn.Module):
         self.body = nn.Sequential(RecurrentConv(c_out, t), RecurrentConv(c_out, t))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The projected input plus the two recurrent layers' output."""
         x = self.project(x)
         return x + self.body(x)
 

@@ -19,7 +19,11 @@ from cloudseg.nets.blocks import RRCNNBlock, UpConv, encode, stage_widths
 
 
 class R2UNet(nn.Module):
-    def __init__(self, in_channels: int = 4, classes: int = 1, base_width: int = 64, t: int = 2) -> None:
+    """R2U-Net: (B, `in_channels`, H, W) → (B, `classes`, H, W) logits; `t` recurrent steps."""
+
+    def __init__(
+        self, in_channels: int = 4, classes: int = 1, base_width: int = 64, t: int = 2
+    ) -> None:
         super().__init__()
         w = stage_widths(base_width)
         self.pool = nn.MaxPool2d(2)
@@ -31,6 +35,7 @@ class R2UNet(nn.Module):
         self.head = nn.Conv2d(w[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch whose H and W are multiples of 16."""
         skips = encode(self.down, self.pool, x)
         x = skips.pop()
         for i in reversed(range(4)):

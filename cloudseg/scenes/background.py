@@ -13,18 +13,21 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 R = TypeVar("R")
 
 
 class Background:
+    """A bounded pool of writer threads whose errors surface in the caller (module docstring)."""
+
     def __init__(self, name: str = "cloudseg-write", threads: int = 1) -> None:
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=name)
         self._running: deque[Future] = deque()
 
-    def submit(self, fn: Callable[..., R], *args) -> Future:
+    def submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
         """Run `fn(*args)` in the background once fewer than `threads` tasks are in flight."""
         while len(self._running) >= self.threads:
             self._running.popleft().result()  # re-raises the oldest task's error here
@@ -40,7 +43,12 @@ class Background:
     def __enter__(self) -> Background:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if exc_type is None:
                 self.wait()  # a failed last write is the caller's error

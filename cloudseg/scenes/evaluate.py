@@ -59,6 +59,8 @@ SCORED_FOOTPRINT = "footprint only (no-data margins excluded: NOT the 38-Cloud p
 
 @dataclass(frozen=True)
 class SceneResult:
+    """One scene's counts and the shape of its ground truth."""
+
     scene: str
     metrics: Metrics
     shape: tuple[int, int]  # (height, width) of the ground truth
@@ -66,6 +68,8 @@ class SceneResult:
 
 @dataclass(frozen=True)
 class EvaluationReport:
+    """Every scored scene, the threshold and which pixels were scored."""
+
     scenes: tuple[SceneResult, ...]
     threshold: float
     scored: str = SCORED_ALL
@@ -190,7 +194,9 @@ def score_scene(
     return confusion_counts(binarise(prediction, threshold), gt > 0)
 
 
-def _score(source: Source, gt_path: Path, shape, threshold: float, footprint: bool) -> Metrics:
+def _score(
+    source: Source, gt_path: Path, shape: tuple[int, int], threshold: float, footprint: bool
+) -> Metrics:
     cloud, truth = source.binary(shape, threshold), _read(gt_path) > 0
     if footprint:
         inside = source.footprint()
@@ -272,6 +278,7 @@ def write_scene_csv(report: EvaluationReport, path: str | Path) -> Path:
 def write_summary_json(
     report: EvaluationReport, path: str | Path, protocol: str = "per-scene"
 ) -> Path:
+    """Write `report.summary(protocol)` as JSON; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.summary(protocol), indent=2) + "\n")

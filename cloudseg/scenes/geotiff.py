@@ -19,10 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cloudseg.scenes.grid import SceneGrid
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 BLOCK = 256  # GeoTIFF tile side (a multiple of 16, as the format requires)
 # Deflate level. Writing was the bottleneck of whole-scene prediction on an H100: a 4000² mask
@@ -34,15 +38,18 @@ ZLEVEL = 1
 
 @dataclass(frozen=True)
 class Georef:
+    """A raster's georeference; empty for the plain TIFFs of 38-Cloud."""
+
     crs: object | None = None  # rasterio CRS
     transform: object | None = None  # affine.Affine
 
     @property
     def present(self) -> bool:
+        """Whether there is a CRS to write."""
         return self.crs is not None
 
 
-def open_raster(path: str | Path):
+def open_raster(path: str | Path) -> DatasetReader:
     """rasterio.open for reading, quiet about the missing georeference of 38-Cloud TIFFs."""
     import warnings
 

@@ -13,20 +13,30 @@ float64 where BINS·p of a float32 p is exact. Then `p > k/BINS` ⇔ `b >= k` fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast, overload
 
 import numpy as np
 
-from cloudseg.metrics import Metrics
+from cloudseg.metrics import Mask, Metrics
 from cloudseg.scenes.evaluate import mean_over_scenes
 
 BINS = 510
 OFFICIAL_EDGE = 24  # 24/510 = 12/255
 
 
-def bin_index(probs, bins: int = BINS):
+if TYPE_CHECKING:
+    import torch
+
+
+@overload
+def bin_index(probs: torch.Tensor, bins: int = BINS) -> torch.Tensor: ...
+@overload
+def bin_index(probs: np.ndarray, bins: int = BINS) -> np.ndarray: ...
+def bin_index(probs: Mask, bins: int = BINS) -> Mask:
     """Bin of each probability (numpy or torch, any device): ceil(bins·p) − 1, clamped."""
     if hasattr(probs, "detach"):
-        return (probs.double() * bins).ceil().long().sub(1).clamp(0, bins - 1)
+        tensor = cast("torch.Tensor", probs)
+        return (tensor.double() * bins).ceil().long().sub(1).clamp(0, bins - 1)
     scaled = np.ceil(np.asarray(probs, np.float64) * bins).astype(np.int64) - 1
     return np.clip(scaled, 0, bins - 1)
 
@@ -38,7 +48,9 @@ class ThresholdHistograms:
         self.bins = bins
         self.per_scene: dict[str, np.ndarray] = {}  # scene → (2, bins) int64: clear, cloud
 
-    def update(self, scenes: Sequence[str], probs, target, valid=None) -> None:
+    def update(
+        self, scenes: Sequence[str], probs: Mask, target: Mask, valid: Mask | None = None
+    ) -> None:
         """`scenes[i]` is the scene of item i of (B, ...) probabilities and {0, 1} targets."""
         names = sorted(set(scenes))
         slot = {s: i for i, s in enumerate(names)}
@@ -47,14 +59,16 @@ class ThresholdHistograms:
         if hasattr(probs, "detach"):
             import torch
 
-            key = bin_index(probs, self.bins) + self.bins * target.long()
-            key = key + width * torch.tensor(item_slot, device=key.device).view(
-                -1, *([1] * (key.ndim - 1)))
+            probs_t, target_t = cast(torch.Tensor, probs), cast(torch.Tensor, target)
+            tkey = bin_index(probs_t, self.bins) + self.bins * target_t.long()
+            tkey = tkey + width * torch.tensor(item_slot, device=tkey.device).view(
+                -1, *([1] * (tkey.ndim - 1)))
             if valid is not None:
-                key = key[torch.broadcast_to(valid.bool(), key.shape)]
-            counts = torch.bincount(key.flatten(), minlength=width * len(names)).cpu().numpy()
+                tkey = tkey[torch.broadcast_to(cast(torch.Tensor, valid).bool(), tkey.shape)]
+            counts = torch.bincount(tkey.flatten(), minlength=width * len(names)).cpu().numpy()
         else:
-            key = bin_index(probs, self.bins) + self.bins * np.asarray(target, np.int64)
+            key = bin_index(np.asarray(probs), self.bins)
+            key = key + self.bins * np.asarray(target, np.int64)
             key = key + width * np.asarray(item_slot).reshape(-1, *([1] * (key.ndim - 1)))
             if valid is not None:
                 key = key[np.broadcast_to(np.asarray(valid, bool), key.shape)]
@@ -71,9 +85,11 @@ class ThresholdHistograms:
         return out
 
     def pooled(self, k: int) -> Metrics:
+        """Counts summed over scenes at threshold k/bins."""
         return sum(self.at(k).values(), Metrics(0, 0, 0, 0))
 
     def scene_mean(self, k: int, metric: str = "iou") -> float:
+        """`metric` at threshold k/bins averaged over scenes (the 38-Cloud figure)."""
         return mean_over_scenes(self.at(k)[s] for s in sorted(self.per_scene))[metric]
 
     def best(self, metric: str = "iou", by_scene: bool = False) -> tuple[float, float]:
@@ -88,7 +104,7 @@ class ThresholdHistograms:
         """`metric` at every edge k = 1 .. bins−1, from cumulative sums."""
         if by_scene:
             return np.mean([_edge_metric(metric, h) for h in self.per_scene.values()], axis=0)
-        return _edge_metric(metric, sum(self.per_scene.values()))
+        return _edge_metric(metric, sum(self.per_scene.values(), np.zeros((2, self.bins), np.int64)))
 
 
 def _edge_metric(metric: str, hist: np.ndarray) -> np.ndarray:
@@ -99,7 +115,9 @@ def _edge_metric(metric: str, hist: np.ndarray) -> np.ndarray:
     return _metric(metric, tp, fp, cloud.sum() - tp, clear.sum() - fp)
 
 
-def _metric(name: str, tp, fp, fn, tn) -> np.ndarray:
+def _metric(
+    name: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
+) -> np.ndarray:
     """Vectorised `Metrics` figures (an empty denominator scores 1.0, as Metrics does)."""
     num, den = {
         "iou": (tp, tp + fp + fn),

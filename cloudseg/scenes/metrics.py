@@ -26,36 +26,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from cloudseg.metrics import EMPTY, Metrics
+from cloudseg.metrics import EMPTY, Mask, Metrics
 from cloudseg.scenes.evaluate import mean_over_scenes
 
+if TYPE_CHECKING:
+    import torch
 
-def patch_counts(pred, target, valid=None) -> np.ndarray:
+
+def patch_counts(pred: Mask, target: Mask, valid: Mask | None = None) -> np.ndarray:
     """(B, ...) boolean-like arrays (numpy or torch, any device) → (B, 4) int64 TP/FP/FN/TN per
     patch, with one host copy for the whole batch.
     """
     if hasattr(pred, "detach"):
-        import torch
+        valid_t = cast("torch.Tensor | None", valid)
+        return _tensor_counts(cast("torch.Tensor", pred), cast("torch.Tensor", target), valid_t)
+    p, t = np.asarray(pred, bool), np.asarray(target, bool)
+    v = np.ones_like(p) if valid is None else np.broadcast_to(np.asarray(valid, bool), p.shape)
+    p, t, v = (a.reshape(len(a), -1) for a in (p, t, v))
+    parts = [p & t, p & ~t, ~p & t, ~p & ~t]
+    return np.stack([np.count_nonzero(q & v, axis=1) for q in parts], 1).astype(np.int64)
 
-        pred, target = pred.bool(), target.bool()
-        valid = (
-            torch.ones_like(pred) if valid is None else torch.broadcast_to(valid.bool(), pred.shape)
-        )
-        pred, target, valid = pred.flatten(1), target.flatten(1), valid.flatten(1)
-        parts = [pred & target, pred & ~target, ~pred & target, ~pred & ~target]
-        return torch.stack([(p & valid).sum(1) for p in parts], 1).cpu().numpy().astype(np.int64)
-    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+
+def _tensor_counts(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None
+) -> np.ndarray:
+    import torch
+
+    pred, target = pred.bool(), target.bool()
     valid = (
-        np.ones_like(pred)
-        if valid is None
-        else np.broadcast_to(np.asarray(valid, bool), pred.shape)
+        torch.ones_like(pred) if valid is None else torch.broadcast_to(valid.bool(), pred.shape)
     )
-    pred, target, valid = (a.reshape(len(a), -1) for a in (pred, target, valid))
+    pred, target, valid = pred.flatten(1), target.flatten(1), valid.flatten(1)
     parts = [pred & target, pred & ~target, ~pred & target, ~pred & ~target]
-    return np.stack([np.count_nonzero(p & valid, axis=1) for p in parts], 1).astype(np.int64)
+    return torch.stack([(p & valid).sum(1) for p in parts], 1).cpu().numpy().astype(np.int64)
 
 
 class SceneMeter:
@@ -65,7 +72,9 @@ class SceneMeter:
         self.threshold = threshold
         self.per_scene: dict[str, Metrics] = {}
 
-    def update(self, scenes: Sequence[str], pred, target, valid=None) -> None:
+    def update(
+        self, scenes: Sequence[str], pred: Mask, target: Mask, valid: Mask | None = None
+    ) -> None:
         """`scenes[i]` is the scene of patch i of the batch."""
         counts = patch_counts(pred, target, valid)
         if len(scenes) != len(counts):
@@ -73,11 +82,17 @@ class SceneMeter:
         for scene, row in zip(scenes, counts, strict=True):
             self.per_scene[scene] = self.per_scene.get(scene, EMPTY) + Metrics(*map(int, row))
 
-    def update_from_logits(self, scenes: Sequence[str], logits, target, valid=None) -> None:
+    def update_from_logits(
+        self, scenes: Sequence[str], logits: Mask, target: Mask, valid: Mask | None = None
+    ) -> None:
+        """Add a batch of raw scores (cloud where sigmoid(logit) > threshold)."""
         cut = math.log(self.threshold / (1 - self.threshold))  # sigmoid(x) > t ⇔ x > logit(t)
         self.update(scenes, logits > cut, target, valid)
 
-    def update_from_probabilities(self, scenes: Sequence[str], probs, target, valid=None) -> None:
+    def update_from_probabilities(
+        self, scenes: Sequence[str], probs: Mask, target: Mask, valid: Mask | None = None
+    ) -> None:
+        """Add a batch of probabilities (cloud where p > threshold)."""
         self.update(scenes, probs > self.threshold, target, valid)
 
     def mean(self) -> dict[str, float]:
@@ -91,7 +106,11 @@ class SceneMeter:
 
 
 def scene_mean_iou(
-    scenes: Sequence[str], probs, target, valid=None, threshold: float = 0.5
+    scenes: Sequence[str],
+    probs: Mask,
+    target: Mask,
+    valid: Mask | None = None,
+    threshold: float = 0.5,
 ) -> float:
     """One-shot form: per-patch probabilities (N, ...) with their scenes → scene-mean Jaccard."""
     meter = SceneMeter(threshold)
