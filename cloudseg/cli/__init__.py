@@ -34,6 +34,7 @@ def package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `cloudseg` parser with one sub-command per registered command."""
     parser = _Parser(prog="cloudseg", description="Cloud segmentation of Landsat 8 scenes "
                      "(38-Cloud / 95-Cloud): data, training, prediction, evaluation.")
     parser.add_argument("--debug", action="store_true",
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (errors as one line, see the module docstring)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help (0) or a usage error (2), already printed

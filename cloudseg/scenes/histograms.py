@@ -104,7 +104,8 @@ class ThresholdHistograms:
         """`metric` at every edge k = 1 .. bins−1, from cumulative sums."""
         if by_scene:
             return np.mean([_edge_metric(metric, h) for h in self.per_scene.values()], axis=0)
-        return _edge_metric(metric, sum(self.per_scene.values(), np.zeros((2, self.bins), np.int64)))
+        total = sum(self.per_scene.values(), np.zeros((2, self.bins), np.int64))
+        return _edge_metric(metric, total)
 
 
 def _edge_metric(metric: str, hist: np.ndarray) -> np.ndarray:

@@ -58,6 +58,7 @@ class SceneFile:
     path: Path
 
     def problem(self, shape: tuple[int, int]) -> str | None:
+        """Why the file cannot be scored against a gt of `shape`, or None."""
         with open_raster(self.path) as src:
             got = (src.height, src.width)
         if got != shape:
@@ -66,6 +67,7 @@ class SceneFile:
         return None
 
     def binary(self, shape: tuple[int, int], threshold: float) -> np.ndarray:
+        """Cloud where the prediction exceeds `threshold` (compared as `binarise` does)."""
         return binarise(_read(self.path), threshold)
 
     def footprint(self) -> np.ndarray:
@@ -89,9 +91,11 @@ class PatchFiles:
     indices: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def grid(self, shape: tuple[int, int]) -> SceneGrid:
+        """The 38-Cloud patch grid of a scene of `shape` (height, width)."""
         return SceneGrid.of_scene(*shape)
 
     def problem(self, shape: tuple[int, int]) -> str | None:
+        """Why the patches cannot be scored against a gt of `shape` (cells missing or stray)."""
         grid = self.grid(shape)
         cells = [(r, c) for r in range(1, grid.rows + 1) for c in range(1, grid.cols + 1)]
         missing = [f"{r}_by_{c}" for r, c in cells if (r, c) not in self.files]
@@ -111,6 +115,7 @@ class PatchFiles:
         return None
 
     def binary(self, shape: tuple[int, int], threshold: float) -> np.ndarray:
+        """Cloud where the prediction exceeds `threshold`, stitched and cropped to the scene."""
         grid = self.grid(shape)
         canvas = np.zeros(grid.padded, bool)
         for (row, col), path in self.files.items():
@@ -127,6 +132,7 @@ class PatchFiles:
         return grid.crop(canvas)
 
     def footprint(self) -> np.ndarray:
+        """Per-patch files have no footprint: always an EvaluationError."""
         raise EvaluationError(
             f"scene {self.scene}: per-patch predictions carry no footprint; footprint scoring "
             "needs the scene GeoTIFFs that `cloudseg predict` writes")

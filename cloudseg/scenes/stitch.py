@@ -80,6 +80,7 @@ def crop(canvas: np.ndarray, shape: tuple[int, int], patch: int = PATCH) -> np.n
 
 
 def check_overlap(overlap: int, window: int = PATCH) -> None:
+    """An overlap outside [0, window) is a ConfigError naming the value."""
     if not 0 <= overlap < window:
         raise ConfigError(f"overlap: must be in [0, {window}) pixels, got {overlap}")
 
@@ -127,6 +128,7 @@ class BlendCanvas:
         self.norm = np.zeros(shape, np.float32)
 
     def add(self, y: int, x: int, prediction: np.ndarray) -> None:
+        """Add one window's prediction at (y, x), weighted by the blend ramp."""
         s = self.window
         if self.flat:  # all weights 1: p * 1 == p exactly, so skip the product
             self.total[y : y + s, x : x + s] += prediction
@@ -136,6 +138,7 @@ class BlendCanvas:
         self.norm[y : y + s, x : x + s] += self.weights
 
     def result(self) -> np.ndarray:
+        """The blended canvas; a pixel no window covered is an error."""
         if not np.all(self.norm > 0):
             raise LayoutError("blend", ["some pixels were covered by no window"])
         return self.total / self.norm

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ FREE_FIELDS = frozenset({
 })
 
 
-def _write_atomic(path: Path, write) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     # A reader (or a crash) never sees half a file: write beside it, then rename over it.
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)

@@ -15,24 +15,30 @@ from cloudseg.errors import ConfigError
 
 @dataclass(frozen=True)
 class DeviceSetup:
+    """The device, autocast dtype and memory layout one fit runs with."""
+
     device: torch.device
     amp_dtype: torch.dtype | None  # None = full fp32
     channels_last: bool
 
     @property
     def is_cuda(self) -> bool:
+        """Whether the run is on a CUDA device."""
         return self.device.type == "cuda"
 
     @property
     def needs_scaler(self) -> bool:
+        """Whether AMP needs a GradScaler (fp16 only)."""
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
         return self.amp_dtype == torch.float16
 
     @property
     def memory_format(self) -> torch.memory_format:
+        """The layout for model and batches: channels_last or contiguous."""
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Autocast to the AMP dtype, or a no-op in plain fp32."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -43,6 +49,7 @@ class DeviceSetup:
             torch.cuda.synchronize(self.device)
 
     def describe(self) -> str:
+        """One line for logs and tables, e.g. "cuda:0 (bfloat16, channels_last)"."""
         amp = "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
         layout = ", channels_last" if self.channels_last else ""
         return f"{self.device} ({amp}{layout})"

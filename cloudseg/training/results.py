@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cloudseg.config import RunConfig
 from cloudseg.metrics import Metrics
@@ -15,6 +16,8 @@ from cloudseg.training.thresholds import ThresholdFigures, flat_figures
 
 @dataclass(frozen=True)
 class EpochRecord:
+    """One epoch's losses, validation counts and timings."""
+
     epoch: int  # 1-based
     train_loss: float
     val_loss: float
@@ -26,7 +29,7 @@ class EpochRecord:
     # probability histograms (cloudseg.training.thresholds).
     thresholds: dict[str, ThresholdFigures] | None = None
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, float | int]:
         """The validation figures: pooled counts and metrics, plus "scene_iou" and the
         figures at the official and tuned thresholds (`iou_official`, ...) when measured."""
         extra: dict = {} if self.scene_iou is None else {"scene_iou": self.scene_iou}
@@ -44,7 +47,8 @@ class EpochRecord:
             return self.scene_iou
         return self.val.iou
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float | int]:
+        """The record as flat JSON (losses, timings and `metrics()`)."""
         return {
             "epoch": self.epoch,
             "train_loss": self.train_loss,
@@ -57,6 +61,8 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class FitResult:
+    """One fit: the resolved config, every epoch, the best one and where its weights are."""
+
     config: RunConfig  # resolved: pos_weight "auto" and band statistics filled in
     history: tuple[EpochRecord, ...]
     best_epoch: int  # epoch with the best validation IoU (scene IoU if train.val_metric scene)
@@ -65,16 +71,20 @@ class FitResult:
     peak_memory_mb: float | None  # CUDA peak allocated; None on CPU
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
-    extras: dict = field(default_factory=dict)  # e.g. data summary (patch counts, pos_weight)
+    # e.g. the data summary (patch counts, pos_weight)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Metrics:
+        """The best epoch's validation metrics."""
         return self.best_record.val
 
     @property
     def best_record(self) -> EpochRecord:
+        """The best epoch's record (`best_epoch` is 1-based)."""
         return self.history[self.best_epoch - 1]
 
     @property
     def images_per_s(self) -> float:
+        """Training throughput averaged over epochs."""
         return sum(r.images_per_s for r in self.history) / max(len(self.history), 1)
