@@ -1,7 +1,8 @@
 """The 38-Cloud / 95-Cloud data layer: layout, validated index, packed cache, dataset, splits,
 statistics and a synthetic data set in the real format. Import names from here.
 
-`PatchDataset` needs torch and is imported on first use, so `import cloudseg.data` stays light."""
+`PatchDataset` needs torch and is imported on first use, so `import cloudseg.data` stays light.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[PatchDataset]:
     if name == "PatchDataset":
         from cloudseg.data.dataset import PatchDataset
 

@@ -2,7 +2,8 @@
 the copy into it, so in the main process finished batches are recycled: a buffer is reused only
 when nothing references it any more (every tensor or view of a batch holds a reference to its
 numpy array), so a batch a caller still holds is never overwritten. Inside a DataLoader worker the
-buffer is allocated in shared memory, as the default collate does, so sending it costs no copy."""
+buffer is allocated in shared memory, as the default collate does, so sending it costs no copy.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ _NUMPY = {torch.uint16: np.uint16, torch.uint8: np.uint8}
 
 
 class BufferPool:
-    def __init__(self, size: int = 4):
+    """Recycled host buffers for batches built in this process (DataLoader workers share memory)."""
+
+    def __init__(self, size: int = 4) -> None:
         self.size = size
         self._pool: list[np.ndarray] = []
 

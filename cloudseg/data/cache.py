@@ -4,7 +4,8 @@ shares through the page cache, instead of decoding five TIFFs per sample per epo
 On disk, `<cache_dir>/<fingerprint>/` holds images.npy (N,4,384,384) uint16, masks.npy
 (N,384,384) uint8 {0,1}, index.json and a COMPLETE marker written last. A build happens under a
 file lock in a temporary folder that is renamed into place, so two processes preparing at once
-leave one valid cache and a crash leaves nothing that is ever used."""
+leave one valid cache and a crash leaves nothing that is ever used.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class PatchCache:
 
     @property
     def scenes(self) -> list[str]:
+        """The scenes the cache holds, sorted."""
         return sorted({r.id.scene for r in self.records})
 
     def __getstate__(self) -> dict:
@@ -122,7 +124,8 @@ def open_cache(root: str | Path, cache_dir: str | Path | None = None, progress: 
 def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progress: bool = False,
                   include_additional: bool = True, force: bool = False) -> PatchCache:
     """The cache for `root`, (re)built when missing, stale, broken or forced: the tree is
-    validated first, then built under a file lock (one builder at a time)."""
+    validated first, then built under a file lock (one builder at a time).
+    """
     layout = find_layout(root)
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(layout.root)
     fp = fingerprint(layout, include_additional)

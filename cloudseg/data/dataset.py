@@ -1,10 +1,12 @@
 """A torch Dataset over the packed cache. It returns raw uint16 DN (normalisation happens on the
 device, in training) and draws its crop and flips from a per-item RNG seeded by
-(seed, epoch, index), so a run is reproducible whatever the number of DataLoader workers."""
+(seed, epoch, index), so a run is reproducible whatever the number of DataLoader workers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,11 +29,12 @@ class PatchDataset(Dataset):
 
     `crop` (None = 384) takes a random window when `random_crop`, else the centred one.
     `augment` applies one of the 8 flips/rotations identically to image and mask. Call
-    `set_epoch(e)` each epoch for fresh draws; the same (seed, epoch, i) gives the same item."""
+    `set_epoch(e)` each epoch for fresh draws; the same (seed, epoch, i) gives the same item.
+    """
 
     def __init__(self, cache: PatchCache, indices: Sequence[int] | np.ndarray | None = None,
                  crop: int | None = None, augment: bool = False, random_crop: bool = True,
-                 seed: int = 0):
+                 seed: int = 0) -> None:
         self.cache = cache
         n = len(cache)
         idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -49,7 +52,8 @@ class PatchDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random draws (crop, flips) for the next pass; workers pick it up when the
-        DataLoader re-creates them (the default, persistent_workers=False)."""
+        DataLoader re-creates them (the default, persistent_workers=False).
+        """
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -84,7 +88,8 @@ class PatchDataset(Dataset):
 
     def _batch(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """One copy per item straight into the batch arrays: no per-item tensors, no stack,
-        and (cloudseg.data.buffers) no fresh pages to zero for each batch."""
+        and (cloudseg.data.buffers) no fresh pages to zero for each batch.
+        """
         n, c = len(items), self.crop
         images = self._buffers.get((n, 4, c, c), torch.uint16)
         masks = self._buffers.get((n, 1, c, c), torch.uint8)
@@ -96,11 +101,12 @@ class PatchDataset(Dataset):
         return images, masks
 
     def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               num_workers: int = 0, **kwargs) -> DataLoader:
+               num_workers: int = 0, **kwargs: Any) -> DataLoader:
         """A DataLoader that fetches whole batches (`dataset[list]`): the same items and
         batches as `DataLoader(self, batch_size, shuffle, ...)` with the default collate, about
         twice as fast because nothing is stacked. Shuffling uses torch's global RNG as usual,
-        or `generator=` when given."""
+        or `generator=` when given.
+        """
         generator = kwargs.pop("generator", None)
         order = (RandomSampler(self, generator=generator) if shuffle
                  else SequentialSampler(self))

@@ -32,7 +32,8 @@ def subset_bytes(n: int) -> int:
 
 def fits(n: int, device: torch.device, share: float = 1.0) -> bool:
     """Whether n patches fit in FIT_FRACTION of this run's `share` of a CUDA `device`'s free
-    memory (runs that share a GPU start together, each seeing all of it free)."""
+    memory (runs that share a GPU start together, each seeing all of it free).
+    """
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
@@ -41,12 +42,13 @@ def fits(n: int, device: torch.device, share: float = 1.0) -> bool:
 
 class DeviceBatches:
     """Batches of (images uint16 (B,4,c,c), masks uint8 (B,1,c,c)) of `indices`' patches, drawn
-    from tensors that live on `device`. Iterating yields one epoch; `len` is batches per epoch."""
+    from tensors that live on `device`. Iterating yields one epoch; `len` is batches per epoch.
+    """
 
     def __init__(self, cache: PatchCache, indices: Sequence[int] | np.ndarray,
                  device: torch.device | str, batch_size: int, *, crop: int | None = None,
                  augment: bool = False, random_crop: bool = True, shuffle: bool = True,
-                 drop_last: bool = False, seed: int = 0):
+                 drop_last: bool = False, seed: int = 0) -> None:
         rows = np.sort(np.asarray(indices, dtype=np.int64))
         self.device = torch.device(device)
         # int16 views: indexing and flips exist for int16 on every device, not for uint16.
@@ -61,6 +63,7 @@ class DeviceBatches:
         self.dataset = self  # fit() calls loader.dataset.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch that seeds the next iteration's shuffle, crops and flips."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -82,7 +85,9 @@ class DeviceBatches:
             sel = slice(b * self.batch_size, (b + 1) * self.batch_size)
             yield self._batch(rows[sel], corners[sel], None if turns is None else turns[sel])
 
-    def _batch(self, rows: torch.Tensor, corners: torch.Tensor, turns: torch.Tensor | None):
+    def _batch(
+        self, rows: torch.Tensor, corners: torch.Tensor, turns: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = rows.to(self.device, non_blocking=True)
         images, masks = self.images.index_select(0, rows), self.masks.index_select(0, rows)
         if self.crop < PATCH_SIZE:
@@ -94,8 +99,9 @@ class DeviceBatches:
 
 def _upload(array: np.ndarray, rows: np.ndarray, device: torch.device,
             chunk: int = 256) -> torch.Tensor:
-    """rows of a (memmapped) array onto `device`, `chunk` patches at a time, so host memory
-    holds one chunk rather than the whole subset."""
+    """Rows of a (memmapped) array onto `device`, `chunk` patches at a time, so host memory
+    holds one chunk rather than the whole subset.
+    """
     dtype = torch.int16 if array.dtype == np.uint16 else torch.uint8
     out = torch.empty((len(rows), *array.shape[1:]), dtype=dtype, device=device)
     for start in range(0, len(rows), chunk):

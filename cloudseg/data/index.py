@@ -1,5 +1,6 @@
 """Scan a data root into a patch index and validate the whole tree once, so a bad file is one
-clear LayoutError at start-up listing every problem, never a traceback in trial 17."""
+clear LayoutError at start-up listing every problem, never a traceback in trial 17.
+"""
 
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ class PatchRecord:
 
     @property
     def name(self) -> str:
+        """The patch's name as the CSVs and file names spell it."""
         return self.id.name
 
 
 def read_csv_names(path: Path) -> set[str]:
     """The `name` column of a 38-Cloud patch CSV (first column when the header differs);
-    LayoutError when the file is not a readable text CSV."""
+    LayoutError when the file is not a readable text CSV.
+    """
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
@@ -92,7 +95,8 @@ def _grid_problems(ids: list[PatchId]) -> list[str]:
 
     `idx = (row - 1) * n_cols + col`. n_cols is what the scene's patches agree on (a tree may
     hold only some of a scene's patches, so the largest col seen is a lower bound, not n_cols);
-    with no row > 1 to tell, it is the largest col."""
+    with no row > 1 to tell, it is the largest col.
+    """
     by_scene: dict[str, list[PatchId]] = defaultdict(list)
     for pid in ids:
         by_scene[pid.scene].append(pid)
@@ -166,7 +170,8 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
     """Every patch of `split` ("train" or "test") under `root`, sorted by scene, row, col.
 
     Raises one LayoutError listing every problem (missing band/gt, wrong shape or dtype,
-    unreadable or truncated TIFF, duplicates, stray files, CSV entries without files)."""
+    unreadable or truncated TIFF, duplicates, stray files, CSV entries without files).
+    """
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     layout = find_layout(root)

@@ -1,5 +1,6 @@
 """38-Cloud / 95-Cloud naming and folder layout, declared once (torchgeo style) so every other
-module asks this one where things are instead of globbing on its own."""
+module asks this one where things are instead of globbing on its own.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ EXPECTED_TREE = (
 
 class NotADatasetError(LayoutError):
     """The root (or one of its folders) is missing, a dead link, or holds no 38-Cloud folders:
-    one line, what was expected where."""
+    one line, what was expected where.
+    """
 
-    def __init__(self, root: object, message: str):
+    def __init__(self, root: object, message: str) -> None:
         super().__init__(root, [message])
         Exception.__init__(self, message)
 
@@ -73,6 +75,7 @@ def parse_patch_name(filename: str | Path) -> tuple[str, PatchId]:
 
 
 def format_patch_name(band: str, pid: PatchId) -> str:
+    """The file name of one band of a patch, as 38-Cloud spells it."""
     return f"{band}_{pid.name}.TIF"
 
 
@@ -102,16 +105,19 @@ class DatasetLayout:
 
     @property
     def has_train(self) -> bool:
+        """Whether the tree has training folders."""
         return bool(self.train_dirs)
 
     @property
     def has_test(self) -> bool:
+        """Whether the tree has test folders."""
         return bool(self.test_dirs)
 
 
 def link_problem(path: Path) -> str | None:
     """Why `path` is a symlink that leads nowhere (a loop, a missing target), else None:
-    `Path.exists()` says False for both, which would read as "missing"."""
+    `Path.exists()` says False for both, which would read as "missing".
+    """
     if not path.is_symlink():
         return None
     try:
@@ -125,7 +131,8 @@ def link_problem(path: Path) -> str | None:
 
 def _child(folder: Path, name: str) -> Path | None:
     """Case-insensitive child lookup: the published archives disagree on 'Cloud' vs 'cloud'.
-    A child that is a symlink loop or dangling link is an error, not an absent folder."""
+    A child that is a symlink loop or dangling link is an error, not an absent folder.
+    """
     if not folder.is_dir():
         return None
     exact = folder / name

@@ -1,5 +1,6 @@
 """Parallel map with an optional rich progress bar, shared by indexing and cache building.
-Threads, not processes: rasterio/GDAL release the GIL while decoding, and no data is pickled."""
+Threads, not processes: rasterio/GDAL release the GIL while decoding, and no data is pickled.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ R = TypeVar("R")
 
 
 def default_workers() -> int:
+    """Threads for file work: I/O bound, so a few per core (at most 16)."""
     return min(16, 4 * (os.cpu_count() or 2))
 
 

@@ -1,6 +1,7 @@
 """Scene-disjoint train/val split and the seeded, stratified training subset. Neighbouring
 patches of one scene look alike, so a random patch split (the write-up's 6000/2400) leaks; we
-hold out whole scenes. The subset keeps the class ratio so trials stay comparable."""
+hold out whole scenes. The subset keeps the class ratio so trials stay comparable.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ STRATA_EDGES = (0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
 
 @dataclass(frozen=True)
 class Split:
+    """Training and validation rows of a cache, split by scene."""
+
     train: np.ndarray  # int64 rows of the cache
     val: np.ndarray
     train_scenes: tuple[str, ...]
@@ -53,7 +56,8 @@ def stratum(cloud_fraction: float) -> int:
 def resample(records: Sequence[PatchRecord], indices: Sequence[int] | np.ndarray,
              fraction: float, seed: int, drop_empty: bool = False) -> np.ndarray:
     """A seeded subset of `indices` holding `fraction` of them, drawn per cloud-fraction
-    stratum (largest remainders) so the subset keeps the class ratio. Sorted int64 rows."""
+    stratum (largest remainders) so the subset keeps the class ratio. Sorted int64 rows.
+    """
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     pool = np.asarray(indices, dtype=np.int64)

@@ -3,13 +3,16 @@
 Everything comes from exact per-band histograms (65,536 DN x {clear, cloud}) over the valid
 pixels (not all four bands 0), so the mean, std and ROC AUC are exact, not sampled, and cost one
 `bincount` per band and patch. The AUC is the rank statistic P(cloud DN > clear DN) + P(=)/2: the
-write-up's "importance of channels" as a number (0.5 = useless band, 1 = perfect threshold)."""
+write-up's "importance of channels" as a number (0.5 = useless band, 1 = perfect threshold).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +24,8 @@ _DN = 65536
 
 @dataclass(frozen=True)
 class DataStats:
+    """Class balance and per-band statistics of a set of patches (`compute_stats`)."""
+
     n_patches: int
     background_pixels: int  # valid, clear
     cloud_pixels: int  # valid, cloud
@@ -33,11 +38,12 @@ class DataStats:
 
     @property
     def pos_weight_all_pixels(self) -> float:
-        """background incl. no-data / cloud: how the write-up counted (2.3053 on 38-Cloud)."""
+        """Background incl. no-data / cloud: how the write-up counted (2.3053 on 38-Cloud)."""
         bg = self.background_pixels + self.nodata_pixels
         return bg / self.cloud_pixels if self.cloud_pixels else math.inf
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
+        """The statistics as JSON (non-finite values as null), per band by name."""
         def finite(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
@@ -56,7 +62,9 @@ class DataStats:
         }
 
 
-def compute_stats(cache: PatchCache, indices=None) -> DataStats:
+def compute_stats(
+    cache: PatchCache, indices: Sequence[int] | np.ndarray | None = None
+) -> DataStats:
     """Statistics over the cache rows `indices` (all rows when None)."""
     rows = np.arange(len(cache)) if indices is None else np.asarray(indices, dtype=np.int64)
     hist = np.zeros((len(BANDS), _DN * 2), np.int64)

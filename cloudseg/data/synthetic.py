@@ -1,7 +1,8 @@
 """A seeded synthetic data set in the exact 38-Cloud layout and file format, for tests, the CPU
 demo and benchmarks. Clouds are learnable but not trivial: soft-edged coherent blobs with thin
 (unlabelled) haze, bright in every band including NIR, next to bright snow (lower NIR than
-visible) and sand (red > blue) that a colour threshold alone confuses with cloud."""
+visible) and sand (red > blue) that a colour threshold alone confuses with cloud.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def make_scene(rng: np.random.Generator, height: int, width: int
     """(bands uint16 (4,H,W), gt uint8 (H,W) {0,255}) for one scene.
 
     No single band separates cloud: vegetation is as bright as cloud in NIR, snow and sand in
-    the visible bands, and illumination (sun elevation) scales whole scenes differently."""
+    the visible bands, and illumination (sun elevation) scales whole scenes differently.
+    """
     big = max(8, min(height, width) // 5)
     texture = _noise(rng, height, width, (big // 4 + 1, 7, 3))[None]
     veg = _noise(rng, height, width, (big, big // 3 + 1, 9))[None]
@@ -128,7 +130,8 @@ def _write_csv(path: Path, names: list[str]) -> None:
 def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.ndarray
                  ) -> tuple[list[str], list[str]]:
     """Cut one scene, zero-padded around its centre as 38-Cloud does, into patches; returns
-    (all names, non-empty names)."""
+    (all names, non-empty names).
+    """
     grid = SceneGrid.of_scene(*gt.shape, patch=PATCH_SIZE)
     n_rows, n_cols = grid.rows, grid.cols
     bands, gt = grid.pad(bands), grid.pad(gt)
@@ -158,7 +161,8 @@ def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2
     Built in a temporary sibling folder and renamed, so a crash leaves nothing at `out`.
     `coarse` > 1 draws each scene at 1/coarse of its size and enlarges it (blocky but 1/coarse²
     of the work: full-size 38-Cloud trees for benchmarks); `workers` processes draw scenes in
-    parallel. Neither changes the tree for coarse=1, whatever the worker count."""
+    parallel. Neither changes the tree for coarse=1, whatever the worker count.
+    """
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"synthetic output {out} already exists and is not empty")

@@ -1,5 +1,6 @@
 """Reading, checking and writing single-band 38-Cloud TIFFs with rasterio, in the exact format of
-the published files (plain TIFF, PackBits, 21-row strips, 72 dpi, no CRS): one place that knows."""
+the published files (plain TIFF, PackBits, 21-row strips, 72 dpi, no CRS): one place that knows.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def check_file(path: Path, dtype: str, shape: tuple[int, int] = (PATCH_SIZE, PAT
     """(problem or None, shape) for one patch file; reads the header and strip table only.
 
     A truncated file still opens (the directory sits at the start), so the strip table is
-    compared with the file size: the check costs microseconds instead of a full decode."""
+    compared with the file size: the check costs microseconds instead of a full decode.
+    """
     try:
         with rasterio.open(path) as src:
             got = (src.height, src.width)
@@ -74,7 +76,7 @@ def _gdal_reason(err: Exception, path: Path) -> str:
     return text.rstrip(".")
 
 
-def _data_end(src) -> int | None:
+def _data_end(src: rasterio.DatasetReader) -> int | None:
     """Largest strip offset + byte count, from GDAL's TIFF metadata domain."""
     end = None
     n_blocks = -(-src.height // src.block_shapes[0][0])
