@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from cloudseg.cli import data, predict, train  # noqa: F401 - each registers its commands
 from cloudseg.cli.registry import COMMANDS
@@ -19,7 +20,7 @@ from cloudseg.errors import DEBUG_ENV, CloudsegError, bug_line, debug_enabled, o
 class _Parser(argparse.ArgumentParser):
     """A usage error is one line like every other error, not a usage block plus a line."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 

@@ -80,7 +80,7 @@ def _scan(layout: DatasetLayout, folders: dict[str, list[Path]], problems: list[
                     got, pid = parse_patch_name(path.name)
                 except LayoutError:
                     got, pid = None, None
-                if got != band or not path.is_file():
+                if got != band or pid is None or not path.is_file():
                     problems.append(f"stray file {rel}: not a {band}_patch_*.TIF patch file")
                 elif band in patches[pid]:
                     first = patches[pid][band].relative_to(layout.root)
@@ -199,7 +199,7 @@ def index_dataset(root: str | Path, split: str = "train", include_additional: bo
     for path in layout.nonempty_csvs if split == "train" else []:
         with contextlib.suppress(LayoutError):  # an unreadable CSV is listed above already
             nonempty_names |= read_csv_names(path)
-    covered = {parse_csv_name(n).scene for n in nonempty_names if parse_csv_name(n)}
+    covered = {listed.scene for n in nonempty_names if (listed := parse_csv_name(n))}
     complete = sorted((pid, files) for pid, files in patches.items()
                       if all(b in files for b in bands))
     items = [(pid, files, pid.scene not in covered) for pid, files in complete]

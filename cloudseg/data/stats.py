@@ -67,7 +67,7 @@ def compute_stats(
 ) -> DataStats:
     """Statistics over the cache rows `indices` (all rows when None)."""
     rows = np.arange(len(cache)) if indices is None else np.asarray(indices, dtype=np.int64)
-    hist = np.zeros((len(BANDS), _DN * 2), np.int64)
+    hist: np.ndarray = np.zeros((len(BANDS), _DN * 2), np.int64)
     nodata = 0
     for row in rows:
         image, mask = cache.images[row], cache.masks[row]
@@ -91,8 +91,14 @@ def compute_stats(
     return DataStats(
         n_patches=int(rows.size), background_pixels=clear_n, cloud_pixels=cloud_n,
         nodata_pixels=nodata, pos_weight=clear_n / cloud_n if cloud_n else math.inf,
-        band_mean=tuple(means), band_std=tuple(stds), band_auc=tuple(aucs), histograms=hist,
+        band_mean=_per_band(means), band_std=_per_band(stds), band_auc=_per_band(aucs),
+        histograms=hist,
     )
+
+
+def _per_band(values: list[float]) -> tuple[float, float, float, float]:
+    red, green, blue, nir = values  # BANDS order
+    return red, green, blue, nir
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:

@@ -132,7 +132,8 @@ def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.n
     """Cut one scene, zero-padded around its centre as 38-Cloud does, into patches; returns
     (all names, non-empty names).
     """
-    grid = SceneGrid.of_scene(*gt.shape, patch=PATCH_SIZE)
+    height, width = gt.shape
+    grid = SceneGrid.of_scene(height, width, patch=PATCH_SIZE)
     n_rows, n_cols = grid.rows, grid.cols
     bands, gt = grid.pad(bands), grid.pad(gt)
     prefix = "train" if split == "train" else "test"
