@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudseg import ConfigError
 from sweep.errors import StorageError, WorkerError
@@ -33,6 +33,14 @@ from sweep.storage import (
 )
 from sweep.study.spec import StudySpec
 
+if TYPE_CHECKING:
+    import subprocess
+
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from sweep.execution.progress import LiveView
+
 DATA_ENV = "CLOUDSWEEP_DATA"
 DATA_HINT = (
     "point at 38-Cloud with --data /path/to/38-Cloud or `export CLOUDSWEEP_DATA=/path/to/38-Cloud`,"
@@ -43,6 +51,7 @@ DATA_HINT = (
 
 @dataclass(frozen=True)
 class RunSummary:
+    """What `run_study` reports at the end: the study's counts and best trial."""
     study: str
     storage: str
     target: int
@@ -64,9 +73,10 @@ def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
     from cloudseg import find_layout, write_synthetic
 
     chosen = data or os.environ.get(DATA_ENV) or None
-    if chosen is None and spec.data is None:
+    source = chosen or spec.data
+    if source is None:
         raise ConfigError(f"no data set for study {spec.name!r}: {DATA_HINT}")
-    root = Path(chosen or spec.data).expanduser()
+    root = Path(source).expanduser()
     if chosen is None and spec.synthesize_if_missing and not root.exists():
         # 1100 px scenes: 3 × 3 patches that each hold data (centred padding of 26 px), as
         # 38-Cloud's big scenes mostly do; 800 px ones were 5/9 padding
@@ -112,7 +122,7 @@ def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None)
 
 
 def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
-                 overwrite: bool = True):
+                 overwrite: bool = True) -> optuna.Study:
     """Create or load the study and record what workers need as study user attrs.
 
     Safe for many processes at once: Optuna creates the study row once (the others load it),
@@ -231,7 +241,7 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
         study, spec.confirm.top, spec.confirm.repeats)
 
 
-def _wait(procs) -> list[int]:
+def _wait(procs: list[subprocess.Popen[bytes]]) -> list[int]:
     """Wait for worker processes; on Ctrl-C give them time to mark their trials, then stop.
     Returns the exit codes of those that failed (killed, crashed): the others finish the study
     (a dead worker's trial is retried after the heartbeat grace period).
@@ -260,7 +270,7 @@ def _wait(procs) -> list[int]:
     return [p.returncode for p in procs if p.returncode not in (0, None)]
 
 
-def _start_view(spec: StudySpec, storage: str, target: int):
+def _start_view(spec: StudySpec, storage: str, target: int) -> LiveView:
     from sweep.execution.progress import LiveView
 
     view = LiveView(spec.name, storage, target, spec.budget.epochs)
@@ -269,6 +279,7 @@ def _start_view(spec: StudySpec, storage: str, target: int):
 
 
 def summarise(study_name: str, storage_url: str) -> RunSummary:
+    """Counts by state and the best trial of the study, read back from the storage."""
     import optuna
     from optuna.trial import TrialState
 
@@ -293,7 +304,7 @@ def summarise(study_name: str, storage_url: str) -> RunSummary:
     )
 
 
-def _best(study):
+def _best(study: optuna.Study) -> FrozenTrial | None:
     try:
         return study.best_trial
     except ValueError:

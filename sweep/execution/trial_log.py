@@ -12,21 +12,27 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
 
 from sweep.record import TrialRecord, failure_of, save
 
 
 def worker_id() -> str:
+    """`host:pid`, the name a worker records on its trials."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def params_text(params: dict[str, Any]) -> str:
+    """Params as `name=value` pairs on one line (floats to 4 significant digits)."""
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in params.items())
 
 
 def stdout_log(line: str) -> None:
+    """Print one log line at once (no buffering behind a pipe)."""
     print(line, flush=True)
 
 
@@ -43,7 +49,8 @@ class LoggedObjective:
         """Log lines only when stdout is not a terminal (containers, nohup, CI)."""
         return cls(objective, None if sys.stdout.isatty() else stdout_log)
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Run the wrapped objective between a start and an end line."""
         import optuna
 
         save(trial, TrialRecord(worker=self.worker))
@@ -68,7 +75,7 @@ class LoggedObjective:
                   + (f" (failure {failure.value})" if failure else ""))
         return value
 
-    def _end(self, trial, start: float, outcome: str) -> None:
+    def _end(self, trial: optuna.Trial, start: float, outcome: str) -> None:
         self._say(f"trial {trial.number} {outcome} in {time.monotonic() - start:.1f}s: "
                   f"{params_text(trial.params)}")
 
