@@ -14,6 +14,7 @@ Public names load on first use, so `import sweep.mirror` costs neither optuna no
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 _PUBLIC = {
     "mirror_study": "core",
@@ -31,7 +32,7 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         return getattr(importlib.import_module(f"sweep.mirror.{_PUBLIC[name]}"), name)
     raise AttributeError(f"module 'sweep.mirror' has no attribute {name!r}")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
 from cloudseg import ConfigError
@@ -31,10 +31,14 @@ from sweep.mirror.payload import (
 from sweep.mirror.state import STUDY_ROW, MirrorRecord, MirrorState
 from sweep.mirror.upload import (
     Mode,
+    RunMode,
     resolve_mode,
     upload_study_summary,
     upload_trial,
 )
+
+if TYPE_CHECKING:
+    from optuna.artifacts import FileSystemArtifactStore
 
 MAX_CONSECUTIVE_FAILURES = 3  # then W&B is taken to be down: stop the pass, keep the rest
 
@@ -54,6 +58,7 @@ class MirrorReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every trial went up and the pass ran to its end."""
         return not self.failed and not self.aborted
 
     def __str__(self) -> str:
@@ -92,7 +97,9 @@ def open_storage(storage: str | BaseStorage) -> BaseStorage:
     return read_storage(storage)
 
 
-def _finished_trials(storage: str | BaseStorage, study_name: str) -> tuple[list, str | None]:
+def _finished_trials(
+    storage: str | BaseStorage, study_name: str
+) -> tuple[list[FrozenTrial], str | None]:
     """The study's finished trials by number and its `artifact_dir` user attr."""
     store = open_storage(storage)
     try:
@@ -107,11 +114,11 @@ def _finished_trials(storage: str | BaseStorage, study_name: str) -> tuple[list,
         attrs = store.get_study_user_attrs(study_id)
         return sorted(trials, key=lambda t: t.number), attrs.get("artifact_dir")
     finally:
-        if store is not storage:  # opened here from a URL: release its connections
-            store.engine.dispose()
+        if store is not storage and isinstance(store, RDBStorage):  # opened here from a URL
+            store.engine.dispose()  # release its connections
 
 
-def study_artifact_store(folder: str | None):
+def study_artifact_store(folder: str | None) -> FileSystemArtifactStore | None:
     """The study's artifact store from its `artifact_dir` user attr (the runner records it),
     or None when that folder is not on this machine (runs then go up without images).
     """
@@ -137,7 +144,7 @@ def mirror_study(
     wandb_dir: Path | None = None,
     project: str = "cloudsweep",
     entity: str | None = None,
-    artifact_store=None,
+    artifact_store: FileSystemArtifactStore | None = None,
     trials: list[int] | None = None,
     summary: bool = True,
     force: bool = False,
@@ -218,7 +225,7 @@ def _mirror_summary(
     study_name: str,
     salt: str,
     finished: list[FrozenTrial],
-    mode: str,
+    mode: RunMode,
     report: MirrorReport,
     force: bool,
     *,

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from optuna.artifacts import FileSystemArtifactStore
 
 MASKS_FILENAME = "overlay_masks.npz"
 MASKS_KEY = "overlay_masks"  # key in the trial's `artifacts` user attr
@@ -27,7 +32,13 @@ CLASS_LABELS = {0: "clear", 1: "cloud"}
 log = logging.getLogger(__name__)
 
 
-def save_overlay_masks(path: str | Path, image, prediction, ground_truth, patch=None) -> Path:
+def save_overlay_masks(
+    path: str | Path,
+    image: ArrayLike,
+    prediction: ArrayLike,
+    ground_truth: ArrayLike,
+    patch: Sequence[str] | None = None,
+) -> Path:
     """Write the mask bundle the mirror reads; shapes are checked so a bad bundle fails here."""
     import numpy as np
 
@@ -73,12 +84,14 @@ def load_overlay_masks(data: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def _read(artifact_store, artifact_id: str) -> bytes:
+def _read(artifact_store: FileSystemArtifactStore, artifact_id: str) -> bytes:
     with artifact_store.open_reader(artifact_id) as fh:
         return fh.read()
 
 
-def overlay_media(artifacts: dict[str, str], artifact_store) -> dict[str, Any]:
+def overlay_media(
+    artifacts: dict[str, str], artifact_store: FileSystemArtifactStore | None
+) -> dict[str, Any]:
     """W&B media to log with the trial's best epoch (the model the overlay shows):
     {"overlay": [wandb.Image, ...]} or {}.
 

@@ -47,6 +47,7 @@ def trial_run_id(study_name: str, salt: str, trial_number: int) -> str:
 
 
 def study_run_id(study_name: str, salt: str) -> str:
+    """The stable run id of the study's summary (trials table) run."""
     return f"{_slug(study_name, 40)}-{salt}-study"
 
 
@@ -77,6 +78,8 @@ def _number(value: Any) -> float | int | None:
 
 @dataclass(frozen=True)
 class TrialPayload:
+    """Everything one trial's W&B run holds, built from its Optuna record alone."""
+
     run_id: str
     name: str
     group: str

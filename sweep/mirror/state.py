@@ -91,6 +91,7 @@ class MirrorState:
                 raise
 
     def close(self) -> None:
+        """Release the database connections if this object opened them."""
         if self._own:
             self._engine.dispose()
 
@@ -101,6 +102,7 @@ class MirrorState:
         self.close()
 
     def get(self, study_name: str, trial_number: int) -> MirrorRecord | None:
+        """The mirror record of one trial (or STUDY_ROW), None when it never went up."""
         query = sa.select(_table).where(
             _table.c.study_name == study_name, _table.c.trial_number == trial_number
         )

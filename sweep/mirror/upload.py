@@ -10,7 +10,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from optuna.trial import FrozenTrial
@@ -18,7 +18,13 @@ from optuna.trial import FrozenTrial
 from sweep.mirror.media import overlay_media
 from sweep.mirror.payload import TrialPayload, study_run_id, trials_table_rows
 
+if TYPE_CHECKING:
+    import wandb
+    from optuna.artifacts import FileSystemArtifactStore
+    from wandb.sdk.wandb_run import Run
+
 Mode = Literal["online", "offline", "off", "auto"]
+RunMode = Literal["online", "offline"]  # what a run is opened with ("off" opens none)
 
 
 def has_credentials() -> bool:
@@ -49,7 +55,7 @@ def resolve_mode(mode: Mode) -> Literal["online", "offline", "off"]:
     return "online" if has_credentials() else "offline"
 
 
-def _settings():
+def _settings() -> wandb.Settings:
     import wandb
 
     # No console capture (the sweep's own output), no system metrics, git or code scans: the
@@ -70,13 +76,13 @@ def _settings():
 
 def _init(
     run_id: str,
-    mode: str,
+    mode: RunMode,
     *,
     project: str,
     entity: str | None,
     wandb_dir: Path | None,
     **kwargs: Any,
-):
+) -> Run:
     import wandb
 
     if wandb_dir is not None:
@@ -94,7 +100,7 @@ def _init(
     )
 
 
-def _run_path(run, project: str) -> str:
+def _run_path(run: Run, project: str) -> str:
     entity = getattr(run, "entity", "") or ""
     return f"{entity}/{project}/{run.id}" if entity else f"{project}/{run.id}"
 
@@ -112,12 +118,12 @@ def with_media(rows: list[tuple[int, dict]], media: dict[str, Any], step: int | 
 
 def upload_trial(
     payload: TrialPayload,
-    mode: str,
+    mode: RunMode,
     *,
     project: str,
     entity: str | None = None,
     wandb_dir: Path | None = None,
-    artifact_store=None,
+    artifact_store: FileSystemArtifactStore | None = None,
 ) -> tuple[str, str | None]:
     """Write one trial's run; return (run path, local run folder)."""
     run = _init(
@@ -154,7 +160,7 @@ def upload_study_summary(
     study_name: str,
     salt: str,
     trials: list[FrozenTrial],
-    mode: str,
+    mode: RunMode,
     *,
     project: str,
     entity: str | None = None,
