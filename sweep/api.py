@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweep.record import failure_of
 from sweep.storage import DEFAULT_STORAGE, artifact_dir_for, read_storage, redact
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
-def _study(name: str, storage: str):
+
+def _study(name: str, storage: str) -> optuna.Study:
     from sweep.status import load
 
     return load(read_storage(storage), name)
 
 
-def _store(study, storage: str, artifact_dir: str | Path | None = None):
+def _store(
+    study: optuna.Study, storage: str, artifact_dir: str | Path | None = None
+) -> FileSystemArtifactStore:
     from sweep.artifacts import artifact_store
 
     folder = artifact_dir or study.user_attrs.get("artifact_dir") or artifact_dir_for(storage)
@@ -148,7 +155,7 @@ def export_best(
     return export_trial(s, ranked[0], Path(dest), _store(s, storage, artifact_dir))
 
 
-def _why_not(study, number: int) -> str:
+def _why_not(study: optuna.Study, number: int) -> str:
     """Why trial `number` has no bundle: it does not exist, or did not complete cleanly."""
     trials = study.get_trials(deepcopy=False)
     found = [t for t in trials if t.number == number]

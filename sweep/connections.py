@@ -15,7 +15,11 @@ import os
 import random
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT_S = "SWEEP_CONNECT_TIMEOUT", 10.0
 CONNECT_RETRY_ENV, CONNECT_RETRY_S = "SWEEP_CONNECT_RETRY", 300.0
@@ -75,6 +79,7 @@ def server_engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def is_transient_refusal(err: BaseException) -> bool:
+    """Whether a connection error is a server refusing clients for now (full, restarting)."""
     text = str(err).lower()
     return any(marker in text for marker in TRANSIENT_REFUSALS)
 
@@ -82,7 +87,9 @@ def is_transient_refusal(err: BaseException) -> bool:
 _last_told = -1e9
 
 
-def _connect_with_backoff(dialect, _conn_rec, cargs, cparams):
+def _connect_with_backoff(
+    dialect: Dialect, _conn_rec: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+) -> DBAPIConnection:
     """A full or restarting server refuses new clients for a while: wait it out with jittered
     exponential backoff (so many workers do not retry in step) instead of failing the worker.
     """

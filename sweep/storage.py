@@ -17,7 +17,11 @@ import sqlite3
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage, RDBStorage
+    from sqlalchemy import Connection, Engine
 
 from sweep.connections import CONNECT_TIMEOUT_ENV, connect_timeout, server_engine_kwargs
 from sweep.errors import StorageError
@@ -102,7 +106,7 @@ def _is_sqlite_file(path: Path) -> bool:
         return fh.read(16) == b"SQLite format 3\x00"
 
 
-def _sqlite_setup(engine) -> None:
+def _sqlite_setup(engine: Engine) -> None:
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
@@ -115,7 +119,7 @@ def _sqlite_setup(engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -125,7 +129,7 @@ def open_storage(
     heartbeat_interval: int = 10,
     grace_period: int = 60,
     max_retry: int = 2,
-):
+) -> RDBStorage:
     """An RDBStorage with heartbeats and stale-trial retry; SQLite tuned as described above."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -164,7 +168,7 @@ def open_storage(
     return storage
 
 
-def _check_schema(storage, url: str) -> None:
+def _check_schema(storage: RDBStorage, url: str) -> None:
     """Optuna's own check holds one connection while it opens a second: on a full server, many
     workers starting at once each hold one and wait for another, forever. Same check, serial."""
     current, head = storage.get_current_version(), storage.get_head_version()
@@ -184,7 +188,7 @@ def _enable_wal(path: Path) -> None:
         con.close()
 
 
-def read_storage(url: str):
+def read_storage(url: str) -> RDBStorage:
     """A plain storage for readers (status, best, export): no heartbeat, nothing created.
 
     Raises StorageError when there is no database at a SQLite URL rather than creating one.
@@ -221,7 +225,7 @@ def _has_optuna_schema(url: str) -> bool:
         engine.dispose()
 
 
-def stored_attrs(storage, name: str) -> dict[str, Any] | None:
+def stored_attrs(storage: BaseStorage, name: str) -> dict[str, Any] | None:
     """The user attrs of study `name`, or None when the storage has no such study."""
     try:
         return storage.get_study_user_attrs(storage.get_study_id_from_name(name))

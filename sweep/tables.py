@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -83,7 +83,7 @@ def best_view(name: str, rows: list, metric: str) -> Group:
     return Group(table)
 
 
-def show(renderable) -> None:
+def show(renderable: RenderableType) -> None:
     """Print to the current stdout (wide enough for params when it is not a terminal)."""
     console = Console()
     if not console.is_terminal:
