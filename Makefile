@@ -37,12 +37,14 @@ demo: $(STAMP) $(DEMO_DATA)/.complete
 	$(BIN)/sweep run --study demo --trials 20 --data $(DEMO_DATA)
 	$(BIN)/sweep best --export
 
+# The style the code is held to: ruff (pyflakes, pycodestyle, docstrings, annotations, ...) over
+# everything, mypy over cloudseg and sweep (pyproject.toml configures both).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) data/synthetic exports artifacts sweeps.db* .pytest_cache
+	rm -rf $(VENV) data/synthetic exports artifacts sweeps.db* .pytest_cache .mypy_cache
