@@ -1,6 +1,7 @@
 """The model card's account of how this bundle was chosen: its threshold and, when the study
 ran confirmation runs, the spread of its config over fresh training subsets and the paired
-test against the runner-up."""
+test against the runner-up.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 
 def threshold_lines(threshold: dict[str, Any]) -> list[str]:
+    """The card's threshold section: which rule chose it and the figures at each threshold."""
     rule, value = threshold["rule"], threshold["value"]
     why = {
         "fixed": "the training config's fixed threshold",
@@ -28,6 +30,7 @@ def threshold_lines(threshold: dict[str, Any]) -> list[str]:
 
 
 def confirmation_lines(confirmation: dict[str, Any] | None) -> list[str]:
+    """The card's confirmation section: the config's runs and the test against #2."""
     if not confirmation:
         return ["## Confirmation",
                 "Not confirmed: this config trained once, on one random training subset; its "

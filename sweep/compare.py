@@ -10,7 +10,7 @@ shows it on the study's page.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,10 +19,15 @@ from sweep.artifacts import _confusion_colours, _pyplot
 from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
 from sweep.record import load
 
+if TYPE_CHECKING:
+    from optuna.artifacts import FileSystemArtifactStore
+
 NODATA_GREY = 128  # the false-colour image paints no-data pixels 0.5 grey
 
 
-def _column(study_name: str, store, trial: Any) -> dict[str, dict[str, Any]]:
+def _column(
+    study_name: str, store: FileSystemArtifactStore, trial: Any
+) -> dict[str, dict[str, Any]]:
     """Patch name → {image, prediction, ground_truth} of one trial's panel predictions."""
     artifact = load(trial, ("artifacts",)).artifacts.by_name().get(MASKS_KEY)
     if artifact is None:

@@ -32,21 +32,26 @@ class ConfigRuns:
 
     @property
     def values(self) -> list[float]:
+        """Each run's value (search trial first)."""
         return [float(t.value) for t in self.runs]
 
     @property
     def mean(self) -> float:
+        """Mean value over the config's runs."""
         return statistics.fmean(self.values)
 
     @property
     def sd(self) -> float | None:
+        """Standard deviation over the runs; None for a single run."""
         return statistics.stdev(self.values) if len(self.runs) > 1 else None
 
     @property
     def confirmed(self) -> bool:
+        """Whether the config has confirmation runs besides its search trial."""
         return len(self.runs) > 1
 
     def best_run(self, maximize: bool = True) -> Any:
+        """The run with the best value (its checkpoint is what an export ships)."""
         pick = max if maximize else min
         return pick(self.runs, key=lambda t: (t.value, -t.number))
 
@@ -58,6 +63,7 @@ class ConfigRuns:
         return {s: statistics.fmean(r[s] for r in per_run) for s in scenes}
 
     def describe(self) -> str:
+        """`mean ± sd (n=runs)` for tables."""
         sd = "" if self.sd is None else f" ± {self.sd:.4f}"
         return f"{self.mean:.4f}{sd} (n={len(self.runs)})"
 
@@ -72,6 +78,7 @@ class PairedTest:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The test as JSON for metrics.json and the card."""
         return {"test": TEST_NAME, "n_scenes": self.n_scenes, "p_value": self.p_value,
                 "alpha": ALPHA, "verdict": self.verdict, "reason": self.reason}
 
@@ -82,14 +89,16 @@ def _usable(trial: Any) -> bool:
 
 def rank_configs(study: Any) -> list[ConfigRuns]:
     """Every complete config, best first: confirmed configs by the mean of their runs, then the
-    unconfirmed by their single value (a study without confirmations ranks as before)."""
+    unconfirmed by their single value (a study without confirmations ranks as before).
+    """
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if _usable(t)]
     runs: dict[int, list[Any]] = {}
     for t in done:
-        runs.setdefault(confirms(t) if confirms(t) is not None else t.number, []).append(t)
+        origin = confirms(t)
+        runs.setdefault(t.number if origin is None else origin, []).append(t)
     by_number = {t.number: t for t in done}
     configs = [ConfigRuns(by_number[n], tuple(sorted(rs, key=lambda t: t.number)))
                for n, rs in runs.items() if n in by_number]

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudseg.cli.registry import command
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cloudseg.scenes.evaluate import EvaluationReport
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -169,7 +175,7 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _side_by_side(args: argparse.Namespace, report):
+def _side_by_side(args: argparse.Namespace, report: EvaluationReport) -> Table:
     """The 38-Cloud per-scene means at --threshold and at the bundle's own threshold."""
     from rich.table import Table
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ PANEL_SIZE = 6
 
 @dataclass(frozen=True)
 class PanelPatch:
+    """One patch of the hard-case panel and the trait it stands for."""
+
     row: int  # row of the packed cache
     patch: str  # the 38-Cloud patch name (stable across machines)
     reason: str  # the trait it was picked for
@@ -79,7 +82,9 @@ def _score(trait: str, t: _Traits) -> float | None:
     raise ValueError(trait)
 
 
-def choose_panel(cache: PatchCache, val_rows, size: int = PANEL_SIZE) -> list[PanelPatch]:
+def choose_panel(
+    cache: PatchCache, val_rows: Iterable[int], size: int = PANEL_SIZE
+) -> list[PanelPatch]:
     """Up to `size` validation patches, a few per trait (TRAITS), each patch at most once."""
     rows = [int(r) for r in val_rows if cache.records[int(r)].nonempty]
     traits = {r: _traits(np.asarray(cache.images[r]), np.asarray(cache.masks[r])) for r in rows}
@@ -102,7 +107,9 @@ def choose_panel(cache: PatchCache, val_rows, size: int = PANEL_SIZE) -> list[Pa
     return chosen
 
 
-def panel_for(cache: PatchCache, val_rows, size: int = PANEL_SIZE) -> list[PanelPatch]:
+def panel_for(
+    cache: PatchCache, val_rows: Iterable[int], size: int = PANEL_SIZE
+) -> list[PanelPatch]:
     """`choose_panel`, computed once per cache and split and kept beside the cache."""
     rows = sorted(int(r) for r in val_rows)
     key = hashlib.sha256(json.dumps([cache.fingerprint, rows, size]).encode()).hexdigest()[:16]

@@ -31,7 +31,8 @@ class EpochRecord:
 
     def metrics(self) -> dict[str, float | int]:
         """The validation figures: pooled counts and metrics, plus "scene_iou" and the
-        figures at the official and tuned thresholds (`iou_official`, ...) when measured."""
+        figures at the official and tuned thresholds (`iou_official`, ...) when measured.
+        """
         extra: dict = {} if self.scene_iou is None else {"scene_iou": self.scene_iou}
         if self.thresholds is not None:
             extra.update(flat_figures(self.thresholds))
@@ -39,7 +40,8 @@ class EpochRecord:
 
     def score(self, val_metric: str = "patch", rule: str = "fixed") -> float:
         """What picks the best epoch: pooled IoU or per-scene mean IoU (train.val_metric), at
-        the threshold rule train.select_at ("fixed": train.threshold; "official"; "tuned")."""
+        the threshold rule train.select_at ("fixed": train.threshold; "official"; "tuned").
+        """
         if rule != "fixed" and self.thresholds is not None:
             figures = self.thresholds[rule]
             return figures.scene_iou if val_metric == "scene" else figures.pooled.iou

@@ -35,6 +35,7 @@ class ThresholdFigures:
 
 
 def figures_at(hist: ThresholdHistograms, edge: int) -> ThresholdFigures:
+    """Pooled counts and per-scene IoU at bin edge `edge` (threshold edge/bins)."""
     per_scene = hist.at(edge)
     return ThresholdFigures(
         threshold=edge / hist.bins,
@@ -47,7 +48,8 @@ def threshold_figures(
     hist: ThresholdHistograms, fixed: float, by_scene: bool
 ) -> dict[str, ThresholdFigures]:
     """The figures at "fixed" (nearest edge: exact when `fixed` is one, as 0.5 is), "official"
-    and "tuned" (the edge with the best IoU, per-scene mean when `by_scene`)."""
+    and "tuned" (the edge with the best IoU, per-scene mean when `by_scene`).
+    """
     tuned, _ = hist.best("iou", by_scene)
     return {
         "fixed": figures_at(hist, round(fixed * hist.bins)),
@@ -59,7 +61,8 @@ def threshold_figures(
 def flat_figures(figures: dict[str, ThresholdFigures]) -> dict[str, float | dict]:
     """Flat record keys: `iou_official`, `precision_tuned`, `scene_iou_official`, ...,
     `tuned_threshold`, and `scene_ious` {rule: {scene: IoU}} for paired comparisons. The
-    "fixed" rule's pooled figures are the record's plain keys already (`iou`, `precision`)."""
+    "fixed" rule's pooled figures are the record's plain keys already (`iou`, `precision`).
+    """
     out: dict[str, float | dict] = {}
     for rule in ("official", "tuned"):
         f = figures[rule]

@@ -43,7 +43,8 @@ def search_trials(trials: Iterable[Any]) -> list[Any]:
 
 def top_trials(study: Any, top: int) -> list[Any]:
     """The `top` best complete search trials with distinct params (a trial that failed into a
-    worst value, e.g. out of memory, is not a candidate)."""
+    worst value, e.g. out of memory, is not a candidate).
+    """
     from optuna.trial import TrialState
 
     done = search_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -72,7 +73,8 @@ def _held(study: Any, states: tuple[str, ...] = HOLDING) -> dict[tuple[int, int]
 
 def _missing(study: Any, top: int, repeats: int) -> list[tuple[Any, int]]:
     """(origin trial, repeat) pairs never queued. A failed confirmation counts as queued: it is
-    retried like any trial (stale worker, killed) or stays failed, never queued again."""
+    retried like any trial (stale worker, killed) or stays failed, never queued again.
+    """
     ever = _held(study, (*HOLDING, "FAIL"))
     return [(origin, repeat) for origin in top_trials(study, top)
             for repeat in range(1, repeats + 1) if (origin.number, repeat) not in ever]
@@ -80,7 +82,8 @@ def _missing(study: Any, top: int, repeats: int) -> list[tuple[Any, int]]:
 
 def enqueue_confirmations(study: Any, top: int, repeats: int) -> int:
     """Queue what is missing of `repeats` confirmations for each of the `top` trials; returns
-    how many were queued (0 when all are queued or done)."""
+    how many were queued (0 when all are queued or done).
+    """
     missing = _missing(study, top, repeats)
     for origin, repeat in missing:
         marks = TrialRecord(confirms=origin.number, confirm_repeat=repeat)

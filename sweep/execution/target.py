@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import StorageError
 from sweep.execution.confirm import (
@@ -34,6 +34,12 @@ from sweep.execution.confirm import (
 )
 from sweep.execution.lineage import lineage
 from sweep.record import FailureKind, TrialRecord, failure_of, load, save, to_attrs
+
+if TYPE_CHECKING:
+    import threading
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
 
 FINISHED = ("COMPLETE", "PRUNED")
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that take a slot
@@ -48,13 +54,16 @@ class StorageLost(StorageError):
     """The storage stayed unreachable for OUTAGE_S seconds (message redacted, one line)."""
 
 
-def _states(names: Sequence[str]):
+def _states(names: Sequence[str]) -> tuple[TrialState, ...]:
     from optuna.trial import TrialState
 
     return tuple(TrialState[n] for n in names)
 
 
-def slots_taken_before(study, number: int) -> int:
+def slots_taken_before(study: optuna.Study, number: int) -> int:
+    """Search trials numbered before `number` holding a slot of the target (finished, running,
+    waiting); confirmation runs hold none.
+    """
     trials = search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))
     return sum(t.number < number for t in trials)
 
@@ -65,7 +74,10 @@ class TargetedObjective:
     def __init__(self, objective: Callable[[Any], float], target: int) -> None:
         self.objective, self.target = objective, target
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
+        """The objective's value, or a surplus failure once the target's slots are taken
+        (confirmation runs are outside the target, and a duplicate one ends at once).
+        """
         if confirms(trial) is not None:  # a confirmation run: outside the target, never twice
             try:
                 check_not_duplicate(trial)
@@ -81,15 +93,15 @@ class TargetedObjective:
         return self.objective(trial)
 
 
-def _stop_when_slots_taken(target: int):
-    def callback(study, _trial) -> None:
+def _stop_when_slots_taken(target: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, _trial: FrozenTrial) -> None:
         if len(search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))) >= target:
             study.stop()
 
     return callback
 
 
-def retry_killed(study, trial) -> None:
+def retry_killed(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a trial whose process was killed by a signal (failure "killed", e.g. the
     out-of-memory killer) once more with the same params and training subset, as Optuna's
     stale-trial retry does: a kill can come from outside (another job's memory), so one kill
@@ -135,7 +147,7 @@ def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
 
     default = threading.excepthook
 
-    def hook(args) -> None:
+    def hook(args: threading.ExceptHookArgs) -> None:
         if args.exc_value is not None and is_storage_outage(args.exc_value):
             log("heartbeat lost its storage connection; the trial will be retried if stale")
         else:
@@ -163,7 +175,7 @@ def _next_step(study, target: int, confirm: tuple[int, int] | None) -> str:
 
 
 def run_to_target(
-    study,
+    study: optuna.Study,
     objective: Callable[[Any], float],
     target: int,
     *,
@@ -177,7 +189,8 @@ def run_to_target(
 ) -> None:
     """Run trials until `target` are finished study-wide, exactly; see the module docstring.
     With `confirm` = (top, repeats), then run the confirmation trials (sweep.execution.confirm)
-    until none is left, with the other workers."""
+    until none is left, with the other workers.
+    """
     import optuna
 
     deadline = None if timeout is None else time.monotonic() + timeout

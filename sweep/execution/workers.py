@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudseg import CloudsegError, ConfigError, one_line
 from sweep.execution.trial_process import THREADS_ENV
@@ -28,10 +28,14 @@ from sweep.hooks import decode_hooks, encode_hooks
 
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
 
+if TYPE_CHECKING:
+    from optuna.trial import TrialState
+
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 
-def finished_states():
+def finished_states() -> tuple[TrialState, ...]:
+    """The states that count toward a study's target (complete and pruned)."""
     from optuna.trial import TrialState
 
     return tuple(TrialState[s] for s in FINISHED_STATES)
@@ -72,7 +76,8 @@ def study_done(
     study_name: str, storage_url: str, target: int, confirm: tuple[int, int] | None = None
 ) -> bool:
     """`target` search trials finished and, with `confirm` = (top, repeats), every confirmation
-    run of the top configs queued and finished."""
+    run of the top configs queued and finished.
+    """
     import optuna
 
     from sweep.execution.confirm import confirmations_done, search_trials
@@ -98,7 +103,8 @@ def work(
     confirm: tuple[int, int] | None = None,
 ) -> None:
     """Run trials of `study_name` until `target` finished trials exist (or `timeout` seconds),
-    then its confirmation runs: (top, repeats) from `confirm`, else the spec's `confirm`."""
+    then its confirmation runs: (top, repeats) from `confirm`, else the spec's `confirm`.
+    """
     import optuna
 
     from sweep.artifacts import artifact_store
@@ -216,6 +222,7 @@ def launch(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One worker process of `sweep run` (see the module docstring); returns its exit code."""
     p = argparse.ArgumentParser(prog="python -m sweep.execution.workers",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True)
