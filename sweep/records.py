@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from sweep.study.spec import StudySpec
 
 from sweep.record import DataInfo, TrialRecord
 
@@ -28,10 +33,11 @@ COLUMNS = (("train_loss", "train loss"), ("val_loss", "val loss"), ("iou", "IoU"
 
 
 def metric_label(metric: str) -> str:
+    """How plots and notes name a spec's metric."""
     return METRIC_LABELS.get(metric, f"val {metric}")
 
 
-def record_study(study, spec) -> None:
+def record_study(study: optuna.Study, spec: StudySpec) -> None:
     """Name the study's metric and write its spec as the study's dashboard note."""
     import optuna
 
@@ -44,7 +50,8 @@ def record_study(study, spec) -> None:
         log.warning("could not write the dashboard note of study %s: %s", study.study_name, exc)
 
 
-def study_note(spec) -> str:
+def study_note(spec: StudySpec) -> str:
+    """The study's dashboard note: its metric, strategies and budget, then the spec as YAML."""
     import yaml
 
     text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
@@ -71,7 +78,7 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def trial_note(number: int, spec, record: TrialRecord, pruned: bool) -> str:
+def trial_note(number: int, spec: StudySpec, record: TrialRecord, pruned: bool) -> str:
     """A trial's learning curve as a Markdown table, best epoch in bold, and its data."""
     history, best = record.history, record.best_epoch
     shown = [(k, t) for k, t in COLUMNS if any(e.value(k) is not None for e in history)]
@@ -107,14 +114,17 @@ def _or_unknown(count: int | None) -> str:
     return "?" if count is None else str(count)
 
 
-def write_trial_note(trial, spec, record: TrialRecord, pruned: bool) -> None:
+def write_trial_note(
+    trial: optuna.Trial, spec: StudySpec, record: TrialRecord, pruned: bool
+) -> None:
+    """Write `trial_note` as the trial's dashboard note; a failure is only logged."""
     try:
         _save_note(trial, trial_note(trial.number, spec, record, pruned))
     except Exception as exc:  # noqa: BLE001
         log.warning("could not write the dashboard note of trial %s: %s", trial.number, exc)
 
 
-def _save_note(study_or_trial, body: str) -> None:
+def _save_note(study_or_trial: optuna.Study | optuna.Trial, body: str) -> None:
     from optuna_dashboard import save_note
 
     save_note(study_or_trial, body)

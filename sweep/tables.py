@@ -4,13 +4,16 @@ sweep.status and sweep.api). The first line of each stays a plain sentence for g
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from sweep.record import load
+
+if TYPE_CHECKING:
+    from sweep.ranking import ConfigRuns, PairedTest
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -55,9 +58,12 @@ def status_view(d: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
-def ranked_view(name: str, configs: list, metric: str, test=None) -> Group:
+def ranked_view(
+    name: str, configs: list[ConfigRuns], metric: str, test: PairedTest | None = None
+) -> Group:
     """Configs best first: the mean ± sd of each config's runs (search trial + confirmations),
-    its search trial's single value, and the verdict of #1 against #2."""
+    its search trial's single value, and the verdict of #1 against #2.
+    """
     table = Table(title=f"{name}: best {len(configs)} config(s)", title_justify="left")
     for col in ("rank", "trial", f"{metric} mean ± sd", "runs", "single run", "params"):
         table.add_column(col, overflow="fold")

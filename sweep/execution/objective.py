@@ -158,14 +158,16 @@ def _curve(history: list[dict[str, Any]]) -> tuple[EpochEntry, ...]:
 
 def result_record(payload: dict[str, Any]) -> TrialRecord:
     """The record of a finished training, from the trial process's result payload (the
-    scene lists get their own attribute, so `data` stays short and readable)."""
+    scene lists get their own attribute, so `data` stays short and readable).
+    """
     data = dict(payload["data"])
     scenes = data.pop("scenes", None)
+    split: dict[str, Any] = {} if scenes is None else {"scenes": SceneSplit.model_validate(scenes)}
     return TrialRecord(
         config=payload["config"], best_epoch=payload["best_epoch"], metrics=payload["metrics"],
         history=_curve(payload["history"]),
         timings=Timings(fit_seconds=payload["fit_seconds"],
                         images_per_s=payload["images_per_s"]),
         peak_memory_mb=payload["peak_memory_mb"], data=DataInfo.model_validate(data),
-        **({} if scenes is None else {"scenes": SceneSplit.model_validate(scenes)}),
+        **split,
     )

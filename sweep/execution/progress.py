@@ -5,7 +5,8 @@ finished/target, running trials with their epoch and last IoU, best so far, prun
 from __future__ import annotations
 
 import threading
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -13,8 +14,11 @@ from rich.text import Text
 
 from sweep.record import failure_of
 
+if TYPE_CHECKING:
+    import optuna
 
-def snapshot(study) -> dict[str, Any]:
+
+def snapshot(study: optuna.Study) -> dict[str, Any]:
     """Counts, best and running trials of a study, from one read of its trials."""
     from optuna.trial import TrialState
 
@@ -33,7 +37,7 @@ def snapshot(study) -> dict[str, Any]:
     best = None
     if done:
         pick = max if study.direction.name == "MAXIMIZE" else min
-        best = pick(done, key=lambda t: t.value)
+        best = pick(done, key=attrgetter("value"))
     return {
         "complete": sum(t.state == TrialState.COMPLETE for t in search),
         "pruned": sum(t.state == TrialState.PRUNED for t in search),
@@ -49,6 +53,7 @@ def snapshot(study) -> dict[str, Any]:
 
 
 def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
+    """The live view's lines and running-trials table for one `snapshot`."""
     finished = snap["complete"] + snap["pruned"]
     fails = ", ".join(f"{k} {v}" for k, v in sorted(snap["failures"].items())) or "none"
     best = snap["best"]
@@ -92,6 +97,7 @@ class LiveView:
         self._done = threading.Event()
 
     def run(self) -> None:
+        """Redraw once a second until `stop()` (blocking: run it in a thread)."""
         import optuna
         from rich.live import Live
 
@@ -114,5 +120,6 @@ class LiveView:
             self._done.set()
 
     def stop(self) -> None:
+        """End `run` and wait (up to 5 s) for its last redraw."""
         self._stop.set()
         self._done.wait(5)
