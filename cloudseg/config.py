@@ -122,7 +122,8 @@ class RunConfig(_Frozen):
         """A copy with dotted fields replaced (`{"loss.gamma": 2.0, "data.root": "/d"}`), the
         touched sections validated again; an unknown field or a bad value is a ConfigError
         naming `source` and the dotted field. Fields set before stay set (a partial config, like
-        a spec's `fixed`, stays partial), so `model_dump(exclude_unset=True)` shows both."""
+        a spec's `fixed`, stays partial), so `model_dump(exclude_unset=True)` shows both.
+        """
         touched: dict[str, dict[str, Any]] = {}
         for path, value in overrides.items():
             section, _, field = path.partition(".")

@@ -1,9 +1,11 @@
 """The `sweep` typer app, its global options, and `errors()`: the one place where an error
-becomes one line on stderr and an exit code."""
+becomes one line on stderr and an exit code.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from enum import StrEnum
 
 import typer
@@ -24,6 +26,8 @@ STORAGE = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna RDB URL (SQLit
 
 
 class WandbMode(StrEnum):
+    """`--wandb` choices (typer lists them in --help)."""
+
     off = "off"
     offline = "offline"
     online = "online"
@@ -55,10 +59,11 @@ def _options(
 
 
 @contextlib.contextmanager
-def errors():
+def errors() -> Iterator[None]:
     """The one place errors become exit codes. Sweep's family (spec, storage, worker, export)
     and cloudseg's → `error: <one line>` and exit code 2; Ctrl-C → exit code 130; anything else
-    is a bug → one line saying so (the traceback with --debug) and exit code 1."""
+    is a bug → one line saying so (the traceback with --debug) and exit code 1.
+    """
     try:
         yield
     except (SweepError, CloudsegError) as err:

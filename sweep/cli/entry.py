@@ -1,5 +1,6 @@
 """The console-script entry point (`sweep = "sweep.cli:main"`); importing it imports the
-package, which registers every command. A bad flag or value is one line and exit code 2."""
+package, which registers every command. A bad flag or value is one line and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sweep.cli.app import _DEBUG, app
 
 def normalise_argv(argv: list[str]) -> list[str]:
     """`best --export` alone means "the default folder": typer options cannot take an optional
-    value, so a bare `--export` (last, or followed by another option) becomes `--export=`."""
+    value, so a bare `--export` (last, or followed by another option) becomes `--export=`.
+    """
     out = list(argv)
     for i, arg in enumerate(out):
         if arg == "--export" and (i + 1 == len(out) or out[i + 1].startswith("-")):
@@ -23,7 +25,8 @@ def normalise_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point: a bad flag or value is one line and exit code 2, like every
-    other input error, instead of click's usage block."""
+    other input error, instead of click's usage block.
+    """
     from typer.exceptions import TyperException  # typer's own copy of click's exceptions
 
     args = normalise_argv(sys.argv[1:])

@@ -1,5 +1,6 @@
 """What a study holds: `sweep status`, `sweep best` (and its export), `sweep dashboard`, and
-`sweep mirror` (W&B)."""
+`sweep mirror` (W&B).
+"""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def best(
     storage: str = STORAGE,
 ) -> None:
     """The best trials as a table; --export writes the best one (or --trial N) as a
-    self-contained bundle, atomically: rerunning it is safe."""
+    self-contained bundle, atomically: rerunning it is safe.
+    """
     with errors():
         if trial is not None and export is None:
             raise SweepError("--trial N chooses the trial to export: add --export [DIR]")

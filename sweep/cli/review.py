@@ -24,7 +24,8 @@ def confirm(
 ) -> None:
     """Retrain the study's top configs on fresh training subsets (not pruned, not counted
     toward --trials) and wait for them, running them here when no other worker does; then
-    `sweep best` ranks by the mean of each config's runs."""
+    `sweep best` ranks by the mean of each config's runs.
+    """
     with errors():
         from sweep.api import confirm_study, ranked_configs
         from sweep.status import latest_study
@@ -47,7 +48,8 @@ def compare(
 ) -> None:
     """The top configs side by side on the study's hard-case panel (rows: panel patches;
     columns: configs, titled with params and confirmed score; TP/FP/FN colours); the grid
-    is also attached to the study, for the dashboard."""
+    is also attached to the study, for the dashboard.
+    """
     with errors():
         from sweep.api import compare_configs
         from sweep.status import latest_study

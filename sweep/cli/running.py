@@ -1,5 +1,6 @@
 """`sweep run` (a study on this machine, until its target) and `sweep worker` (join a study from
-any machine)."""
+any machine).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def run(
         from sweep.study.spec import load_spec
 
         spec = load_spec(study)
-        hooks = None if wandb is WandbMode.off else {"wandb": MirrorOptions(mode=wandb.value)}
+        hooks = (None if wandb is WandbMode.off
+                 else {"wandb": MirrorOptions.model_validate({"mode": wandb.value})})
         summary = run_study(
             spec, trials, storage=storage, data=data, workers=workers, timeout=timeout,
             hooks=hooks, progress=progress,

@@ -47,7 +47,7 @@ WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
 def trial_config(
     spec: StudySpec, params: dict[str, Any], data_root: Path, subset_seed: int
 ) -> RunConfig:
-    """fixed < budget < drawn params; the data root and subset seed are the sweep's own."""
+    """Fixed < budget < drawn params; the data root and subset seed are the sweep's own."""
     b = spec.budget
     return spec.fixed.with_overrides(
         {

@@ -1,5 +1,6 @@
 """`MirrorOptions`: what `sweep run --wandb MODE` asks of the W&B mirror, typed and validated
-where it is given, so a worker process receives the same model rather than loose keys."""
+where it is given, so a worker process receives the same model rather than loose keys.
+"""
 
 from __future__ import annotations
 

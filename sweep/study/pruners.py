@@ -8,22 +8,29 @@ improvement of more than `min_delta`); "patient" is that wrapper alone (patience
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from cloudseg import Registry
 from sweep.study.strategies import Settings, Strategy, settings_union
 
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+
 PRUNERS: Registry[Strategy] = Registry("pruner")
 
 
 class PrunerSettings(Settings):
+    """What every pruner takes: `patience` / `min_delta` wrap it in a PatientPruner."""
+
     patience: int | None = Field(None, ge=0)  # epochs without improvement before judging
     min_delta: float = Field(0.0, ge=0)  # what counts as an improvement for `patience`
 
 
 class HyperbandSettings(PrunerSettings):
+    """Hyperband over epochs; the budget's epochs are the maximum resource."""
+
     name: Literal["hyperband"] = "hyperband"
     min_resource: int = Field(1, ge=1)  # epochs; max_resource is the budget's epochs
     reduction_factor: int = Field(3, ge=2)
@@ -31,6 +38,8 @@ class HyperbandSettings(PrunerSettings):
 
 
 class MedianSettings(PrunerSettings):
+    """Median pruner: stop a trial below the median of earlier trials at the same epoch."""
+
     name: Literal["median"] = "median"
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(1, ge=0)
@@ -39,6 +48,8 @@ class MedianSettings(PrunerSettings):
 
 
 class HalvingSettings(PrunerSettings):
+    """Successive halving over epochs."""
+
     name: Literal["successive-halving"] = "successive-halving"
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
@@ -47,6 +58,8 @@ class HalvingSettings(PrunerSettings):
 
 
 class ThresholdSettings(PrunerSettings):
+    """Prune a trial whose metric leaves [lower, upper]."""
+
     name: Literal["threshold"] = "threshold"
     lower: float | None = None  # prune when the metric is below (e.g. IoU < 0.05: useless)
     upper: float | None = None
@@ -60,6 +73,8 @@ class ThresholdSettings(PrunerSettings):
 
 
 class NoneSettings(PrunerSettings):
+    """No pruning (`patience` alone still wraps it)."""
+
     name: Literal["none"] = "none"
 
 
@@ -70,7 +85,7 @@ class PatientSettings(PrunerSettings):
     patience: int = Field(2, ge=0)
 
 
-def _hyperband(s: HyperbandSettings, *, epochs: int, **_: Any):
+def _hyperband(s: HyperbandSettings, *, epochs: int, **_: Any) -> BasePruner:
     import optuna
 
     return optuna.pruners.HyperbandPruner(
@@ -81,7 +96,7 @@ def _hyperband(s: HyperbandSettings, *, epochs: int, **_: Any):
     )
 
 
-def _median(s: MedianSettings, **_: Any):
+def _median(s: MedianSettings, **_: Any) -> BasePruner:
     import optuna
 
     return optuna.pruners.MedianPruner(
@@ -92,7 +107,7 @@ def _median(s: MedianSettings, **_: Any):
     )
 
 
-def _halving(s: HalvingSettings, **_: Any):
+def _halving(s: HalvingSettings, **_: Any) -> BasePruner:
     import optuna
 
     return optuna.pruners.SuccessiveHalvingPruner(
@@ -103,7 +118,7 @@ def _halving(s: HalvingSettings, **_: Any):
     )
 
 
-def _threshold(s: ThresholdSettings, **_: Any):
+def _threshold(s: ThresholdSettings, **_: Any) -> BasePruner:
     import optuna
 
     return optuna.pruners.ThresholdPruner(
@@ -111,7 +126,7 @@ def _threshold(s: ThresholdSettings, **_: Any):
     )
 
 
-def _none(s: PrunerSettings, **_: Any):
+def _none(s: PrunerSettings, **_: Any) -> BasePruner:
     import optuna
 
     return optuna.pruners.NopPruner()
@@ -127,7 +142,7 @@ PRUNERS.add("patient", Strategy(PatientSettings, lambda s, **_: None))  # the wr
 PrunerSection = settings_union(PRUNERS)  # a spec's `pruner:` section
 
 
-def build_pruner(settings: PrunerSettings, *, epochs: int):
+def build_pruner(settings: PrunerSettings, *, epochs: int) -> BasePruner:
     """The pruner `settings` names, wrapped in PatientPruner when it sets `patience`."""
     import optuna
 

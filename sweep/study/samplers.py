@@ -7,7 +7,7 @@ Every sampler is wrapped in `TrialSeeded` (sweep.study.seeding): seeded per tria
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -15,10 +15,15 @@ from cloudseg import Registry
 from sweep.study.seeding import TrialSeeded
 from sweep.study.strategies import Settings, Strategy, settings_union
 
+if TYPE_CHECKING:
+    from optuna.samplers import BaseSampler
+
 SAMPLERS: Registry[Strategy] = Registry("sampler")
 
 
 class TPESettings(Settings):
+    """TPE, multivariate and grouped with a constant liar: conditional spaces, parallel workers."""
+
     name: Literal["tpe"] = "tpe"
     seed: int = 0
     multivariate: bool = True  # joint model of the parameters (conditional losses need it)
@@ -29,16 +34,22 @@ class TPESettings(Settings):
 
 
 class RandomSettings(Settings):
+    """Random search."""
+
     name: Literal["random"] = "random"
     seed: int = 0
 
 
 class GridSettings(Settings):
+    """The grid of every parameter's `grid` values (or categorical choices)."""
+
     name: Literal["grid"] = "grid"
     seed: int = 0
 
 
 class GPSettings(Settings):
+    """Gaussian-process sampler (Optuna's GPSampler)."""
+
     name: Literal["gp"] = "gp"
     seed: int = 0
     n_startup_trials: int = Field(10, ge=0)
@@ -46,6 +57,8 @@ class GPSettings(Settings):
 
 
 class CmaEsSettings(Settings):
+    """CMA-ES over the continuous parameters (the rest drawn independently)."""
+
     name: Literal["cmaes"] = "cmaes"
     seed: int = 0
     n_startup_trials: int = Field(1, ge=0)
@@ -54,7 +67,7 @@ class CmaEsSettings(Settings):
     consider_pruned_trials: bool = False
 
 
-def _tpe(s: TPESettings, **_: Any):
+def _tpe(s: TPESettings, **_: Any) -> BaseSampler:
     import optuna
 
     return optuna.samplers.TPESampler(
@@ -67,19 +80,19 @@ def _tpe(s: TPESettings, **_: Any):
     )
 
 
-def _random(s: RandomSettings, **_: Any):
+def _random(s: RandomSettings, **_: Any) -> BaseSampler:
     import optuna
 
     return optuna.samplers.RandomSampler(seed=s.seed)
 
 
-def _grid(s: GridSettings, *, grid: dict[str, list] | None = None, **_: Any):
+def _grid(s: GridSettings, *, grid: dict[str, list[Any]] | None = None, **_: Any) -> BaseSampler:
     import optuna
 
     return optuna.samplers.GridSampler(grid or {}, seed=s.seed)
 
 
-def _gp(s: GPSettings, **_: Any):
+def _gp(s: GPSettings, **_: Any) -> BaseSampler:
     import optuna
 
     return optuna.samplers.GPSampler(
@@ -90,7 +103,7 @@ def _gp(s: GPSettings, **_: Any):
     )
 
 
-def _cmaes(s: CmaEsSettings, **_: Any):
+def _cmaes(s: CmaEsSettings, **_: Any) -> BaseSampler:
     import optuna
 
     return optuna.samplers.CmaEsSampler(

@@ -7,23 +7,33 @@ start-up draws, while one uninterrupted run stays reproducible from the spec's s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from optuna.samplers import BaseSampler
+
+if TYPE_CHECKING:
+    import numpy as np
+    from optuna import Study
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import FrozenTrial, TrialState
 
 
 def trial_seed(seed: int, number: int, part: str = "") -> int:
     """A 32-bit seed for trial `number` of a study seeded `seed` (`part` names one of the
-    sampler's random states, so they stay independent of each other)."""
+    sampler's random states, so they stay independent of each other).
+    """
     digest = hashlib.sha256(f"cloudsweep:{seed}:{number}:{part}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
-def _random_states(sampler: Any, prefix: str = "", depth: int = 0):
+def _random_states(
+    sampler: BaseSampler, prefix: str = "", depth: int = 0
+) -> Iterator[tuple[str, np.random.RandomState]]:
     """(path, numpy RandomState) of every random state a sampler holds, its inner samplers'
     included. Optuna's samplers keep theirs in LazyRandomState attributes (`_rng`, `_cma_rng`)
-    and their fallbacks in `_random_sampler` / `_independent_sampler`."""
+    and their fallbacks in `_random_sampler` / `_independent_sampler`.
+    """
     import numpy as np
     from optuna.samplers._lazy_random_state import LazyRandomState
 
@@ -51,7 +61,7 @@ class TrialSeeded(BaseSampler):
     and the study's history alone. One sampler object serves one thread at a time (a worker).
     """
 
-    def __init__(self, sampler: Any, seed: int):
+    def __init__(self, sampler: Any, seed: int) -> None:
         self.sampler = sampler
         self.seed = int(seed)
 
@@ -62,17 +72,24 @@ class TrialSeeded(BaseSampler):
         for path, state in _random_states(self.sampler):
             state.seed(trial_seed(self.seed, number, path))
 
-    def before_trial(self, study, trial) -> None:
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Reseed the wrapped sampler from (seed, trial number), then let it prepare."""
         self._reseed(trial.number)
         self.sampler.before_trial(study, trial)
 
-    def infer_relative_search_space(self, study, trial):
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """The wrapped sampler's joint search space."""
         return self.sampler.infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study, trial, search_space):
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         """The wrapped sampler's joint proposal, unless another live or finished trial already
         holds it: GP and CMA-ES have no constant liar, so workers asking at the same moment
-        would all get the model's one optimum. Then this trial draws independently instead."""
+        would all get the model's one optimum. Then this trial draws independently instead.
+        """
         proposal = self.sampler.sample_relative(study, trial, search_space)
         if not proposal:
             return proposal
@@ -88,15 +105,30 @@ class TrialSeeded(BaseSampler):
                                              [list(p) for p in key])
         return proposal
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        """The wrapped sampler's draw for one parameter."""
         return self.sampler.sample_independent(study, trial, param_name, param_distribution)
 
-    def after_trial(self, study, trial, state, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        """Pass the finished trial on to the wrapped sampler."""
         self.sampler.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         """Nothing to do: Optuna calls this so that copies of one sampler (threads, n_jobs > 1)
-        stop drawing alike; per-trial seeds already differ between trials."""
+        stop drawing alike; per-trial seeds already differ between trials.
+        """
 
     def __getattr__(self, name: str) -> Any:  # e.g. GridSampler.is_exhausted
         if name.startswith("_") or name in ("sampler", "seed"):

@@ -9,7 +9,7 @@ cloudseg's own config models and rules, so a bad value fails `sweep run`, not ev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,12 +27,18 @@ from sweep.study.pruners import PRUNERS, HyperbandSettings, PrunerSection, build
 from sweep.study.samplers import SAMPLERS, SamplerSection, TPESettings, build_sampler
 from sweep.study.space import ParamSpec, check_space
 
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+
+    from sweep.study.seeding import TrialSeeded
+
 # "scene-iou" scores the best epoch by IoU per whole validation scene averaged over scenes (the
 # 38-Cloud figure; cloudseg train.val_metric "scene"). Its cost: every trial validates every
 # whole 384 px patch of the held-out scenes each epoch (on 38-Cloud ~20 % of 8,400 patches,
 # ~1,700, about a fifth of a full training epoch), not a capped set of crops, so
 # budget.max_val_patches must stay null.
-METRICS = ("iou", "dice", "precision", "recall", "specificity", "accuracy", "scene-iou")
+Metric = Literal["iou", "dice", "precision", "recall", "specificity", "accuracy", "scene-iou"]
+METRICS: tuple[str, ...] = get_args(Metric)
 # ./studies (a user's own specs) first, then the specs shipped inside the package (package data,
 # so an installed wheel has them; the checkout's studies/ is a link to the same folder).
 STUDIES_DIRS = (Path("studies"), Path(__file__).resolve().parents[1] / "studies")
@@ -55,7 +61,8 @@ class Budget(_Frozen):
 
 class Execution(_Frozen):
     """Worker resilience: a worker that stops heart-beating for grace_period seconds has its
-    trial failed and re-queued (same params) up to max_retry times."""
+    trial failed and re-queued (same params) up to max_retry times.
+    """
 
     heartbeat_interval: int = Field(10, ge=1)
     grace_period: int = Field(60, ge=1)
@@ -84,9 +91,11 @@ THRESHOLD_RULE = {0.5: "fixed", "official": "official", "tuned": "tuned"}
 
 
 class StudySpec(_Frozen):
+    """A study: metric, sampler, pruner, per-trial budget, fixed config and search space."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    metric: Literal[METRICS] = "iou"  # validation metric of the best epoch
+    metric: Metric = "iou"  # validation metric of the best epoch
     direction: Literal["maximize", "minimize"] = "maximize"
     data: Path | None = None  # data root; --data and CLOUDSWEEP_DATA take precedence
     synthesize_if_missing: bool = False  # write a synthetic tree at `data` on first use (demo)
@@ -106,7 +115,8 @@ class StudySpec(_Frozen):
     def _default_name(cls, value: Any, info: ValidationInfo) -> Any:
         """A section without `name` means the default strategy, as an absent section does."""
         if isinstance(value, dict) and "name" not in value:
-            return {"name": DEFAULT_STRATEGY[info.field_name], **value}
+            field = info.field_name or ""  # always set for a field validator
+            return {"name": DEFAULT_STRATEGY[field], **value}
         return value
 
     @field_serializer("fixed")
@@ -129,33 +139,39 @@ class StudySpec(_Frozen):
 
     @property
     def val_metric(self) -> str:
-        """cloudseg's train.val_metric for every trial."""
+        """`cloudseg`'s train.val_metric for every trial."""
         return "scene" if self.metric == "scene-iou" else "patch"
 
     @property
     def sampler_name(self) -> str:
+        """The SAMPLERS entry the spec names."""
         return self.sampler.name
 
     @property
     def pruner_name(self) -> str:
+        """The PRUNERS entry the spec names."""
         return self.pruner.name
 
-    def build_sampler(self):
+    def build_sampler(self) -> TrialSeeded:
         """The spec's sampler, seeded per trial (every process of a study builds the same one:
-        a per-process seed would make workers repeat each other's grid points)."""
+        a per-process seed would make workers repeat each other's grid points).
+        """
         grid = {k: p.grid_values() for k, p in self.space.items()}
         return build_sampler(self.sampler, grid=grid)
 
-    def build_pruner(self):
+    def build_pruner(self) -> BasePruner:
+        """The spec's pruner over the budget's epochs (see `build_pruner`)."""
         return build_pruner(self.pruner, epochs=self.budget.epochs)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as its YAML would hold it (JSON types)."""
         return self.model_dump(mode="json")
 
     @classmethod
     def from_stored(cls, data: dict[str, Any], source: str) -> StudySpec:
         """A spec stored by `create_study` (checked in full when it was created): rebuilt into
-        its typed models without the load-time checks (registries, space, input sizes)."""
+        its typed models without the load-time checks (registries, space, input sizes).
+        """
         try:
             return cls.model_validate({**data, "source": source})
         except ValidationError as err:
@@ -167,8 +183,9 @@ _REGISTRIES = {"sampler": SAMPLERS, "pruner": PRUNERS}
 
 
 def _format(err: ValidationError, src: str) -> str:
-    """pydantic's errors as one line; a strategy's name (the union's tag) is left out of the
-    field path: `pruner.reduction_factor`, not `pruner.hyperband.reduction_factor`."""
+    """Pydantic's errors as one line; a strategy's name (the union's tag) is left out of the
+    field path: `pruner.reduction_factor`, not `pruner.hyperband.reduction_factor`.
+    """
     errors = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -236,7 +253,8 @@ def _check_input_sizes(spec: StudySpec, src: str) -> None:
 
 def parse_spec(data: Any, source: str, default_name: str | None = None) -> StudySpec:
     """Validate a mapping into a StudySpec: structure, strategies, fixed config, space, and
-    every loss and model value a trial could get (so no trial fails on a spec's typo)."""
+    every loss and model value a trial could get (so no trial fails on a spec's typo).
+    """
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping at the top level")
     data = dict(data)
@@ -255,6 +273,7 @@ def parse_spec(data: Any, source: str, default_name: str | None = None) -> Study
 
 
 def available_studies() -> list[str]:
+    """Names of the local and shipped study specs, for listings and unknown-study errors."""
     names: set[str] = set()
     for folder in STUDIES_DIRS:
         if folder.is_dir():
@@ -278,6 +297,7 @@ def find_spec_file(study: str) -> Path:
 
 
 def load_spec(study: str | Path) -> StudySpec:
+    """Read, validate and check the spec named or found at `study` (see `find_spec_file`)."""
     path = find_spec_file(str(study))
     try:
         data = read_yaml(path, "study spec")

@@ -30,13 +30,16 @@ class Settings(BaseModel):
 
 @dataclass(frozen=True)
 class Strategy:
+    """A registry entry: the settings model a spec's section must match and the factory it feeds."""
+
     settings: type[Settings]
     build: Callable[..., Any]  # (settings, **context) -> optuna sampler / pruner
 
 
 def settings_union(registry: Registry[Strategy]) -> Any:
     """The type of a spec section: one of the registry's settings models, chosen by `name`, so
-    an error names the field (`pruner.reduction_factor: ...`)."""
+    an error names the field (`pruner.reduction_factor: ...`).
+    """
     models = tuple(dict.fromkeys(registry.get(n).settings for n in registry))
     return Annotated[Union[models], Field(discriminator="name")]  # noqa: UP007 - built at runtime
 
