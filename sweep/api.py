@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from sweep.ranking import ConfigRuns, PairedTest
 
 def _study(name: str, storage: str) -> optuna.Study:
     from sweep.status import load
@@ -36,9 +37,12 @@ def best_trials(study: str, *, storage: str = DEFAULT_STORAGE, top: int | None =
     return ranked_trials(_study(study, storage), top)
 
 
-def ranked_configs(study: str, *, storage: str = DEFAULT_STORAGE):
+def ranked_configs(
+    study: str, *, storage: str = DEFAULT_STORAGE
+) -> tuple[list[ConfigRuns], PairedTest | None]:
     """Configs of `study` best first (sweep.ranking: confirmed ones by the mean of their runs)
-    and the paired test of #1 against #2 (None with fewer than two confirmed configs)."""
+    and the paired test of #1 against #2 (None with fewer than two confirmed configs).
+    """
     from sweep.ranking import paired_test, rank_configs
 
     s = _study(study, storage)
@@ -60,7 +64,8 @@ def confirm_study(
 ) -> tuple[int, int]:
     """Queue confirmation runs of `study`'s top configs (the spec's `confirm`, else 3 × 3) and
     run them here, alongside any other worker, until none is left; returns (top, repeats).
-    The study's search is left where it is: its finished trials are the candidates."""
+    The study's search is left where it is: its finished trials are the candidates.
+    """
     from optuna.trial import TrialState
 
     from cloudseg import ConfigError
@@ -89,7 +94,8 @@ def compare_configs(
     artifact_dir: str | Path | None = None,
 ) -> Path:
     """Draw the top configs' predictions on the study's hard-case panel to `out` (PNG) and
-    attach the grid to the study."""
+    attach the grid to the study.
+    """
     from cloudseg import ConfigError
     from sweep.compare import attach, compare_grid
 
@@ -107,7 +113,7 @@ def compare_configs(
     return out
 
 
-def _study_rw(name: str, storage: str):
+def _study_rw(name: str, storage: str) -> optuna.Study:
     import optuna
 
     from sweep.storage import open_storage
@@ -115,7 +121,7 @@ def _study_rw(name: str, storage: str):
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
-def _rule(study) -> str:
+def _rule(study: optuna.Study) -> str:
     from sweep.export import _rule as rule
 
     return rule(study.user_attrs.get("spec", {}))

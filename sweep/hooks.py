@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,13 +24,20 @@ from cloudseg import Registry, format_validation_error
 from sweep.errors import SweepError
 from sweep.mirror.options import MirrorOptions
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from sweep.mirror.background import BackgroundMirror
+
 PostTrial = Callable[[Any, Any], None]
 
 
 @dataclass(frozen=True)
 class Hook:
     """A post-trial hook: its factory `(study, options) -> callable`, and the pydantic model of
-    its options (None: the options are passed as given, e.g. a test's own hook)."""
+    its options (None: the options are passed as given, e.g. a test's own hook).
+    """
 
     build: Callable[[Any, Any], PostTrial]
     options: type[BaseModel] | None = None
@@ -40,7 +47,7 @@ HOOKS: Registry[Hook] = Registry("post-trial hook")
 _log = logging.getLogger("sweep.hooks")
 
 
-def _wandb(study, options):
+def _wandb(study: optuna.Study, options: MirrorOptions) -> BackgroundMirror:
     """`sweep run --wandb MODE`: the W&B mirror, uploading from a background process."""
     from sweep.mirror.background import wandb_hook
 
@@ -51,6 +58,7 @@ HOOKS.add("wandb", Hook(_wandb, MirrorOptions))
 
 
 def available_hooks() -> list[str]:
+    """The names post-trial hooks are registered under."""
     return HOOKS.names()
 
 
@@ -79,11 +87,13 @@ def decode_hooks(text: str) -> dict[str, Any]:
 
 
 def build_hooks(
-    study, enabled: Mapping[str, Any] | None, storage_url: str
+    study: optuna.Study, enabled: Mapping[str, Any] | None, storage_url: str
 ) -> list[PostTrial]:
     """Instantiate the enabled hooks (name → options) for `study`, each wrapped to never raise.
+
     Options with a `storage` field left unset get `storage_url`, the worker's: an optuna Study
-    has no public getter for its storage."""
+    has no public getter for its storage.
+    """
     if not enabled:
         return []
     return [
@@ -104,7 +114,8 @@ class _Guarded:
             _log.warning("post-trial hook %s failed (%s); the sweep goes on", self.name, err)
             self.warned = True
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Run the hook; its first exception is logged, every one is swallowed."""
         try:
             self.hook(study, trial)
         except Exception as err:  # noqa: BLE001 - a hook must never stop a sweep
@@ -126,7 +137,7 @@ def _guarded(name: str, hook: Callable[[Any, Any], None]) -> _Guarded:
 def _with_storage(options: Any, storage_url: str) -> Any:
     """Typed options whose `storage` is unset, with the worker's storage URL filled in."""
     if isinstance(options, BaseModel) and "storage" in type(options).model_fields \
-            and options.storage is None:
+            and getattr(options, "storage", None) is None:
         return options.model_copy(update={"storage": storage_url})
     return options
 

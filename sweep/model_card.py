@@ -9,8 +9,9 @@ the model was not tested on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
@@ -19,13 +20,20 @@ from sweep.card_selection import confirmation_lines, threshold_lines
 from sweep.record import failure_of
 from sweep.records import metric_label
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from cloudseg import ModelConfig, RunConfig
+
 CARD_FILE = "MODEL_CARD.md"
 BANDS = ("red", "green", "blue", "nir")  # channel order of every input (cloudseg.data.BANDS)
 
 
 def all_cloud_baseline(validation: dict[str, Any] | None) -> dict[str, float] | None:
     """The trivial predictor "every valid pixel is cloud" on the same validation pixels, from
-    the best epoch's confusion counts: its TP are the cloud pixels, its FP the clear ones."""
+    the best epoch's confusion counts: its TP are the cloud pixels, its FP the clear ones.
+    """
     if not validation or not all(k in validation for k in ("tp", "fp", "fn", "tn")):
         return None
     cloud = float(validation["tp"] + validation["fn"])
@@ -58,19 +66,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _numbers(values) -> str:
+def _numbers(values: Iterable[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
-def scene_baseline(config) -> float | None:
+def scene_baseline(config: RunConfig) -> float | None:
     """The all-cloud predictor's scene-mean IoU on the validation scenes, whole patches, the
     run's no-data rule: what `scene_iou` means for a model that calls every pixel cloud. Needs
-    the data (None when it is not reachable from here)."""
+    the data (None when it is not reachable from here).
+    """
     import numpy as np
 
     from cloudseg import SceneMeter, open_cache, split_by_scene
 
     d = config.data
+    if d.root is None:
+        return None
     try:
         cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
     except Exception:  # noqa: BLE001 - the data may live on another machine
@@ -80,14 +91,14 @@ def scene_baseline(config) -> float | None:
     for start in range(0, len(rows), 32):
         batch = rows[start:start + 32]
         target = np.asarray(cache.masks[batch]).astype(bool)
-        valid = (np.asarray(cache.images[batch]).any(axis=1) if config.train.ignore_nodata
-                 else None)
+        valid = (np.asarray(np.asarray(cache.images[batch]).any(axis=1))
+                 if config.train.ignore_nodata else None)
         scenes = [cache.records[i].id.scene for i in batch]
         meter.update(scenes, np.ones_like(target), target, valid)
     return meter.iou if meter.per_scene else None
 
 
-def resolved_loss(config) -> list[tuple[str, Any]]:
+def resolved_loss(config: RunConfig) -> list[tuple[str, Any]]:
     """The loss's parameters as training used them (defaults filled in, pos_weight numeric)."""
     from cloudseg import resolve_loss_params
 
@@ -102,11 +113,11 @@ def resolved_loss(config) -> list[tuple[str, Any]]:
     return rows
 
 
-def _input_contract(config) -> list[tuple[str, Any]]:
+def _input_contract(config: RunConfig) -> list[tuple[str, Any]]:
     from cloudseg import MODELS
 
     t, d = config.train, config.data
-    if t.normalisation == "band-stats" and t.band_mean is not None:
+    if t.normalisation == "band-stats" and t.band_mean is not None and t.band_std is not None:
         norm = (f"`band-stats`: (x − mean) / std per band; mean ({_numbers(t.band_mean)}), "
                 f"std ({_numbers(t.band_std)}), measured on the training subset")
     elif t.normalisation == "band-stats":
@@ -129,7 +140,7 @@ def _input_contract(config) -> list[tuple[str, Any]]:
     ]
 
 
-def _protocol(config, data: dict[str, Any], n_scenes: int | None) -> str:
+def _protocol(config: RunConfig, data: dict[str, Any], n_scenes: int | None) -> str:
     d = config.data
     scenes = (f" of {n_scenes} validation scene{'s' if n_scenes > 1 else ''}" if n_scenes
               else "")
@@ -166,7 +177,14 @@ def _scene_list(names: list[str] | None) -> str:
     return f"{len(names)}: " + ", ".join(f"`{n}`" for n in names)
 
 
-def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, str]) -> str:
+def model_card(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    config: RunConfig,
+    metrics: dict[str, Any],
+    images: dict[str, str],
+) -> str:
+    """MODEL_CARD.md of an exported trial: what it is, how it was chosen, how well it does."""
     val = metrics.get("validation") or {}
     data = metrics.get("data") or {}
     scenes = metrics.get("scenes") or {}
@@ -268,15 +286,15 @@ def model_card(study, trial, config, metrics: dict[str, Any], images: dict[str, 
     return "\n".join(parts)
 
 
-def _synthetic(spec: dict[str, Any], config) -> bool:
+def _synthetic(spec: dict[str, Any], config: RunConfig) -> bool:
     """Whether the data root is the synthetic tree a spec with `synthesize_if_missing` writes."""
     if not spec.get("synthesize_if_missing") or not spec.get("data") or config.data.root is None:
         return False
     return Path(config.data.root).as_posix().endswith(Path(spec["data"]).as_posix())
 
 
-def _encoder_note(model_cfg) -> str:
-    """smp models name their encoder; the from-scratch U-Nets have none (but a base width)."""
+def _encoder_note(model_cfg: ModelConfig) -> str:
+    """`smp` models name their encoder; the from-scratch U-Nets have none (but a base width)."""
     from cloudseg import MODELS, PAPER_WIDTH
 
     if MODELS.get(model_cfg.name).uses_encoder:

@@ -19,9 +19,12 @@ import enum
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from cloudseg import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,8 @@ Figure = Number | dict[str, dict[str, float]] | None
 
 class FailureKind(enum.StrEnum):
     """Why a trial gave no clean result (attribute `failure`). `FailureKind("x")` raises
-    ValueError for a kind not listed; `FailureKind.read` turns one into UNKNOWN instead."""
+    ValueError for a kind not listed; `FailureKind.read` turns one into UNKNOWN instead.
+    """
 
     OOM = "oom"  # out of memory: COMPLETE with the worst value, so TPE steers away
     DIVERGED = "diverged"  # the loss became nan or inf
@@ -168,9 +172,10 @@ class TrialRecord(_Frozen):
         section = (self.config or {}).get(part)
         return section if isinstance(section, dict) else {}
 
-    def run_config(self, source: str):
+    def run_config(self, source: str) -> RunConfig:
         """The stored config as a `RunConfig`: validated here, at the edge, not on every load
-        (a config an older cloudseg wrote must not stop `sweep status`)."""
+        (a config an older cloudseg wrote must not stop `sweep status`).
+        """
         from cloudseg import parse_run_config
 
         return parse_run_config(self.config, source)
@@ -180,9 +185,17 @@ class TrialRecord(_Frozen):
 _TIMING_ATTRS = tuple(Timings.model_fields)
 _OWN_FIELDS = ("timings", "extra", "history", "failure")  # each read and written its own way
 _ATTR_FIELDS = tuple(f for f in TrialRecord.model_fields if f not in _OWN_FIELDS)
-_ADAPTERS = {name: TypeAdapter(TrialRecord.model_fields[name].annotation) for name in _ATTR_FIELDS}
-_ADAPTERS.update({name: TypeAdapter(Timings.model_fields[name].annotation)
-                  for name in _TIMING_ATTRS})
+
+
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    annotation = model.model_fields[name].annotation
+    if annotation is None:  # pydantic's type allows it; every field here is annotated
+        raise TypeError(f"{model.__name__}.{name} has no annotation")
+    return TypeAdapter(annotation)
+
+
+_ADAPTERS = {name: _adapter(TrialRecord, name) for name in _ATTR_FIELDS}
+_ADAPTERS.update({name: _adapter(Timings, name) for name in _TIMING_ATTRS})
 
 
 def stored_form(value: Any) -> Any:
@@ -237,7 +250,8 @@ def _checked(name: str, stored: Any) -> tuple[bool, Any]:
 
 def from_attrs(attrs: Mapping[str, Any], fields: Collection[str] | None = None) -> TrialRecord:
     """A record from stored user attributes, however partial or old (never raises); only the
-    record `fields` named, when given (a view over every trial reads what it shows)."""
+    record `fields` named, when given (a view over every trial reads what it shows).
+    """
     found: dict[str, Any] = {}
     timings: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -270,7 +284,10 @@ def _field_of(key: str) -> str:
 
 # ---- save and load ----------------------------------------------------------------------------
 class AttrWriter(Protocol):
-    def set_user_attr(self, key: str, value: Any) -> None: ...
+    """Where a record can be saved: an optuna.Trial, or a `TrialAt`."""
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Store one user attribute of the trial."""
 
 
 @dataclass(frozen=True)
@@ -281,23 +298,27 @@ class TrialAt:
     trial_id: int
 
     def set_user_attr(self, key: str, value: Any) -> None:
+        """Store one user attribute of the trial, straight in the storage."""
         self.storage.set_trial_user_attr(self.trial_id, key, value)
 
 
 def save(trial: AttrWriter, record: TrialRecord) -> None:
     """Write the fields `record` sets as user attributes of a running trial (an optuna.Trial,
-    or a `TrialAt`); fields it leaves unset keep what the trial stored before."""
+    or a `TrialAt`); fields it leaves unset keep what the trial stored before.
+    """
     for key, value in to_attrs(record).items():
         trial.set_user_attr(key, value)
 
 
 def load(trial: Any, fields: Collection[str] | None = None) -> TrialRecord:
     """The record of a trial (a FrozenTrial, an optuna.Trial, anything with `user_attrs`);
-    only the named record fields when `fields` is given, the others left at their defaults."""
+    only the named record fields when `fields` is given, the others left at their defaults.
+    """
     return from_attrs(trial.user_attrs, fields)
 
 
 def failure_of(trial: Any) -> FailureKind | None:
     """Only the failure class of a trial: views that poll every trial each second (progress,
-    ranking) need no more."""
+    ranking) need no more.
+    """
     return load(trial, ("failure",)).failure

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudseg import ConfigError
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Iterable
+
+    import optuna
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
 RECENT_S = 600.0  # a worker that finished a trial in the last ten minutes counts as seen
 
 
-def study_names(storage) -> list[str]:
+def study_names(storage: str | BaseStorage) -> list[str]:
+    """Names of every study in the storage."""
     import optuna
 
     return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
 
 
-def load(storage, name: str):
+def load(storage: str | BaseStorage, name: str) -> optuna.Study:
+    """The study `name`; a missing one is a ConfigError listing those the storage has."""
     import optuna
 
     try:
@@ -25,7 +35,7 @@ def load(storage, name: str):
         raise ConfigError(f"no study {name!r} in this storage; available: {listed}") from None
 
 
-def latest_study(storage) -> str:
+def latest_study(storage: str | BaseStorage) -> str:
     """The study most recently started by `sweep run` (its `last_run` attr)."""
     import optuna
 
@@ -33,18 +43,19 @@ def latest_study(storage) -> str:
     if not summaries:
         raise ConfigError("the storage holds no study yet; run `sweep run --study NAME` first")
 
-    def key(s) -> str:
+    def key(s: optuna.study.StudySummary) -> str:
         return str(s.user_attrs.get("last_run") or s.datetime_start or "")
 
     return max(summaries, key=key).study_name
 
 
-def heartbeat_ages(storage, study) -> dict[int, float]:
+def heartbeat_ages(storage: BaseStorage, study: optuna.Study) -> dict[int, float]:
     """Seconds since each RUNNING trial's last heartbeat, measured by the database clock.
 
     Raw SQL on Optuna's `trial_heartbeats` table: Optuna has no public read of heartbeat times
     (its heartbeat API records them and fails stale trials, nothing more). One of the documented
-    exceptions to "Optuna's public API only" (see tests/test_optuna_api.py)."""
+    exceptions to "Optuna's public API only" (see tests/test_optuna_api.py).
+    """
     import sqlalchemy
 
     query = sqlalchemy.text(
@@ -64,13 +75,13 @@ def heartbeat_ages(storage, study) -> dict[int, float]:
     return ages
 
 
-def _as_datetime(value: Any):
+def _as_datetime(value: Any) -> dt.datetime:
     import datetime as dt
 
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def describe(storage, study) -> dict[str, Any]:
+def describe(storage: BaseStorage, study: optuna.Study) -> dict[str, Any]:
     """Counts by state and failure class, best, target, running trials with heartbeat age and
     the workers seen recently.
     """
@@ -95,7 +106,9 @@ def describe(storage, study) -> dict[str, Any]:
     }
 
 
-def workers_seen(trials, ages: dict[int, float], recent_s: float = RECENT_S) -> list[dict]:
+def workers_seen(
+    trials: Iterable[FrozenTrial], ages: dict[int, float], recent_s: float = RECENT_S
+) -> list[dict[str, Any]]:
     """Workers with a running trial, or one that finished within `recent_s` seconds (each
     trial records its worker, host:pid; the heartbeat says whether a running one is alive).
     """

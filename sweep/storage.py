@@ -170,7 +170,8 @@ def open_storage(
 
 def _check_schema(storage: RDBStorage, url: str) -> None:
     """Optuna's own check holds one connection while it opens a second: on a full server, many
-    workers starting at once each hold one and wait for another, forever. Same check, serial."""
+    workers starting at once each hold one and wait for another, forever. Same check, serial.
+    """
     current, head = storage.get_current_version(), storage.get_head_version()
     if current != head:
         raise StorageError(

@@ -114,7 +114,8 @@ def run_training(
 
 def build_run(config: RunConfig, *, progress: bool = False) -> BuiltRun:
     """Data, split, subset, statistics, model, loss and loaders for `config`; `progress` prints
-    the cache-building messages. Every config problem is a ConfigError before any training."""
+    the cache-building messages. Every config problem is a ConfigError before any training.
+    """
     from cloudseg.data import open_cache
     from cloudseg.losses import build_loss
     from cloudseg.models import build_model
@@ -191,7 +192,8 @@ def _statistics(
     config: RunConfig, cache: PatchCache, train_idx: np.ndarray
 ) -> tuple[RunConfig, float | None]:
     """`config` with pos_weight "auto" and band statistics filled in, and the numeric pos_weight.
-    Statistics come from the training subset only, never from validation patches."""
+    Statistics come from the training subset only, never from validation patches.
+    """
     from cloudseg.data import compute_stats
 
     pos_weight = None
@@ -254,11 +256,11 @@ def _loaders(
         )
         return train_loader, val_loader, True
     # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops).
-    loader_args = {"batch_size": batch, "num_workers": config.train.num_workers,
-                   "pin_memory": setup.is_cuda}
+    workers, pin = config.train.num_workers, setup.is_cuda
     # Whole-batch fetches (PatchDataset.loader): the default collate's batches, no stacking.
     train_loader = train_ds.loader(
-        shuffle=True, generator=torch.Generator().manual_seed(seed), drop_last=drop_last,
-        **loader_args,
+        batch, shuffle=True, drop_last=drop_last, num_workers=workers, pin_memory=pin,
+        generator=torch.Generator().manual_seed(seed),
     )
-    return train_loader, val_ds.loader(shuffle=False, **loader_args), False
+    val_loader = val_ds.loader(batch, shuffle=False, num_workers=workers, pin_memory=pin)
+    return train_loader, val_loader, False

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class Callback(Protocol):
     """Anything with this method; returning True stops training after this epoch."""
 
-    def on_epoch_end(self, epoch: int, record: EpochRecord) -> bool | None: ...
+    def on_epoch_end(self, epoch: int, record: EpochRecord) -> bool | None:
+        """Called after each validated epoch; True stops training."""
 
 
 def notify(callbacks: Sequence[Callback], epoch: int, record: EpochRecord) -> bool:
@@ -48,15 +49,17 @@ def best_record(history: Sequence[EpochRecord], train: TrainConfig) -> EpochReco
 
 class Checkpoint:
     """Bundles under `directory`: `best` each time the validation score improves, `last` when
-    the run ends without an error (finished or stopped by a callback)."""
+    the run ends without an error (finished or stopped by a callback).
+    """
 
-    def __init__(self, directory: str | Path, model: nn.Module, config: RunConfig):
+    def __init__(self, directory: str | Path, model: nn.Module, config: RunConfig) -> None:
         self.directory, self.model, self.config = Path(directory), model, config
         self.best: EpochRecord | None = None
         self.best_dir: Path | None = None
         self.last_dir: Path | None = None
 
     def on_epoch_end(self, epoch: int, record: EpochRecord) -> bool:
+        """Save `best` when this epoch improves on it; never stops the run."""
         if better(record, self.best, self.config.train):
             self.best = record
             self.best_dir = save_bundle(self.directory / "best", self.model, self.config,

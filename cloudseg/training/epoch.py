@@ -117,7 +117,8 @@ def validate_epoch(
     t: Trainer, loader: Iterable, trained: TrainedEpoch, scenes: Sequence[str] | None
 ) -> EpochRecord:
     """Validate after `trained` and record the epoch: pooled counts, the per-scene mean IoU
-    with `train.val_metric` "scene", and the figures at the three thresholds."""
+    with `train.val_metric` "scene", and the figures at the three thresholds.
+    """
     tcfg = t.config.train
     by_scene = tcfg.val_metric == "scene"
     per_scene = SceneMeter(tcfg.threshold) if by_scene else None
@@ -142,7 +143,10 @@ def validate(
     """Mean loss per image and confusion counts over the whole loader (no-data pixels out of
     the counts when `train.ignore_nodata`). With `scene_meter`, each item's counts also go to
     its scene, `scenes[i]` for the loader's i-th item; `histograms` collects the probability
-    histograms (per scene when `scenes` is given) that give the counts at any threshold."""
+    histograms (per scene when `scenes` is given) that give the counts at any threshold.
+    """
+    if scene_meter is not None and scenes is None:
+        raise ConfigError("validate: a scene_meter needs the scene of each item (scenes=)")
     model.eval()
     meter = ConfusionMeter(tcfg.threshold)
     loss_sum = torch.zeros((), device=setup.device)
@@ -155,7 +159,7 @@ def validate(
         loss_sum += loss_fn(logits, y) * raw.shape[0]
         valid = ~nodata_mask(raw) if tcfg.ignore_nodata else None
         meter.update_from_logits(logits, y, valid)
-        if scene_meter is not None:
+        if scene_meter is not None and scenes is not None:
             scene_meter.update_from_logits(scenes[n : n + raw.shape[0]], logits, y, valid)
         if histograms is not None:
             names = scenes[n : n + raw.shape[0]] if scenes is not None else ["val"] * len(raw)
@@ -181,7 +185,7 @@ def to_device(
 def _set_epoch(loader: Iterable, epoch: int) -> None:
     """Fresh random crops and flips each epoch, reproducibly (PatchDataset.set_epoch)."""
     dataset = getattr(loader, "dataset", None)
-    if hasattr(dataset, "set_epoch"):
+    if dataset is not None and hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
 
 

@@ -111,7 +111,8 @@ def _steps_per_epoch(
     val_scenes: Sequence[str] | None,
 ) -> int:
     """Training steps per epoch (`train.max_steps_per_epoch` caps it); empty loaders and a
-    scene metric without scenes are errors before any work."""
+    scene metric without scenes are errors before any work.
+    """
     steps = len(train_loader)  # type: ignore[arg-type]
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
@@ -128,7 +129,8 @@ def _trainer(
 ) -> Trainer:
     """Model and loss on the device, the optimiser, the per-step schedule and the grad scaler."""
     tcfg, ocfg = config.train, config.optim
-    model = model.to(setup.device, memory_format=setup.memory_format)
+    # torch takes a device and a memory format in one call; its stubs list them apart
+    model = model.to(setup.device, memory_format=setup.memory_format)  # type: ignore[call-overload]
     # `net` runs the steps; `model` (the same parameters) is what checkpoints save, so a bundle
     # never holds torch.compile's wrapper names.
     net = compiled(model) if tcfg.compile and setup.is_cuda else model
@@ -147,8 +149,9 @@ def _trainer(
 
 @contextlib.contextmanager
 def _run_mode(setup: DeviceSetup) -> Iterator[None]:
-    """cuDNN autotuning on CUDA (fixed input sizes), deterministic kernels on the CPU (free
-    there); the caller's determinism setting comes back afterwards, whatever happened."""
+    """CuDNN autotuning on CUDA (fixed input sizes), deterministic kernels on the CPU (free
+    there); the caller's determinism setting comes back afterwards, whatever happened.
+    """
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if setup.is_cuda:
         torch.backends.cudnn.benchmark = True
@@ -175,7 +178,8 @@ def _peak_memory_mb(setup: DeviceSetup) -> float | None:
 
 class _Reporter:
     """Adapts the optional `progress` argument: None, a callable, or a rich Progress; as a
-    context manager, its bar is gone when fit leaves, however it leaves."""
+    context manager, its bar is gone when fit leaves, however it leaves.
+    """
 
     def __init__(self, progress: Any, epochs: int, steps: int) -> None:
         self.progress, self.epochs, self.steps = progress, epochs, steps

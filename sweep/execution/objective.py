@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -40,6 +40,9 @@ from sweep.record import (
 from sweep.records import write_trial_note
 from sweep.study.space import suggest
 from sweep.study.spec import StudySpec
+
+if TYPE_CHECKING:
+    from optuna.artifacts import FileSystemArtifactStore
 
 WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
 
@@ -71,7 +74,8 @@ def origin_number(storage: BaseStorage, trial: optuna.trial.Trial) -> int:
     """The number of the trial this one retries (stale-worker retry), else its own number.
 
     Read through the storage the worker opened: Optuna gives a Trial no public id or storage,
-    so the frozen trial is looked up by study name and trial number."""
+    so the frozen trial is looked up by study name and trial number.
+    """
     study_id = storage.get_study_id_from_name(trial.study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
     origin = lineage(storage.get_trial(trial_id)).failed_trial
@@ -84,14 +88,24 @@ def subset_seed(spec: StudySpec, number: int) -> int:
 
 
 class Objective:
-    """`storage`: the worker's Optuna storage, the one its study runs on."""
+    """A trial: draw a config, train it in a fresh child process, store its record and files.
 
-    def __init__(self, spec: StudySpec, data_root: Path, store, context: dict[str, float],
-                 storage: BaseStorage):
+    `storage`: the worker's Optuna storage, the one its study runs on.
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        data_root: Path,
+        store: FileSystemArtifactStore | None,
+        context: dict[str, float],
+        storage: BaseStorage,
+    ) -> None:
         self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
         self.storage = storage
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        """The metric of the best epoch; raises TrialPruned or the failure (an OOM scores worst)."""
         spec, metric = self.spec, self.spec.record_key
         seed = subset_seed(spec, origin_number(self.storage, trial))
         save(trial, TrialRecord(subset_seed=seed))

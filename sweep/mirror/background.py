@@ -18,13 +18,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.storages import BaseStorage
 
 from sweep.mirror.core import Mode, mirror_study, open_storage, resolve_mode, storage_url
 from sweep.mirror.options import MirrorOptions
 from sweep.mirror.payload import redact
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue as ProcessQueue
+
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 _STOP = None
@@ -36,14 +43,18 @@ class _Target:
     """Everything the worker needs; picklable when `storage` is a URL (process isolation)."""
 
     storage: Any
-    mode: str
+    mode: Mode
     wandb_dir: Path | None
     project: str
     entity: str | None
     artifact_store: Any
 
 
-def _serve(target: _Target, jobs, events) -> None:
+def _serve(
+    target: _Target,
+    jobs: queue.Queue[Any] | ProcessQueue[Any],
+    events: queue.Queue[Any] | ProcessQueue[Any],
+) -> None:
     """The worker loop: batch what is queued, mirror it, report back, never raise."""
     storage = None
     seen: dict[str, set[int]] = {}
@@ -85,8 +96,8 @@ def _serve(target: _Target, jobs, events) -> None:
         if _STOP in batch:
             # Retry this mirror's own trials that failed earlier (the table skips the rest),
             # then the study table. Other workers' trials are theirs or `sweep mirror`'s.
-            for study, numbers in sorted(seen.items()):
-                one_pass(study, sorted(numbers), summary=True)
+            for study, tried in sorted(seen.items()):
+                one_pass(study, sorted(tried), summary=True)
             events.put(("stopped",))
             return
 
@@ -96,7 +107,8 @@ class BackgroundMirror:
 
     Also an Optuna callback: `study.optimize(objective, callbacks=[mirror])`. With mode "off"
     every call is a no-op. `isolation="thread"` keeps the worker in this process (needed for a
-    storage object without a URL); "process" is the default."""
+    storage object without a URL); "process" is the default.
+    """
 
     def __init__(
         self,
@@ -106,7 +118,7 @@ class BackgroundMirror:
         wandb_dir: Path | None = None,
         project: str = "cloudsweep",
         entity: str | None = None,
-        artifact_store=None,
+        artifact_store: FileSystemArtifactStore | None = None,
         isolation: str = "process",
         exit_timeout: float = 120.0,
     ) -> None:
@@ -174,14 +186,15 @@ class BackgroundMirror:
         except Exception as exc:
             self._warn_once(f"the W&B mirror could not queue trial {trial_number}: {exc}")
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback signature: (study, frozen_trial)."""
         self.submit(study.study_name, trial.number)
 
     def close(self, timeout: float = 60.0) -> bool:
         """Finish the queue, retry failures and write the study run within `timeout` s.
 
-        True if everything submitted went up. Idempotent (also registered at exit)."""
+        True if everything submitted went up. Idempotent (also registered at exit).
+        """
         if self._worker is None or self._stopped:
             self._stopped = True
             return not self.failed
@@ -192,18 +205,18 @@ class BackgroundMirror:
             self._worker.join(0.2)
             self._drain_events()  # keep the pipe empty: a full one would stall the worker
         busy = self._worker.is_alive()
-        is_process = isinstance(self._worker, mp.process.BaseProcess)
+        process = self._worker if isinstance(self._worker, mp.process.BaseProcess) else None
         if busy:
             log.warning(
                 "W&B mirror still busy after %.0f s: %s; run `sweep mirror` to upload the rest",
                 timeout,
-                "stopped it" if is_process else "left it behind",
+                "stopped it" if process is not None else "left it behind",
             )
-            if is_process:
-                self._worker.terminate()
-                self._worker.join(5)
-        elif is_process and self._worker.exitcode != 0:  # crashed: what it did is in the table
-            log.warning("W&B mirror worker exited with code %s", self._worker.exitcode)
+            if process is not None:
+                process.terminate()
+                process.join(5)
+        elif process is not None and process.exitcode != 0:  # crashed: its work is in the table
+            log.warning("W&B mirror worker exited with code %s", process.exitcode)
             busy = True
         clean = not busy
         self._drain_events()
@@ -250,10 +263,12 @@ class BackgroundMirror:
                 )
 
 
-def wandb_hook(study, options: MirrorOptions) -> BackgroundMirror:
-    """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial. The
-    mirror closes itself at exit; calling `close()` earlier (after `study.optimize`) is better
-    and harmless to repeat."""
+def wandb_hook(study: optuna.Study, options: MirrorOptions) -> BackgroundMirror:
+    """The `wandb` post-trial hook (sweep.hooks): a BackgroundMirror fed after each trial.
+
+    The mirror closes itself at exit; calling `close()` earlier (after `study.optimize`) is
+    better and harmless to repeat.
+    """
     if options.storage is None:  # an optuna Study has no public getter for its storage
         raise TypeError("wandb_hook: options.storage must be the study's database URL")
     url = storage_url(options.storage)

@@ -12,14 +12,20 @@ Optuna name, so the dashboard shows real config fields. Conditions:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from cloudseg import ConfigError, RunConfig
 
+if TYPE_CHECKING:
+    import optuna
+
 
 class ParamSpec(BaseModel):
+    """One search-space parameter: its type and range or choices, grid values and conditions."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["float", "int", "categorical"]
@@ -72,13 +78,22 @@ class ParamSpec(BaseModel):
         return self
 
     def grid_values(self) -> list[Any] | None:
-        return list(self.choices) if self.type == "categorical" else self.grid
+        """Values the grid sampler walks: the choices, or the numeric `grid`."""
+        return list(self.choices or []) if self.type == "categorical" else self.grid
 
     def values_to_check(self) -> list[Any]:
+        """Every value a trial could be given, for checking a spec before any trial."""
         if self.type == "categorical":
             return list(self.choices or [])
+        low, high = self.bounds()
         cast = int if self.type == "int" else float
-        return [cast(self.low), cast(self.high), *(self.grid or [])]
+        return [cast(low), cast(high), *(self.grid or [])]
+
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric parameter, which the model's validator requires."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs `low` and `high`")
+        return self.low, self.high
 
 
 def loss_fields() -> dict[str, set[str]]:
@@ -91,20 +106,26 @@ def loss_fields() -> dict[str, set[str]]:
 def _field_exists(path: str) -> bool:
     section, _, field = path.partition(".")
     sub = RunConfig.model_fields.get(section)
-    return bool(field) and sub is not None and field in sub.annotation.model_fields
+    return bool(field) and sub is not None and field in getattr(sub.annotation, "model_fields", {})
 
 
 RESERVED = {"data.root", "data.subset_seed"}  # set by the sweep itself for every trial
 
 
+
 def _names_check(src: str, where: str, section: str, names: list[Any]) -> None:
+    lookup: Callable[[str], object]
     if section == "loss":
-        from cloudseg import LOSSES as registry
+        from cloudseg import LOSSES
+
+        lookup = LOSSES.get
     else:
-        from cloudseg import MODELS as registry
+        from cloudseg import MODELS
+
+        lookup = MODELS.get
     for name in names:
         try:
-            registry.get(name)
+            lookup(name)
         except ConfigError as err:
             raise ConfigError(f"{src}: {where}: {err}") from None
 
@@ -178,7 +199,8 @@ def check_space(space: dict[str, ParamSpec], fixed: RunConfig, src: str) -> None
         loss_names = [fixed.loss.name]
     for section in ("loss", "model"):
         if f"{section}.name" in space:
-            _names_check(src, f"space.{section}.name", section, space[f"{section}.name"].choices)
+            names = space[f"{section}.name"].values_to_check()
+            _names_check(src, f"space.{section}.name", section, names)
         _names_check(src, f"fixed.{section}.name", section, [getattr(fixed, section).name])
     encoders = space["model.encoder"].choices if "model.encoder" in space else None
     where_enc = "space.model.encoder" if encoders else "fixed.model.encoder"
@@ -221,15 +243,19 @@ def check_space(space: dict[str, ParamSpec], fixed: RunConfig, src: str) -> None
     _check_loss_values(space, fixed, src, [n for n in loss_names if n in uses])
 
 
-def _active(path: str, p: ParamSpec, chosen: dict[str, Any], loss_name: str | None, uses) -> bool:
+def _active(
+    path: str, p: ParamSpec, chosen: dict[str, Any], loss_name: str | None,
+    uses: dict[str, set[str]],
+) -> bool:
     if any(chosen.get(cond) not in values for cond, values in p.when.items()):
         return False
     if path.startswith("loss.") and path != "loss.name":
-        return path.split(".", 1)[1] in uses.get(loss_name, set())
+        used = uses.get(loss_name, set()) if loss_name is not None else set()
+        return path.split(".", 1)[1] in used
     return True
 
 
-def _ready(path: str, p: ParamSpec, chosen: dict[str, Any], space) -> bool:
+def _ready(path: str, p: ParamSpec, chosen: dict[str, Any], space: dict[str, ParamSpec]) -> bool:
     deps = set(p.when)
     if path.startswith("loss.") and path != "loss.name" and "loss.name" in space:
         deps.add("loss.name")
@@ -237,7 +263,10 @@ def _ready(path: str, p: ParamSpec, chosen: dict[str, Any], space) -> bool:
 
 
 def suggest(
-    trial, space: dict[str, ParamSpec], fixed: RunConfig, context: dict[str, float]
+    trial: optuna.Trial,
+    space: dict[str, ParamSpec],
+    fixed: RunConfig,
+    context: dict[str, float],
 ) -> dict[str, Any]:
     """Draw the active parameters in dependency order; returns dotted path → value."""
     uses = loss_fields()
@@ -259,10 +288,11 @@ def suggest(
     return {k: v for k, v in chosen.items() if v is not None}
 
 
-def _draw(trial, path: str, p: ParamSpec, context: dict[str, float]) -> Any:
+def _draw(trial: optuna.Trial, path: str, p: ParamSpec, context: dict[str, float]) -> Any:
     if p.type == "categorical":
-        return trial.suggest_categorical(path, p.choices)
+        return trial.suggest_categorical(path, p.choices or [])
+    low, high = p.bounds()
     if p.type == "int":
-        return trial.suggest_int(path, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        return trial.suggest_int(path, int(low), int(high), step=int(p.step or 1), log=p.log)
     scale = context.get(p.relative_to, 1.0) if p.relative_to else 1.0
-    return trial.suggest_float(path, p.low * scale, p.high * scale, step=p.step, log=p.log)
+    return trial.suggest_float(path, low * scale, high * scale, step=p.step, log=p.log)

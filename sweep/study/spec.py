@@ -78,7 +78,8 @@ class Execution(_Frozen):
 
 class Confirm(_Frozen):
     """Once the target is reached, retrain the `top` configs on `repeats` fresh training
-    subsets each (same budget, not pruned): one draw of a 50 % subset is a noisy score."""
+    subsets each (same budget, not pruned): one draw of a 50 % subset is a noisy score.
+    """
 
     top: int = Field(3, ge=1, le=50)
     repeats: int = Field(3, ge=1, le=50)
@@ -104,7 +105,8 @@ class StudySpec(_Frozen):
     pruner: PrunerSection = HyperbandSettings()
     budget: Budget = Budget()
     execution: Execution = Execution()
-    threshold: Literal[0.5, "official", "tuned"] = 0.5
+    # pydantic takes the float literal (0.5 and no other number); typing's Literal does not
+    threshold: Literal[0.5, "official", "tuned"] = 0.5  # type: ignore[valid-type]
     confirm: Confirm | None = None  # off unless the spec asks
     fixed: RunConfig = RunConfig()  # partial: only the fields it sets are shared by every trial
     space: dict[str, ParamSpec] = {}
@@ -126,13 +128,14 @@ class StudySpec(_Frozen):
     # --- derived, validated views ----------------------------------------------------------
     @property
     def threshold_rule(self) -> str:
-        """cloudseg's train.select_at: "fixed", "official" or "tuned"."""
+        """`cloudseg`'s train.select_at: "fixed", "official" or "tuned"."""
         return THRESHOLD_RULE[self.threshold]
 
     @property
     def record_key(self) -> str:
         """The key of `metric` at the spec's threshold in an epoch record and in the `metrics`
-        attr (`iou`, `iou_official`, `scene_iou_tuned`, ...)."""
+        attr (`iou`, `iou_official`, `scene_iou_tuned`, ...).
+        """
         from cloudseg import RULE_SUFFIX
 
         return self.metric.replace("-", "_") + RULE_SUFFIX[self.threshold_rule]
