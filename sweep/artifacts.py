@@ -8,33 +8,42 @@ Images are drawn in the trial's child process (it has the model); the worker upl
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweep.mirror.media import MASKS_FILENAME, MASKS_KEY, save_overlay_masks
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from cloudseg import FitResult, RunConfig
 # prediction colours: true positive white, false positive red, false negative blue, TN black
 TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
 
 
-def artifact_store(directory: str | Path):
+def artifact_store(directory: str | Path) -> FileSystemArtifactStore:
     """Optuna's file-system artifact store on `directory` (created). Its `folder` attribute
-    names the folder in errors: Optuna keeps its own copy of the path private."""
+    names the folder in errors: Optuna keeps its own copy of the path private.
+    """
     from optuna.artifacts import FileSystemArtifactStore
 
     class FolderArtifactStore(FileSystemArtifactStore):
         folder = Path(directory)
 
-        def __reduce__(self):  # a class made here pickles as the call that makes it
+        def __reduce__(self) -> tuple[Any, ...]:  # pickles as the call that makes it
             return artifact_store, (str(self.folder),)
 
     Path(directory).mkdir(parents=True, exist_ok=True)
     return FolderArtifactStore(str(directory))
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +54,8 @@ def _pyplot():
 
 def warm_plotting() -> None:
     """Draw and discard a tiny figure: loads matplotlib's fonts and backend once, so trial
-    processes forked afterwards do not each pay it (about 0.3 s per trial)."""
+    processes forked afterwards do not each pay it (about 0.3 s per trial).
+    """
     import io
 
     plt = _pyplot()
@@ -99,24 +109,30 @@ def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -
     return out
 
 
-def study_panel(config) -> list:
+def study_panel(config: RunConfig) -> list:
     """The study's hard-case panel (cloudseg.data.panel): a function of the data and the split
-    only, so every trial of a study draws the same patches."""
-    from cloudseg import open_cache, panel_for, split_by_scene
+    only, so every trial of a study draws the same patches.
+    """
+    from cloudseg import ConfigError, open_cache, panel_for, split_by_scene
 
     d = config.data
+    if d.root is None:
+        raise ConfigError("study panel: the run config has no data.root")
     cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
     return panel_for(cache, split_by_scene(cache.records, d.val_fraction, d.split_seed).val)
 
 
 def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) -> Path:
     """The study's hard-case panel (the same for every trial): false colour, ground truth,
-    prediction at `threshold` (default the bundle's) coloured by TP/FP/FN."""
+    prediction at `threshold` (default the bundle's) coloured by TP/FP/FN.
+    """
     import torch
 
-    from cloudseg import PatchDataset, load_bundle, normalise, open_cache
+    from cloudseg import ConfigError, PatchDataset, load_bundle, normalise, open_cache
 
     model, cfg = load_bundle(bundle_dir)
+    if cfg.data.root is None:
+        raise ConfigError(f"{bundle_dir}: its config.yaml has no data.root to draw patches from")
     cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
                        include_additional=cfg.data.include_additional)
     picks = np.asarray([p.row for p in study_panel(cfg)], dtype=np.int64)
@@ -160,10 +176,11 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     return path
 
 
-def render_trial_images(result, out_dir: Path) -> dict[str, str]:
+def render_trial_images(result: FitResult, out_dir: Path) -> dict[str, str]:
     """Draw the curve and (from the best checkpoint) the overlay of a run that went to its
     end. A pruned run gets none: nothing exports it, the dashboard plots its intermediate
-    values and its note holds the epoch table, and drawing cost more than a pruned fit."""
+    values and its note holds the epoch table, and drawing cost more than a pruned fit.
+    """
     if result.stopped_early or result.best_checkpoint is None:
         return {}
     history = [r.as_dict() for r in result.history]
@@ -183,11 +200,12 @@ def render_trial_images(result, out_dir: Path) -> dict[str, str]:
     }
 
 
-def _draw_aside(draw, *args):
+def _draw_aside(draw: Callable[..., object], *args: Any) -> Callable[[], None]:
     """Run `draw(*args)` in a forked process, on another core; returns a function that waits
     for it, and draws here instead when the fork or the drawing failed. Each image is about a
     second of matplotlib on one core, and the trial process has only one torch thread. The
-    forked copy only draws (matplotlib, no torch), then leaves with os._exit."""
+    forked copy only draws (matplotlib, no torch), then leaves with os._exit.
+    """
     try:
         pid = os.fork()
     except OSError:
@@ -207,7 +225,9 @@ def _draw_aside(draw, *args):
     return wait
 
 
-def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:
+def upload_trial_files(
+    trial: optuna.Trial, store: FileSystemArtifactStore, files: dict[str, str]
+) -> dict[str, str]:
     """Upload each file as an artifact of `trial`; returns name → artifact id."""
     from optuna.artifacts import upload_artifact
 
@@ -220,7 +240,7 @@ def upload_trial_files(trial, store, files: dict[str, str]) -> dict[str, str]:
     return ids
 
 
-def download(store, artifact_id: str, dest: Path) -> Path:
+def download(store: FileSystemArtifactStore, artifact_id: str, dest: Path) -> Path:
     """Copy an artifact to `dest` (which must not exist); a missing one is one ExportError."""
     from optuna.artifacts import download_artifact
 

@@ -19,11 +19,20 @@ import shutil
 import tempfile
 import uuid
 from importlib import metadata
+from operator import attrgetter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ExportError
 from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
 from sweep.record import TrialRecord, failure_of, load, stored_form
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial
+
+    from cloudseg import RunConfig
 
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
 IMAGES = (("curve", "learning_curve.png"), ("overlay", "overlay.png"))
@@ -32,7 +41,7 @@ BUNDLE_FILES = frozenset({"config.yaml", "model.safetensors", "metrics.json", CA
                          | {file for _, file in IMAGES})
 
 
-def ranked_trials(study, top: int | None = None) -> list:
+def ranked_trials(study: optuna.Study, top: int | None = None) -> list[FrozenTrial]:
     """COMPLETE trials without a failure class (OOM trials carry a worst value), best first."""
     from optuna.trial import TrialState
 
@@ -40,7 +49,7 @@ def ranked_trials(study, top: int | None = None) -> list:
         t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if failure_of(t) is None and t.value is not None
     ]
-    done.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+    done.sort(key=attrgetter("value"), reverse=study.direction.name == "MAXIMIZE")
     return done if top is None else done[:top]
 
 
@@ -71,7 +80,8 @@ def check_destination(dest: Path) -> None:
 
 def _swap_into_place(tmp: Path, dest: Path) -> None:
     """Rename the finished bundle `tmp` to `dest`, replacing a bundle there as a whole. A reader
-    sees the old bundle, no folder for an instant, or the new bundle: never a mix of the two."""
+    sees the old bundle, no folder for an instant, or the new bundle: never a mix of the two.
+    """
     error: OSError | None = None
     for _ in range(10):  # another export into the same folder may win a race: try again
         old = None
@@ -94,14 +104,16 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 
 # ---- the bundle -------------------------------------------------------------------------------
-def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
+def bundle_threshold(config: RunConfig, record: TrialRecord, rule: str) -> dict[str, Any]:
     """The threshold the bundle's masks use: the study's rule applied to this trial's best
-    epoch, with the validation figures at each threshold that epoch recorded."""
+    epoch, with the validation figures at each threshold that epoch recorded.
+    """
     from cloudseg import OFFICIAL_THRESHOLD
 
     val = record.metrics or {}
+    tuned = val.get("tuned_threshold")
     value = {"fixed": config.train.threshold, "official": OFFICIAL_THRESHOLD,
-             "tuned": val.get("tuned_threshold")}[rule]
+             "tuned": float(tuned) if isinstance(tuned, int | float) else None}[rule]
     if value is None:  # a trial recorded before thresholds were: its fixed one
         rule, value = "fixed", config.train.threshold
     figures = {}
@@ -112,9 +124,16 @@ def bundle_threshold(config, record: TrialRecord, rule: str) -> dict:
     return {"rule": rule, "value": float(value), "figures": figures}
 
 
-def export_trial(study, trial, dest: Path, store, confirmation: dict | None = None) -> Path:
+def export_trial(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    dest: Path,
+    store: FileSystemArtifactStore,
+    confirmation: dict[str, Any] | None = None,
+) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
-    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test."""
+    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test.
+    """
     from cloudseg import check_bundle, file_sha256
     from sweep.artifacts import download
 
@@ -166,10 +185,13 @@ def export_trial(study, trial, dest: Path, store, confirmation: dict | None = No
     return dest
 
 
-def bundle_metrics(study, trial, record: TrialRecord, config, digest: str) -> dict:
+def bundle_metrics(
+    study: optuna.Study, trial: FrozenTrial, record: TrialRecord, config: RunConfig, digest: str
+) -> dict[str, Any]:
     """metrics.json: the bundle's identity (study, trial, weights digest) and what the trial
     recorded (value, best epoch, validation figures, history, data, scenes), with the
-    all-cloud baseline on the same pixels."""
+    all-cloud baseline on the same pixels.
+    """
     from cloudseg import DIGEST_KEY
 
     metrics = {
@@ -196,15 +218,16 @@ def bundle_metrics(study, trial, record: TrialRecord, config, digest: str) -> di
     return metrics
 
 
-def _rule(spec: dict) -> str:
+def _rule(spec: dict[str, Any]) -> str:
     from sweep.study.spec import THRESHOLD_RULE
 
     return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
 
 
-def trial_scenes(record: TrialRecord, config) -> dict[str, list[str]] | None:
+def trial_scenes(record: TrialRecord, config: RunConfig) -> dict[str, list[str]] | None:
     """Training and validation scene lists: as the trial recorded them, else recomputed from
-    the data (the split is a function of the data, data.val_fraction and data.split_seed)."""
+    the data (the split is a function of the data, data.val_fraction and data.split_seed).
+    """
     recorded = record.scenes
     if recorded is not None and recorded.val:
         return {"train": list(recorded.train), "val": list(recorded.val)}
@@ -212,6 +235,8 @@ def trial_scenes(record: TrialRecord, config) -> dict[str, list[str]] | None:
         from cloudseg import open_cache, resample, split_by_scene
 
         d = config.data
+        if d.root is None:
+            return None
         cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
         split = split_by_scene(cache.records, d.val_fraction, d.split_seed)
         rows = resample(cache.records, split.train, d.train_fraction, d.subset_seed,

@@ -10,11 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cloudseg.config import TrainConfig
 from cloudseg.scenes.stitch import PATCH, BlendCanvas, check_overlap, window_spots
+
+if TYPE_CHECKING:
+    import torch
 
 # Inference batch size per device. On the CPU a U-Net runs fastest one window at a time in
 # channels_last (2 cores: 33 patches/s at batch 1 against 13 for batches of 16 in NCHW), where
@@ -30,7 +34,7 @@ def default_batch_size(device: str = "auto") -> int:
     return CUDA_BATCH if cuda else CPU_BATCH
 
 
-def fold_batchnorm(model):
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode copy with each BatchNorm folded into the convolution before it (torch.fx):
     the same function, one pass less over every activation. On 2 CPU cores a width-8 U-Net ran
     24-33 patches/s folded in channels_last against 20-23 unfolded (13-15 in NCHW). The folded
@@ -67,7 +71,7 @@ class model_threads:  # noqa: N801 - a context manager, named for what it sets
             pending = run(predictor.start, batch)  # a Future of the Pending
     """
 
-    def __init__(self, cuda: bool):
+    def __init__(self, cuda: bool) -> None:
         import os
 
         self.cuda = cuda
@@ -84,14 +88,15 @@ class model_threads:  # noqa: N801 - a context manager, named for what it sets
             self._pool = ThreadPoolExecutor(self.ahead, thread_name_prefix="cloudseg-model")
         return self
 
-    def __call__(self, fn: Callable[..., Pending], *args) -> Future:
+    def __call__(self, fn: Callable[..., Pending], *args: Any) -> Future[Pending]:
+        """`fn(*args)` on a free core (CPU), or right here (CUDA), as a Future."""
         if self._pool is not None:
             return self._pool.submit(fn, *args)
-        done: Future = Future()
+        done: Future[Pending] = Future()
         done.set_result(fn(*args))  # CUDA: start() only queues the work
         return done
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
             import torch
 
@@ -108,7 +113,7 @@ class WindowPredictor:
 
     def __init__(
         self,
-        model,
+        model: torch.nn.Module,
         train_cfg: TrainConfig,
         device: str = "auto",
         tta: bool = False,
@@ -122,20 +127,22 @@ class WindowPredictor:
         cuda = self.setup.is_cuda
         self.layout = self.setup.memory_format if cuda else torch.channels_last
         model = model.eval() if cuda else fold_batchnorm(model.eval())
-        self.model = model.to(self.setup.device, memory_format=self.layout)
+        # torch takes a device and a memory format in one call; its stubs list them apart
+        self.model = model.to(self.setup.device, memory_format=self.layout)  # type: ignore[call-overload]
         size = batch_size or (CUDA_BATCH if cuda else CPU_BATCH)
         self.train_cfg, self.tta, self.batch_size = train_cfg, tta, max(1, size)
         self.evaluated = 0
         self._count = threading.Lock()  # `start` may run on several threads (model_threads)
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities for any number of windows, `batch_size` at a time, synchronously."""
         out = [
             self.start(windows[i : i + self.batch_size]).result()
             for i in range(0, len(windows), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, *windows.shape[-2:]), np.float32)
 
-    def host_batch(self, shape: tuple[int, ...]):
+    def host_batch(self, shape: tuple[int, ...]) -> torch.Tensor:
         """An uninitialised uint16 CPU tensor for a batch of windows, page-locked on CUDA so its
         copy to the device runs asynchronously (torch's caching host allocator recycles it once
         that copy is done). Safe to call from reader threads.
@@ -144,7 +151,7 @@ class WindowPredictor:
 
         return torch.empty(shape, dtype=torch.uint16, pin_memory=self.setup.is_cuda)
 
-    def start(self, windows) -> Pending:
+    def start(self, windows: np.ndarray | torch.Tensor) -> Pending:
         """Queue one batch (uint16 ndarray or tensor, (N, 4, S, S)); on CUDA this returns as
         soon as the work is queued, so the caller can prepare the next batch meanwhile.
         """
@@ -182,7 +189,9 @@ class WindowPredictor:
 class Pending:
     """A batch of probabilities that may still be in flight on the device."""
 
-    def __init__(self, host, done=None) -> None:
+    def __init__(
+        self, host: np.ndarray | torch.Tensor, done: torch.cuda.Event | None = None
+    ) -> None:
         self._host, self._done = host, done
 
     def result(self) -> np.ndarray:
@@ -207,7 +216,7 @@ def predict_mosaic(
     check_overlap(overlap, window)
     canvas = BlendCanvas(image.shape[-2:], window, overlap)
     spots = window_spots(image.shape[-2:], window, overlap)
-    step = batch_size or getattr(predictor, "batch_size", CUDA_BATCH)
+    step = batch_size or int(getattr(predictor, "batch_size", CUDA_BATCH))
     for i in range(0, len(spots), step):
         chunk = spots[i : i + step]
         probs = predictor(np.stack([image[:, y : y + window, x : x + window] for y, x in chunk]))

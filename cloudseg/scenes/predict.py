@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
@@ -51,11 +52,18 @@ from cloudseg.scenes.stitch import (
     window_spots,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from cloudseg.data import PatchRecord
+
 MASK_SUFFIX = "_mask.tif"
 
 
 @dataclass(frozen=True)
 class ScenePrediction:
+    """One written scene: its files, size and whether they carry a georeference."""
+
     scene: str
     shape: tuple[int, int]  # (height, width) written
     patches: int
@@ -66,6 +74,8 @@ class ScenePrediction:
 
 @dataclass(frozen=True)
 class PredictResult:
+    """What `predict_scenes` wrote and how fast (patches read, windows evaluated, seconds)."""
+
     scenes: tuple[ScenePrediction, ...]
     patches: int  # source patches read
     windows: int  # network inputs evaluated (× 8 with TTA)
@@ -74,11 +84,12 @@ class PredictResult:
 
     @property
     def patches_per_s(self) -> float:
+        """Source patches per second of the whole run (reading and writing included)."""
         return self.patches / self.seconds if self.seconds > 0 else float("inf")
 
 
 def predict_with_model(
-    model,
+    model: torch.nn.Module,
     train_cfg: TrainConfig,
     data_root: str | Path,
     out_dir: str | Path,
@@ -95,7 +106,8 @@ def predict_with_model(
 ) -> PredictResult:
     """`predict_scenes` for a model already in memory (any module: (B,4,H,W) → (B,1,H,W) logits).
     The binary mask is `probability > threshold` (default `train_cfg.threshold`); `workers`
-    threads read patches (default `default_workers`); the output does not depend on it."""
+    threads read patches (default `default_workers`); the output does not depend on it.
+    """
     from cloudseg.data import find_layout, index_dataset
 
     check_overlap(overlap)
@@ -138,7 +150,8 @@ def default_workers(cuda: bool = True) -> int:
     """Patch-reading threads. On an H100 host one thread decoded ≥190 patches/s (4 PackBits
     bands each) and the model alone ran 2,400/s, so one thread is far too few; 8 leave cores for
     the GeoTIFF writers and the thread that drives the device. On the CPU the model needs the
-    cores: a quarter of them read (2 cores: one reader ran 28 patches/s, two 27)."""
+    cores: a quarter of them read (2 cores: one reader ran 28 patches/s, two 27).
+    """
     cores = os.cpu_count() or 1
     return min(8, cores) if cuda else max(1, cores // 4)
 
@@ -162,13 +175,14 @@ def _run(
     the CPU adds batch i-1 into its scene's canvas (on the CPU, one batch per core at once:
     `model_threads`); a finished scene is cropped, encoded and written in the background while
     the next scene is predicted. Batches and the order in which windows are blended are exactly
-    those of `predict_mosaic`, so the output is identical."""
+    those of `predict_mosaic`, so the output is identical.
+    """
     canvases: dict[str, BlendCanvas] = {}
     added: dict[str, int] = {}
-    futures = []
+    futures: list[Future[ScenePrediction]] = []
     writer = Background("cloudseg-write", threads=2)  # scenes written side by side
 
-    def collect(job: SceneJob, spots: list, pending: Future[Pending]) -> None:
+    def collect(job: SceneJob, spots: list[tuple[int, int]], pending: Future[Pending]) -> None:
         if job.scene not in canvases:  # (not setdefault: that would allocate one per batch)
             canvases[job.scene] = BlendCanvas(job.padded, job.window, job.overlap)
         canvas = canvases[job.scene]
@@ -198,12 +212,15 @@ def _finish(
     """Blend, crop the scene out of its centred grid, write probability and mask GeoTIFFs.
 
     The network's output is kept on no-data pixels (the official protocol scores them); the
-    footprint goes into each file's mask band instead."""
+    footprint goes into each file's mask band instead.
+    """
     grid = (
         SceneGrid.fitted(_shape_of(gt), job.rows, job.cols, job.scene)
         if gt is not None
         else SceneGrid.uncropped(job.rows, job.cols)
     )
+    if job.nodata is None:  # allocated with the scene's first batch, released here
+        raise RuntimeError(f"scene {job.scene}: finished twice or before it was read")
     prob = grid.crop(canvas.result())
     footprint = ~grid.crop(job.nodata)
     job.nodata = None  # jobs live until the end of the run; their masks need not
@@ -233,7 +250,8 @@ def predict_scenes(
     workers: int | None = None,
 ) -> PredictResult:
     """Predict every scene of `split` under `data_root` with the bundle's model and write
-    `<scene>_prob.tif` / `<scene>_mask.tif` into `out_dir` (see the module docstring)."""
+    `<scene>_prob.tif` / `<scene>_mask.tif` into `out_dir` (see the module docstring).
+    """
     from cloudseg.training.checkpoint import load_bundle
 
     model, config = load_bundle(bundle_dir, device="cpu")
@@ -258,7 +276,7 @@ def _shape_of(path: Path) -> tuple[int, int]:
         return src.height, src.width
 
 
-def _georef(gt: Path | None, first, grid: SceneGrid) -> Georef:
+def _georef(gt: Path | None, first: PatchRecord, grid: SceneGrid) -> Georef:
     """Prefer the scene-level gt's georeference; else derive it from a georeferenced patch."""
     if gt is not None and (ref := read_georef(gt)).present:
         return ref

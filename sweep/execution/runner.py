@@ -219,7 +219,8 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
     """Whether the study exists with `target` finished trials and, when the spec confirms, its
     confirmation runs done (a rerun with nothing to do). A SQLite file that does not exist yet
     answers at once, without importing Optuna: the forkserver then starts sooner, and its torch
-    import is what the first trial waits for."""
+    import is what the first trial waits for.
+    """
     from sweep.storage import sqlite_path
 
     path = sqlite_path(storage)

@@ -156,10 +156,11 @@ def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
     threading.excepthook = hook
 
 
-def _next_step(study, target: int, confirm: tuple[int, int] | None) -> str:
+def _next_step(study: optuna.Study, target: int, confirm: tuple[int, int] | None) -> str:
     """"run" a trial, "wait" (others hold the remaining slots or the last confirmations) or
     "done": the search has `target` finished trials and, with `confirm`, every confirmation
-    run is queued and finished."""
+    run is queued and finished.
+    """
     trials = search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))
     done = sum(t.state.name in FINISHED for t in trials)
     waiting = sum(t.state.name == "WAITING" for t in trials)

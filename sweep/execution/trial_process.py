@@ -25,12 +25,16 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cloudseg import RunConfig
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkServerContext
+    from multiprocessing.process import BaseProcess
+
+    from cloudseg import EpochRecord, FitResult, RunConfig
 
 from sweep.record import FailureKind
 
@@ -43,7 +47,7 @@ PRELOAD = [
     "sweep.artifacts", "sweep.execution._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
-_CONTEXT: Any = None
+_CONTEXT: ForkServerContext | None = None
 
 
 class TrialFailure(Exception):
@@ -54,7 +58,7 @@ class TrialFailure(Exception):
     out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once.
     """
 
-    def __init__(self, kind: FailureKind | str, message: str):
+    def __init__(self, kind: FailureKind | str, message: str) -> None:
         self.kind, self.message = FailureKind(kind), message
         super().__init__(f"{self.kind.value}: {message}")
 
@@ -72,7 +76,7 @@ def classify(err: BaseException) -> FailureKind:
     return FailureKind.BUG
 
 
-def _context():
+def _context() -> ForkServerContext:
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = mp.get_context("forkserver")
@@ -92,7 +96,7 @@ def warm_up() -> None:
 
 
 @contextlib.contextmanager
-def _without_main():
+def _without_main() -> Iterator[None]:
     """Start children without re-running the parent's `__main__` in them: multiprocessing
     would re-import the main script in every trial (the `sweep` console script, pytest, or a
     user's unguarded script, which would recurse). The child's target lives in this module.
@@ -119,17 +123,19 @@ def _watch_parent(parent_pid: int) -> None:
 class _PipeCallback:
     """The cloudseg callback in the child: send each epoch, stop when the worker says so."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def on_epoch_end(self, epoch: int, record) -> bool:
+    def on_epoch_end(self, epoch: int, record: EpochRecord) -> bool:
+        """Send the epoch's record; the worker's answer says whether to stop."""
         self.conn.send(("epoch", epoch, record.as_dict()))
         return bool(self.conn.recv())
 
 
-def _child(conn, parent_pid: int) -> None:
+def _child(conn: Connection, parent_pid: int) -> None:
     """A trial process: started ahead of its trial (see `run_isolated`'s `spare`), it waits
-    for its job, (config, out_dir, environment, artifacts), and leaves quietly if none comes."""
+    for its job, (config, out_dir, environment, artifacts), and leaves quietly if none comes.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
@@ -160,7 +166,7 @@ def _child(conn, parent_pid: int) -> None:
         conn.close()
 
 
-def _payload(result, files: dict[str, str]) -> dict[str, Any]:
+def _payload(result: FitResult, files: dict[str, str]) -> dict[str, Any]:
     return {
         "config": result.config.to_dict(),
         "history": [r.as_dict() for r in result.history],
@@ -178,7 +184,7 @@ def _payload(result, files: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _died(proc) -> TrialFailure:
+def _died(proc: BaseProcess) -> TrialFailure:
     """The failure of a child that ended without a word: killed by a signal, or crashed."""
     proc.join(5)
     code = proc.exitcode
@@ -234,7 +240,7 @@ def close_spare() -> None:
 def run_isolated(
     config: RunConfig,
     out_dir: Path,
-    on_epoch: Callable[[int, dict], bool],
+    on_epoch: Callable[[int, dict[str, Any]], bool],
     *,
     timeout: float | None = None,
     artifacts: bool = True,
