@@ -140,7 +140,7 @@ def open_storage(
     if path is not None:
         engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
         _enable_wal(path)
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(6):  # processes creating one new database race on its schema
         try:
@@ -158,14 +158,31 @@ def open_storage(
                 )
             _check_schema(storage, url)
             break
-        except (IntegrityError, OperationalError):
-            if attempt == 5:
+        except (IntegrityError, OperationalError, ProgrammingError) as err:
+            if attempt == 5 or not _lost_schema_race(err):
                 raise
             time.sleep(0.2 * (attempt + 1))
     if path is not None:
         _sqlite_setup(storage.engine)
         storage.engine.dispose()  # pooled connections made before the listeners existed
     return storage
+
+
+# PostgreSQL's answers to two processes creating the same table at once: the loser's CREATE
+# fails as duplicate_table / duplicate_object (a ProgrammingError), or as unique_violation on
+# the catalogue (an IntegrityError). SQLite's is "locked" or "already exists" (OperationalError).
+_DUPLICATE_SQLSTATES = frozenset({"42P07", "42710", "23505"})
+
+
+def _lost_schema_race(err: Exception) -> bool:
+    """Whether `err` is another process winning the race to create the schema (retry) rather
+    than a real error (a typo'd database, no permission: raise).
+    """
+    from sqlalchemy.exc import ProgrammingError
+
+    if not isinstance(err, ProgrammingError):
+        return True  # IntegrityError / OperationalError: retried as before
+    return getattr(err.orig, "sqlstate", None) in _DUPLICATE_SQLSTATES
 
 
 def _check_schema(storage: RDBStorage, url: str) -> None:

@@ -94,6 +94,28 @@ def python(script: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], env=env)
 
 
+OPEN_AT = """
+import sys, time
+import sqlalchemy, optuna
+url, go = sys.argv[1], float(sys.argv[2])
+from sweep.storage import open_storage
+time.sleep(max(0.0, go - time.time()))
+open_storage(url)  # the tables do not exist yet: every process races to create them
+"""
+
+
+@pytest.mark.parametrize("storage_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_processes_creating_the_schema_at_the_same_instant_all_succeed(storage_url):
+    """PostgreSQL answers the loser of a CREATE TABLE race with duplicate_table (a
+    ProgrammingError); the loser must wait and use the winner's tables, not fail. (Without the
+    retry, 8 processes failed this 1 run in 2 here; CI's workers-started-together test saw it.)"""
+    go = str(time.time() + 4)  # every child imported, then all open at once
+    children = [python(OPEN_AT, storage_url, go) for _ in range(8)]
+    assert [c.wait(timeout=120) for c in children] == [0] * 8
+    assert optuna.get_all_study_names(open_storage(storage_url)) == []
+
+
 def test_create_then_load_from_another_storage_object(storage_url):
     study = optuna.create_study(study_name="s", storage=open_storage(storage_url))
     study.set_user_attr("target", 7)
