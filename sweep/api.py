@@ -44,12 +44,13 @@ def ranked_configs(
     and the paired test of #1 against #2 (None with fewer than two confirmed configs).
     """
     from sweep.ranking import paired_test, rank_configs
+    from sweep.study.spec import study_threshold_rule
 
     s = _study(study, storage)
     configs = rank_configs(s)
     test = None
     if len(configs) > 1 and configs[0].confirmed and configs[1].confirmed:
-        test = paired_test(configs[0], configs[1], _rule(s),
+        test = paired_test(configs[0], configs[1], study_threshold_rule(s.user_attrs),
                            maximize=s.direction.name == "MAXIMIZE")
     return configs, test
 
@@ -119,12 +120,6 @@ def _study_rw(name: str, storage: str) -> optuna.Study:
     from sweep.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage))
-
-
-def _rule(study: optuna.Study) -> str:
-    from sweep.export import _rule as rule
-
-    return rule(study.user_attrs.get("spec", {}))
 
 
 def export_best(

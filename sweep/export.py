@@ -136,6 +136,7 @@ def export_trial(
     """
     from cloudseg import check_bundle, file_sha256
     from sweep.artifacts import download
+    from sweep.study.spec import study_threshold_rule
 
     record = load(trial)
     ids = record.artifacts.by_name()
@@ -153,8 +154,7 @@ def export_trial(
                           f"({err.strerror or err})") from None
     try:
         config = record.run_config(f"trial {trial.number} config")
-        spec = study.user_attrs.get("spec", {})
-        threshold = bundle_threshold(config, record, _rule(spec))
+        threshold = bundle_threshold(config, record, study_threshold_rule(study.user_attrs))
         train = config.train.model_copy(update={"threshold": threshold["value"]})
         config = config.model_copy(update={"train": train})  # predict's masks use it
         (tmp / "config.yaml").write_text(config.to_yaml())
@@ -216,12 +216,6 @@ def bundle_metrics(
     if scenes is not None:
         metrics["scenes"] = scenes
     return metrics
-
-
-def _rule(spec: dict[str, Any]) -> str:
-    from sweep.study.spec import THRESHOLD_RULE
-
-    return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
 
 
 def trial_scenes(record: TrialRecord, config: RunConfig) -> dict[str, list[str]] | None:

@@ -91,6 +91,14 @@ class Confirm(_Frozen):
 THRESHOLD_RULE = {0.5: "fixed", "official": "official", "tuned": "tuned"}
 
 
+def study_threshold_rule(study_attrs: dict[str, Any]) -> str:
+    """The threshold rule of a stored study (its `spec` attribute); "fixed" for a study
+    created before specs had `threshold`.
+    """
+    spec = study_attrs.get("spec") or {}
+    return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
+
+
 class StudySpec(_Frozen):
     """A study: metric, sampler, pruner, per-trial budget, fixed config and search space."""
 
