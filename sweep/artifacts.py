@@ -43,7 +43,8 @@ def artifact_store(directory: str | Path) -> FileSystemArtifactStore:
     return FolderArtifactStore(str(directory))
 
 
-def _pyplot() -> ModuleType:
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the file-only Agg backend (workers have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +59,7 @@ def warm_plotting() -> None:
     """
     import io
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.plot([0, 1], [0, 1], label="x")
     ax.set_title("warm")
@@ -69,7 +70,7 @@ def warm_plotting() -> None:
 
 def learning_curve_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Train/val loss (left axis) and validation IoU (right axis) per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
@@ -100,7 +101,8 @@ def _false_colour(image: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """RGB of a prediction against the truth: TP white, FP red, FN blue, no-data grey."""
     out = np.zeros((*pred.shape, 3), np.float32)
     out[pred & truth] = TP
     out[pred & ~truth] = FP
@@ -148,14 +150,14 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     truth = masks[:, 0].numpy().astype(bool)
     raw = images.to(torch.int32).numpy()
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(ds), 3, figsize=(7.5, 2.5 * len(ds)), dpi=100, squeeze=False)
     for row in range(len(ds)):
         valid = raw[row].any(axis=0)
         panels = (
             _false_colour(raw[row]),
             np.repeat(truth[row][..., None], 3, -1).astype(np.float32),
-            _confusion_colours(pred[row], truth[row], valid),
+            confusion_colours(pred[row], truth[row], valid),
         )
         for col, (img, name) in enumerate(zip(panels, ("NIR-R-G", "ground truth", "prediction"),
                                               strict=True)):

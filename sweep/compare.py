@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cloudseg import ConfigError
-from sweep.artifacts import _confusion_colours, _pyplot
-from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
+from sweep.artifacts import confusion_colours, pyplot
+from sweep.mirror.media import MASKS_KEY, load_overlay_masks, read_artifact
 from sweep.record import load
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def _column(
     if artifact is None:
         raise ConfigError(f"study {study_name!r}: trial {trial.number} has no panel predictions "
                           f"({MASKS_KEY} artifact); it ran before they were kept, or was pruned")
-    return {p["patch"]: p for p in load_overlay_masks(_read(store, artifact))}
+    return {p["patch"]: p for p in load_overlay_masks(read_artifact(store, artifact))}
 
 
 def _title(rank: int, config: Any) -> str:
@@ -53,7 +53,7 @@ def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "
     if not names:
         raise ConfigError(f"study {study.study_name!r}: no hard-case panel patch is shared by "
                           "the compared trials (the study predates its panel)")
-    plt = _pyplot()
+    plt = pyplot()
     width = 2 + len(columns)
     fig, axes = plt.subplots(len(names), width, figsize=(2.3 * width, 2.3 * len(names) + 1.2),
                              dpi=90, squeeze=False)
@@ -62,7 +62,7 @@ def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "
         valid = ~(first["image"] == NODATA_GREY).all(axis=-1)
         truth = first["ground_truth"].astype(bool)
         cells = [first["image"], np.repeat(truth[..., None], 3, -1).astype(np.float32)]
-        cells += [_confusion_colours(col[name]["prediction"].astype(bool), truth, valid)
+        cells += [confusion_colours(col[name]["prediction"].astype(bool), truth, valid)
                   for col in columns]
         for k, cell in enumerate(cells):
             ax = axes[row, k]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.execution.runner import run_study
-from sweep.mirror.media import MASKS_KEY, _read, load_overlay_masks
+from sweep.mirror.media import MASKS_KEY, load_overlay_masks, read_artifact
 from sweep.study.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
@@ -29,7 +29,7 @@ def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synt
     assert panel and len(set(panel)) == len(panel)
     store = FileSystemArtifactStore(study.user_attrs["artifact_dir"])
     for t in study.trials:
-        drawn = load_overlay_masks(_read(store, t.user_attrs["artifacts"][MASKS_KEY]))
+        drawn = load_overlay_masks(read_artifact(store, t.user_attrs["artifacts"][MASKS_KEY]))
         assert [p["patch"] for p in drawn] == panel  # the same patches, in the same order
 
     out = tmp_path / "grid.png"

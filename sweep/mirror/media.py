@@ -84,7 +84,8 @@ def load_overlay_masks(data: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def _read(artifact_store: FileSystemArtifactStore, artifact_id: str) -> bytes:
+def read_artifact(artifact_store: FileSystemArtifactStore, artifact_id: str) -> bytes:
+    """The bytes of one artifact of the study's store."""
     with artifact_store.open_reader(artifact_id) as fh:
         return fh.read()
 
@@ -103,7 +104,7 @@ def overlay_media(
 
     if MASKS_KEY in artifacts:
         try:
-            patches = load_overlay_masks(_read(artifact_store, artifacts[MASKS_KEY]))
+            patches = load_overlay_masks(read_artifact(artifact_store, artifacts[MASKS_KEY]))
         except Exception as exc:  # a bad bundle must not cost the trial its run
             log.warning("W&B mirror: cannot read %s (%s): %s", MASKS_KEY, artifacts[MASKS_KEY], exc)
         else:
@@ -130,7 +131,7 @@ def overlay_media(
         try:
             from PIL import Image
 
-            picture = Image.open(io.BytesIO(_read(artifact_store, artifacts[OVERLAY_KEY])))
+            picture = Image.open(io.BytesIO(read_artifact(artifact_store, artifacts[OVERLAY_KEY])))
             picture.load()
         except Exception as exc:
             log.warning("W&B mirror: cannot read overlay (%s): %s", artifacts[OVERLAY_KEY], exc)
