@@ -71,6 +71,7 @@ _LAZY = {
     "build_model": "cloudseg.models",
     "check_encoder": "cloudseg.models",
     "check_input_size": "cloudseg.models",
+    "model_imports": "cloudseg.models",
     "LOSSES": "cloudseg.losses",
     "LOSS_PARAMS": "cloudseg.losses",
     "build_loss": "cloudseg.losses",
@@ -79,6 +80,7 @@ _LAZY = {
     # data
     "PatchDataset": "cloudseg.data",
     "compute_stats": "cloudseg.data",
+    "subset_moments": "cloudseg.data",
     "find_layout": "cloudseg.data",
     "open_cache": "cloudseg.data",
     "resample": "cloudseg.data",

@@ -2,7 +2,8 @@
 
 Built on smp.losses. Each entry declares which LossConfig fields it uses and their defaults;
 a config that sets a field its loss ignores is an error, so a config always says what ran.
-torch and smp load only when a loss is built, so the sweep can read LOSS_PARAMS cheaply.
+torch and smp's losses load only when a loss is built, so the sweep can read LOSS_PARAMS
+cheaply; they load without the rest of smp (cloudseg.smp_losses).
 
 Region losses (dice, jaccard, tversky, focal-tversky) are computed over the whole batch, as smp
 does; a batch with no cloud pixel at all contributes 0 to them (smp's convention: the overlap
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cloudseg.config import LossConfig
 from cloudseg.errors import ConfigError
 from cloudseg.registry import Registry
+from cloudseg.smp_losses import smp_losses
 
 if TYPE_CHECKING:
     from torch import nn
@@ -64,9 +66,7 @@ def _focal_rules(p: dict[str, Any]) -> None:
 
 
 def _focal(p: dict[str, Any], auto: float | None = None) -> nn.Module:
-    from segmentation_models_pytorch.losses import FocalLoss
-
-    return FocalLoss("binary", alpha=p["alpha"], gamma=p["gamma"])
+    return smp_losses().FocalLoss("binary", alpha=p["alpha"], gamma=p["gamma"])
 
 
 def _tversky_rules(p: dict[str, Any]) -> None:
@@ -81,17 +81,15 @@ def _tversky_rules(p: dict[str, Any]) -> None:
 
 
 def _tversky(p: dict[str, Any], auto: float | None = None) -> nn.Module:
-    from segmentation_models_pytorch.losses import TverskyLoss
-
     # smp returns mean_over_classes(1 - TI) ** gamma; with one class that is (1 - TI) ** gamma,
     # the focal Tversky loss; gamma = 1 is the plain Tversky loss.
-    return TverskyLoss("binary", alpha=p["alpha"], beta=p["beta"], gamma=p.get("gamma", 1.0))
+    return smp_losses().TverskyLoss(
+        "binary", alpha=p["alpha"], beta=p["beta"], gamma=p.get("gamma", 1.0)
+    )
 
 
 def _bce(p: dict[str, Any], auto: float | None) -> nn.Module:
-    from segmentation_models_pytorch.losses import SoftBCEWithLogitsLoss
-
-    return SoftBCEWithLogitsLoss()
+    return smp_losses().SoftBCEWithLogitsLoss()
 
 
 def _weighted_bce_rules(p: dict[str, Any]) -> None:
@@ -101,7 +99,6 @@ def _weighted_bce_rules(p: dict[str, Any]) -> None:
 
 def _weighted_bce(p: dict[str, Any], auto: float | None) -> nn.Module:
     import torch
-    from segmentation_models_pytorch.losses import SoftBCEWithLogitsLoss
 
     w = p["pos_weight"]
     if w is None:  # no default: whoever runs the config must see which weighting was used
@@ -118,14 +115,12 @@ def _weighted_bce(p: dict[str, Any], auto: float | None) -> nn.Module:
         w = auto
     _check({**p, "pos_weight": w}, "pos_weight", lambda v: v > 0, "> 0 or 'auto'")
     # A cloud pixel's BCE term is scaled by pos_weight: missing cloud costs w× a false alarm.
-    return SoftBCEWithLogitsLoss(pos_weight=torch.tensor(float(w)))
+    return smp_losses().SoftBCEWithLogitsLoss(pos_weight=torch.tensor(float(w)))
 
 
 def _smp(class_name: str) -> Callable[[dict[str, Any], float | None], nn.Module]:
     def build(p: dict[str, Any], auto: float | None) -> nn.Module:
-        from segmentation_models_pytorch import losses
-
-        return getattr(losses, class_name)("binary")
+        return getattr(smp_losses(), class_name)("binary")
 
     return build
 
@@ -141,13 +136,12 @@ def _mixed_focal_rules(p: dict[str, Any]) -> None:
 
 
 def _mixed_focal(p: dict[str, Any], auto: float | None) -> nn.Module:
-    from segmentation_models_pytorch.losses import DiceLoss
-
     from cloudseg.loss_modules import WeightedSum
 
     focal = _focal(p)
     return WeightedSum(
-        {"focal": (p["focal_weight"], focal), "dice": (p["dice_weight"], DiceLoss("binary"))}
+        {"focal": (p["focal_weight"], focal),
+         "dice": (p["dice_weight"], smp_losses().DiceLoss("binary"))}
     )
 
 

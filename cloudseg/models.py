@@ -54,6 +54,13 @@ _SMP = {
 }
 
 
+def model_imports(name: str) -> tuple[str, ...]:
+    """The packages that building model `name` imports beyond torch, so that a process which
+    will build it can import them ahead (smp's: seconds, for timm and torchvision).
+    """
+    return ("segmentation_models_pytorch",) if MODELS.get(name).uses_encoder else ()
+
+
 def smp_encoder_names() -> list[str]:
     """Every encoder name smp accepts, sorted (the valid names an unknown-encoder error lists)."""
     import segmentation_models_pytorch as smp

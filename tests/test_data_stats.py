@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import rasterio
 
-from cloudseg.data import BANDS, compute_stats, index_dataset, plot_stats
+from cloudseg.data import (
+    BANDS,
+    PatchCache,
+    PatchId,
+    PatchRecord,
+    compute_stats,
+    index_dataset,
+    plot_stats,
+    subset_moments,
+)
+from cloudseg.data.moments import FILENAME
 
 
 def read(path):
@@ -80,3 +90,47 @@ def test_plots_are_png_files(synthetic_cache, tmp_path):
     paths = plot_stats(compute_stats(synthetic_cache), tmp_path / "plots")
     assert [p.name for p in paths] == ["class_balance.png", "band_distributions.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_subset_moments_match_the_files(synthetic_cache, from_files):
+    """What a run's config takes (class balance, band mean/std of its training subset), from
+    per-patch sums, against the subset's pixels read from the TIFFs with rasterio.
+    """
+    images, gts = from_files
+    rows = [1, 4, 5, 9, 14]
+    got = subset_moments(synthetic_cache, rows)
+    valid = images[rows].any(axis=1)
+    assert got.cloud_pixels == int(((gts[rows] == 255) & valid).sum())
+    assert got.background_pixels == int(((gts[rows] == 0) & valid).sum())
+    for b in range(4):
+        pixels = images[rows, b][valid].astype(np.float64)
+        assert got.band_mean[b] == pytest.approx(pixels.mean(), rel=1e-12)
+        assert got.band_std[b] == pytest.approx(pixels.std(), rel=1e-12)
+    assert got.pos_weight == pytest.approx(compute_stats(synthetic_cache, rows).pos_weight)
+
+
+def test_patch_sums_are_kept_beside_the_cache_and_reused(tmp_path):
+    image = np.full((2, 4, 384, 384), 65535, np.uint16)  # the largest DN: no overflow
+    image[1, :, :, :100] = 0  # a no-data margin
+    mask = np.zeros((2, 384, 384), np.uint8)
+    mask[0, :10] = 1
+    records = [PatchRecord(PatchId("S", 1, i + 1, i + 1), {}, True, None) for i in range(2)]
+    cache = PatchCache(tmp_path, tmp_path, records, image, mask, fingerprint="hand-made")
+    got = subset_moments(cache, [0, 1])
+    assert got.band_mean == (65535.0,) * 4 and got.band_std == (0.0,) * 4
+    assert got.cloud_pixels == 10 * 384
+    assert got.background_pixels == 384 * 384 + 384 * 284 - 10 * 384
+    kept = tmp_path / FILENAME
+    assert kept.is_file()
+    with np.load(kept) as stored:
+        sums = {k: stored[k] for k in stored.files}
+    sums["cloud"] = sums["cloud"] * 0 + 7  # a marker: read back, not recomputed
+    np.savez(kept, **sums)
+    assert subset_moments(cache, [0, 1]).cloud_pixels == 14
+    np.savez(kept, **{k: v[:1] for k, v in sums.items()})  # rows do not match: recomputed
+    assert subset_moments(cache, [0, 1]).cloud_pixels == 10 * 384
+
+
+def test_subset_moments_of_nothing_say_so(synthetic_cache):
+    got = subset_moments(synthetic_cache, [])
+    assert math.isinf(got.pos_weight) and all(math.isnan(m) for m in got.band_mean)

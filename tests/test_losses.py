@@ -3,6 +3,7 @@ name promises (checked against the formula or a sibling loss); configs are valid
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -221,3 +222,44 @@ def test_registries_load_without_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_losses_build_without_smp_encoders_and_equal_smp_own_classes(batch):
+    """A from-scratch model's trial never imports smp's encoder zoo (timm, torchvision: two
+    seconds of every sweep's start); the loss classes it gets are smp's, value for value.
+    """
+    code = (
+        "import json, sys, torch\n"
+        "from cloudseg.config import LossConfig\n"
+        "from cloudseg.losses import LOSSES, build_loss\n"
+        "g = torch.Generator().manual_seed(0)\n"  # the `batch` fixture's tensors
+        "logits = torch.randn(2, 1, 16, 16, generator=g)\n"
+        "target = (torch.rand(2, 1, 16, 16, generator=g) > 0.6).float()\n"
+        "values = {}\n"
+        "for name in LOSSES.names():\n"
+        "    p = {'pos_weight': 3.0} if name == 'weighted-bce' else {}\n"
+        "    values[name] = build_loss(LossConfig(name=name, **p))(logits, target).item()\n"
+        "heavy = [m for m in ('segmentation_models_pytorch', 'timm', 'torchvision') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print(json.dumps(values))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    values = json.loads(out)
+
+    import segmentation_models_pytorch.losses as smp_losses
+
+    logits, target = batch
+    reference = {  # smp's own classes, imported the ordinary way
+        "bce": smp_losses.SoftBCEWithLogitsLoss(),
+        "weighted-bce": smp_losses.SoftBCEWithLogitsLoss(pos_weight=torch.tensor(AUTO)),
+        "focal": smp_losses.FocalLoss("binary", gamma=2.0),
+        "tversky": smp_losses.TverskyLoss("binary", alpha=0.3, beta=0.7),
+        "focal-tversky": smp_losses.TverskyLoss("binary", alpha=0.3, beta=0.7, gamma=0.75),
+        "dice": smp_losses.DiceLoss("binary"),
+        "jaccard": smp_losses.JaccardLoss("binary"),
+        "lovasz": smp_losses.LovaszLoss("binary"),
+    }
+    for name, loss in reference.items():
+        assert values[name] == pytest.approx(loss(logits, target).item(), rel=1e-6), name

@@ -212,3 +212,41 @@ def test_every_module_the_forkserver_preloads_exists():
     from sweep.execution.trial_process import PRELOAD
 
     assert [name for name in PRELOAD if importlib.util.find_spec(name) is None] == []
+
+
+# Packages that cost a trial seconds when it imports (from) them itself, not the forkserver.
+HEAVY = ("torch", "sympy", "matplotlib", "timm", "torchvision", "segmentation_models_pytorch")
+
+
+@pytest.mark.parametrize("model", ["vanilla-unet", "unet"])
+def test_a_trial_imports_nothing_heavy_the_forkserver_did_not(model, synthetic_root):
+    """After the forkserver's preload for `model`, a whole trial (build, one epoch, the bundle
+    and its images) imports nothing heavy itself; smp is preloaded only for smp's models.
+    """
+    from sweep.execution.trial_process import preload_for
+
+    preload = preload_for([model])
+    assert ("segmentation_models_pytorch" in preload) == (model == "unet")
+    code = f"""
+import sys, tempfile
+from pathlib import Path
+for name in {preload!r}:
+    __import__(name)
+before = set(sys.modules)
+from cloudseg import RunConfig, run_training
+from sweep.artifacts import render_trial_images
+config = RunConfig().with_overrides({{
+    "model.name": {model!r}, "model.base_width": 4 if {model!r} == "vanilla-unet" else None,
+    "model.encoder": "resnet18" if {model!r} == "unet" else "resnet34",
+    "data.root": {str(synthetic_root)!r}, "data.crop": 64, "data.max_val_patches": 2,
+    "train.epochs": 1, "train.max_steps_per_epoch": 1, "optim.batch_size": 2,
+    "train.device": "cpu", "train.normalisation": "band-stats",
+}}, "test")
+out = Path(tempfile.mkdtemp())
+render_trial_images(run_training(config, out_dir=out), out)
+new = set(sys.modules) - before
+print(sorted(m for m in new if m.split(".")[0] in {HEAVY!r}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

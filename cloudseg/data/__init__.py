@@ -21,6 +21,7 @@ from cloudseg.data.layout import (
     parse_patch_name,
     scene_grid,
 )
+from cloudseg.data.moments import SubsetMoments, subset_moments
 from cloudseg.data.splits import Split, resample, split_by_scene
 from cloudseg.data.stats import DataStats, compute_stats, plot_stats
 from cloudseg.data.synthetic import write_synthetic
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BANDS", "GT", "PATCH_SIZE", "DataStats", "DatasetLayout", "PatchCache", "PatchDataset",
-    "PatchId", "PatchRecord", "Split", "compute_stats", "default_cache_dir", "find_layout",
-    "format_patch_name", "index_dataset", "open_cache", "parse_patch_name", "plot_stats",
-    "prepare_cache", "read_band", "resample", "scene_grid", "split_by_scene", "write_band",
-    "write_synthetic",
+    "PatchId", "PatchRecord", "Split", "SubsetMoments", "compute_stats", "default_cache_dir",
+    "find_layout", "format_patch_name", "index_dataset", "open_cache", "parse_patch_name",
+    "plot_stats", "prepare_cache", "read_band", "resample", "scene_grid", "split_by_scene",
+    "subset_moments", "write_band", "write_synthetic",
 ]
 
 

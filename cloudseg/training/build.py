@@ -194,12 +194,12 @@ def _statistics(
     """`config` with pos_weight "auto" and band statistics filled in, and the numeric pos_weight.
     Statistics come from the training subset only, never from validation patches.
     """
-    from cloudseg.data import compute_stats
+    from cloudseg.data import subset_moments
 
     pos_weight = None
     need_bands = config.train.normalisation == "band-stats" and config.train.band_mean is None
     if config.loss.pos_weight == "auto" or need_bands:
-        stats = compute_stats(cache, train_idx)
+        stats = subset_moments(cache, train_idx)
         if config.loss.pos_weight == "auto":
             if not stats.cloud_pixels:
                 raise ConfigError(

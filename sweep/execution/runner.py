@@ -92,13 +92,13 @@ def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
     """Background/cloud pixel ratio of the training scenes, when the space searches around it."""
     if not any(p.relative_to == "measured_pos_weight" for p in spec.space.values()):
         return None
-    from cloudseg import compute_stats, open_cache, split_by_scene
+    from cloudseg import open_cache, split_by_scene, subset_moments
     from sweep.execution.objective import trial_config
 
     cfg = trial_config(spec, {}, root, 0).data
     cache = open_cache(root, cache_dir=cfg.cache_dir, include_additional=cfg.include_additional)
     split = split_by_scene(cache.records, cfg.val_fraction, cfg.split_seed)
-    ratio = float(compute_stats(cache, split.train).pos_weight)
+    ratio = float(subset_moments(cache, split.train).pos_weight)
     return ratio if ratio > 0 and ratio != float("inf") else 1.0
 
 
@@ -188,7 +188,7 @@ def run_study(
 
         # torch loads in the forkserver while the data is checked and the study set up; never
         # for a run with nothing to do (the forkserver ends with this process either way)
-        warm_up()
+        warm_up(spec.model_names)
     root = prepare(spec, trials, storage, data)
     create_study(spec, trials, storage, root)
     view = _start_view(spec, storage, trials) if progress else None

@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +38,17 @@ if TYPE_CHECKING:
 
 from sweep.record import FailureKind
 
-# Everything a trial imports, loaded once in the forkserver rather than in every trial.
+# Everything a trial imports, loaded once in the forkserver rather than in every trial
+# (torch._dynamo: every torch optimizer's constructor imports it, a second). smp is not among
+# them: its encoders import timm and torchvision (two seconds more), and only smp models need
+# them (`warm_up` adds what the study's models import; cloudseg's losses load without them).
 PRELOAD = [
-    "torch", "segmentation_models_pytorch", "matplotlib.pyplot", "cloudseg.training.build",
-    "cloudseg.training.loop", "cloudseg.models", "cloudseg.losses", "cloudseg.training.checkpoint",
-    "cloudseg.data", "cloudseg.data.dataset", "cloudseg.data.device_batches",
-    "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.normalisation",
-    "sweep.artifacts", "sweep.execution._warm",
+    "torch", "torch._dynamo", "numpy.random", "safetensors.torch", "matplotlib.pyplot",
+    "cloudseg.training.build", "cloudseg.training.loop", "cloudseg.models", "cloudseg.nets",
+    "cloudseg.losses", "cloudseg.smp_losses", "cloudseg.training.checkpoint", "cloudseg.data",
+    "cloudseg.data.dataset", "cloudseg.data.device_batches", "cloudseg.data.stats",
+    "cloudseg.scenes.histograms", "cloudseg.normalisation", "sweep.artifacts",
+    "sweep.execution._warm",
 ]
 THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
 _CONTEXT: ForkServerContext | None = None
@@ -76,21 +80,35 @@ def classify(err: BaseException) -> FailureKind:
     return FailureKind.BUG
 
 
-def _context() -> ForkServerContext:
+def preload_for(models: Iterable[str]) -> list[str]:
+    """What the forkserver imports for trials that build `models`: PRELOAD, then the packages
+    those models need (smp for smp's architectures).
+    """
+    from cloudseg import MODELS, model_imports
+
+    extra = {m for name in models if name in MODELS for m in model_imports(name)}
+    return [*PRELOAD, *sorted(extra)]
+
+
+def _context(extra: Iterable[str] = ()) -> ForkServerContext:
+    """The forkserver context; `extra` modules join the preload when it is made here (the
+    server is one per process: the first call decides).
+    """
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(PRELOAD)
+        _CONTEXT.set_forkserver_preload([*PRELOAD, *extra])
     return _CONTEXT
 
 
-def warm_up() -> None:
+def warm_up(models: Iterable[str] = ()) -> None:
     """Start the forkserver now: it imports torch (seconds) while this process goes on with
-    the study's bookkeeping, instead of when the first trial starts.
+    the study's bookkeeping, instead of when the first trial starts. `models`: the names a
+    trial may build; the packages they import are preloaded too.
     """
     from multiprocessing import forkserver
 
-    _context()
+    _context(preload_for(models)[len(PRELOAD):])
     with _without_main():
         forkserver.ensure_running()
 
@@ -199,6 +217,7 @@ def _died(proc: BaseProcess) -> TrialFailure:
 
 
 _SPARE: list[tuple[Any, Any]] = []  # (process, pipe) started ahead for the next trial
+_LAUNCHING: list[threading.Thread] = []  # spares being started (a fork takes ~20 ms)
 
 
 def _launch() -> tuple[Any, Any]:
@@ -212,8 +231,27 @@ def _launch() -> tuple[Any, Any]:
     return proc, here
 
 
+def _launch_spare() -> None:
+    """Start the next trial's process from a thread: the worker does not wait for the fork
+    while it stores this trial and samples the next.
+    """
+    def launch() -> None:
+        with contextlib.suppress(OSError):  # then the next trial starts one itself
+            _SPARE.append(_launch())
+
+    thread = threading.Thread(target=launch, name="spare-trial-process", daemon=True)
+    thread.start()
+    _LAUNCHING.append(thread)
+
+
+def _spares_started() -> None:
+    while _LAUNCHING:
+        _LAUNCHING.pop().join()
+
+
 def _start(job: tuple) -> tuple[Any, Any]:
     """Hand `job` to the spare when there is a live one, else to a new process."""
+    _spares_started()
     while _SPARE:
         proc, here = _SPARE.pop()
         try:
@@ -228,6 +266,7 @@ def _start(job: tuple) -> tuple[Any, Any]:
 
 def close_spare() -> None:
     """End the process started ahead for a next trial that will not come."""
+    _spares_started()
     while _SPARE:
         proc, here = _SPARE.pop()
         here.close()  # it sees EOF and returns
@@ -280,8 +319,7 @@ def run_isolated(
                 # the next start or at exit.
                 proc = None
                 if spare:  # forks while the worker stores this trial and samples the next
-                    with contextlib.suppress(OSError):  # then the next trial starts one
-                        _SPARE.append(_launch())
+                    _launch_spare()
                 return message[1]
             else:
                 raise TrialFailure(message[1], message[2])

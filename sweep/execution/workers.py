@@ -123,7 +123,7 @@ def work(
         confirm = (spec.confirm.top, spec.confirm.repeats)
     if study_done(study_name, storage_url, target, confirm):
         return  # nothing to do: exit 0 (compose does not restart it)
-    warm_up()
+    warm_up(spec.model_names)
     ex = spec.execution
     storage = open_storage(
         storage_url,

@@ -154,6 +154,12 @@ class StudySpec(_Frozen):
         return "scene" if self.metric == "scene-iou" else "patch"
 
     @property
+    def model_names(self) -> list[str]:
+        """The models a trial may build: the space's `model.name` choices, else the fixed one."""
+        model = self.space.get("model.name")
+        return [str(n) for n in (model.choices or [])] if model else [self.fixed.model.name]
+
+    @property
     def sampler_name(self) -> str:
         """The SAMPLERS entry the spec names."""
         return self.sampler.name
@@ -249,12 +255,10 @@ def _check_input_sizes(spec: StudySpec, src: str) -> None:
     """Every model in play takes every crop a trial can get (a 100 px crop fails every U-Net)."""
     from cloudseg import MODELS, check_input_size
 
-    model = spec.space.get("model.name")
-    names = model.choices if model else [spec.fixed.model.name]
     crop = spec.space.get("data.crop")
     crops, where = ((crop.values_to_check(), "space.data.crop") if crop else
                     ([spec.budget.crop or 384], "budget.crop"))
-    for name in (n for n in names or [] if n in MODELS):
+    for name in (n for n in spec.model_names if n in MODELS):
         for side in crops:
             try:
                 check_input_size(name, int(side))
