@@ -76,6 +76,7 @@ _LAZY = {
     "LOSS_PARAMS": "cloudseg.losses",
     "build_loss": "cloudseg.losses",
     "check_loss_config": "cloudseg.losses",
+    "smp_losses": "cloudseg.smp_loss_classes",
     "resolve_loss_params": "cloudseg.losses",
     # data
     "PatchDataset": "cloudseg.data",
@@ -110,6 +111,7 @@ _LAZY = {
     "save_bundle": "cloudseg.training.checkpoint",
     # scenes
     "predict_scenes": "cloudseg.scenes.predict",
+    "WindowPredictor": "cloudseg.scenes.inference",
     "evaluate_scenes": "cloudseg.scenes.evaluate",
     "OFFICIAL_THRESHOLD": "cloudseg.scenes.evaluate",
     "SceneMeter": "cloudseg.scenes.metrics",

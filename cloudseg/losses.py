@@ -3,7 +3,7 @@
 Built on smp.losses. Each entry declares which LossConfig fields it uses and their defaults;
 a config that sets a field its loss ignores is an error, so a config always says what ran.
 torch and smp's losses load only when a loss is built, so the sweep can read LOSS_PARAMS
-cheaply; they load without the rest of smp (cloudseg.smp_losses).
+cheaply; they load without the rest of smp (cloudseg.smp_loss_classes).
 
 Region losses (dice, jaccard, tversky, focal-tversky) are computed over the whole batch, as smp
 does; a batch with no cloud pixel at all contributes 0 to them (smp's convention: the overlap
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cloudseg.config import LossConfig
 from cloudseg.errors import ConfigError
 from cloudseg.registry import Registry
-from cloudseg.smp_losses import smp_losses
+from cloudseg.smp_loss_classes import smp_losses
 
 if TYPE_CHECKING:
     from torch import nn

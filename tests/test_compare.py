@@ -4,6 +4,9 @@ patches, columns: configs) attached to the study."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from PIL import Image
@@ -14,6 +17,26 @@ from sweep.execution.runner import run_study
 from sweep.mirror.media import MASKS_KEY, load_overlay_masks, read_artifact
 from sweep.study.spec import parse_spec
 from tests.sweep_helpers import tiny_spec_dict, trial_threads
+
+
+def assert_prediction_column(overlay: np.ndarray, drawn: list[dict]) -> None:
+    """The overlay's third column (384 px cells, rows as far apart as the columns, the last at
+    the bottom) shows each patch's stored prediction against its truth: TP white, FP red, FN
+    blue, TN black (no-data, grey, where the false colour is grey too).
+    """
+    colours = {(1, 1): (255, 255, 255), (1, 0): (230, 26, 26), (0, 1): (26, 102, 255),
+               (0, 0): (0, 0, 0)}
+    size, rows = 384, len(drawn)
+    gap = (overlay.shape[1] - 3 * size) // 2  # three columns, two gaps between them
+    pitch = size + gap
+    for r, patch in enumerate(drawn):
+        top = overlay.shape[0] - (rows - 1 - r) * pitch - size
+        cell = overlay[top:top + size, -size:]
+        nodata = (patch["image"] == 128).all(axis=-1)
+        expected = np.zeros((size, size, 3), np.uint8)
+        for (p, g), rgb in colours.items():
+            expected[(patch["prediction"] == p) & (patch["ground_truth"] == g)] = rgb
+        assert (cell[~nodata] == expected[~nodata]).all()
 
 
 def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synthetic_root):
@@ -31,6 +54,9 @@ def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synt
     for t in study.trials:
         drawn = load_overlay_masks(read_artifact(store, t.user_attrs["artifacts"][MASKS_KEY]))
         assert [p["patch"] for p in drawn] == panel  # the same patches, in the same order
+        overlay = np.asarray(Image.open(io.BytesIO(
+            read_artifact(store, t.user_attrs["artifacts"]["overlay"]))).convert("RGB"))
+        assert_prediction_column(overlay, drawn)
 
     out = tmp_path / "grid.png"
     result = CliRunner().invoke(app, ["compare", "--study", "panel", "--top", "2", "--out",

@@ -4,7 +4,7 @@ trial. No torch work here: starting torch's thread pools before forking would be
 children.
 """
 
-from cloudseg.smp_losses import smp_losses
+from cloudseg import smp_losses
 from sweep.artifacts import warm_plotting
 
 warm_plotting()

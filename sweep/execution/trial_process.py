@@ -39,13 +39,15 @@ if TYPE_CHECKING:
 from sweep.record import FailureKind
 
 # Everything a trial imports, loaded once in the forkserver rather than in every trial
-# (torch._dynamo: every torch optimizer's constructor imports it, a second). smp is not among
+# (torch._dynamo: every torch optimizer's constructor imports it, a second; torch.fx's
+# optimization: the overlay's inference folds BatchNorm). smp is not among
 # them: its encoders import timm and torchvision (two seconds more), and only smp models need
 # them (`warm_up` adds what the study's models import; cloudseg's losses load without them).
 PRELOAD = [
-    "torch", "torch._dynamo", "numpy.random", "safetensors.torch", "matplotlib.pyplot",
+    "torch", "torch._dynamo", "torch.fx.experimental.optimization", "numpy.random",
+    "safetensors.torch", "matplotlib.pyplot", "PIL.PngImagePlugin", "PIL.ImageDraw",
     "cloudseg.training.build", "cloudseg.training.loop", "cloudseg.models", "cloudseg.nets",
-    "cloudseg.losses", "cloudseg.smp_losses", "cloudseg.training.checkpoint", "cloudseg.data",
+    "cloudseg.losses", "cloudseg.smp_loss_classes", "cloudseg.training.checkpoint", "cloudseg.data",
     "cloudseg.data.dataset", "cloudseg.data.device_batches", "cloudseg.data.stats",
     "cloudseg.scenes.histograms", "cloudseg.normalisation", "sweep.artifacts",
     "sweep.execution._warm",
