@@ -20,22 +20,24 @@ from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 
 def assert_prediction_column(overlay: np.ndarray, drawn: list[dict]) -> None:
-    """The overlay's third column (384 px cells, rows as far apart as the columns, the last at
-    the bottom) shows each patch's stored prediction against its truth: TP white, FP red, FN
-    blue, TN black (no-data, grey, where the false colour is grey too).
+    """The overlay's third column (cells of every second pixel of a 384 px patch, rows as far
+    apart as the columns, the last at the bottom) shows each patch's stored prediction against
+    its truth: TP white, FP red, FN blue, TN black (no-data grey, as the false colour is).
     """
     colours = {(1, 1): (255, 255, 255), (1, 0): (230, 26, 26), (0, 1): (26, 102, 255),
                (0, 0): (0, 0, 0)}
-    size, rows = 384, len(drawn)
+    size, rows = 192, len(drawn)
     gap = (overlay.shape[1] - 3 * size) // 2  # three columns, two gaps between them
     pitch = size + gap
     for r, patch in enumerate(drawn):
         top = overlay.shape[0] - (rows - 1 - r) * pitch - size
         cell = overlay[top:top + size, -size:]
-        nodata = (patch["image"] == 128).all(axis=-1)
+        image, pred, truth = (patch[k][::2, ::2] for k in ("image", "prediction",
+                                                            "ground_truth"))
+        nodata = (image == 128).all(axis=-1)
         expected = np.zeros((size, size, 3), np.uint8)
         for (p, g), rgb in colours.items():
-            expected[(patch["prediction"] == p) & (patch["ground_truth"] == g)] = rgb
+            expected[(pred == p) & (truth == g)] = rgb
         assert (cell[~nodata] == expected[~nodata]).all()
 
 

@@ -4,6 +4,7 @@ and a URL is checked without creating anything."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,18 @@ def test_readers_never_create_a_database(tmp_path):
     assert not (tmp_path / "absent.db").exists()
     with pytest.raises(StorageError, match="in-memory SQLite"):
         check_storage_url("sqlite://")
+
+
+@pytest.mark.parametrize("url", [
+    "sqlite:///sweeps.db", "sqlite:////tmp/a b/x.db", "sqlite:///rel/dir/x.db",
+    "sqlite:///x.db?timeout=3", "sqlite:///a%20b.db", "sqlite:///C:/x.db",
+])
+def test_sqlite_path_reads_a_url_as_sqlalchemy_does(url):
+    """Plain sqlite:/// URLs are read without SQLAlchemy (its import delays `sweep run`'s trial
+    forkserver); the file named must be the one SQLAlchemy would open.
+    """
+    from sqlalchemy.engine import make_url
+
+    from sweep.storage import sqlite_path
+
+    assert sqlite_path(url) == Path(make_url(url).database)

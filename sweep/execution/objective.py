@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from cloudseg import ConfigError, RunConfig, file_sha256
-from sweep.artifacts import upload_trial_files
+from sweep.artifacts import has_images, learning_curve_png, pyplot, upload_trial_files
 from sweep.execution.confirm import confirms
 from sweep.execution.lineage import lineage
 from sweep.execution.trial_process import TrialFailure, run_isolated
@@ -103,6 +104,9 @@ class Objective:
     ) -> None:
         self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
         self.storage = storage
+        if store is not None:  # this process draws the curves: matplotlib loads (half a
+            # second) while the first trial trains, not when its curve is due
+            threading.Thread(target=pyplot, name="load-matplotlib", daemon=True).start()
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """The metric of the best epoch; raises TrialPruned or the failure (an OOM scores worst)."""
@@ -128,12 +132,23 @@ class Objective:
             return False
 
         out = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-"))
+        stored: list[TrialRecord] = []
+        curve: dict[str, str] = {}
+
+        def on_result(payload: dict[str, Any]) -> None:  # while the child draws the overlay
+            stored.append(result_record(payload))
+            save(trial, stored[0])
+            if self.store is not None and has_images(payload["stopped_early"],
+                                                     payload["best_checkpoint"]):
+                path = learning_curve_png(payload["history"], out / "learning_curve.png")
+                curve["curve"] = str(path)
+
         try:
             payload = run_isolated(
                 config, out, on_epoch, timeout=spec.budget.trial_timeout,
-                threads=spec.execution.trial_threads, spare=True,
+                threads=spec.execution.trial_threads, spare=True, on_result=on_result,
             )
-            self._store(trial, payload, keep_all=not pruned)
+            self._attach(trial, stored[0], {**payload["files"], **curve}, keep_all=not pruned)
         except TrialFailure as failure:
             save(trial, TrialRecord(history=_curve(history)))
             return self._failed(trial, failure)
@@ -153,10 +168,10 @@ class Objective:
             return WORST[self.spec.direction]
         raise failure
 
-    def _store(self, trial: optuna.trial.Trial, payload: dict[str, Any], keep_all: bool) -> None:
-        record = result_record(payload)
-        save(trial, record)
-        files = payload["files"] if keep_all else {}  # a pruned trial keeps no files
+    def _attach(self, trial: optuna.trial.Trial, record: TrialRecord, files: dict[str, str],
+                keep_all: bool) -> None:
+        """The stored result's files (weights digest, artifacts) and its dashboard note."""
+        files = files if keep_all else {}  # a pruned trial keeps no files
         checkpoint = Path(files.get("checkpoint", ""))
         if keep_all and checkpoint.is_file():  # the bundle's identity
             save(trial, TrialRecord(weights_sha256=file_sha256(checkpoint)))

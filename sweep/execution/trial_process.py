@@ -11,7 +11,9 @@ child only trains and talks over a pipe:
 
     worker → (config, out_dir, environment, artifacts)
     child → ("epoch", n, record)      worker → True (stop: pruned) / False (go on)
-    child → ("done", payload) | ("error", failure_class, message)
+    child → ("result", payload), then ("files", images)  | ("error", failure_class, message)
+
+The worker stores the result while the child draws the images.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from sweep.record import FailureKind
 
 # Everything a trial imports, loaded once in the forkserver rather than in every trial
 # (torch._dynamo: every torch optimizer's constructor imports it, a second; torch.fx's
-# optimization: the overlay's inference folds BatchNorm). smp is not among
-# them: its encoders import timm and torchvision (two seconds more), and only smp models need
-# them (`warm_up` adds what the study's models import; cloudseg's losses load without them).
+# optimization: the overlay's inference folds BatchNorm). Not matplotlib: only the learning
+# curve uses it, drawn by a process of its own beside the overlay (sweep.artifacts). Not smp:
+# its encoders import timm and torchvision (two seconds more) and only smp models need them
+# (`warm_up` adds what the study's models import; cloudseg's losses load without them).
 PRELOAD = [
     "torch", "torch._dynamo", "torch.fx.experimental.optimization", "numpy.random",
-    "safetensors.torch", "matplotlib.pyplot", "PIL.PngImagePlugin", "PIL.ImageDraw",
+    "safetensors.torch", "PIL.PngImagePlugin", "PIL.ImageDraw",
     "cloudseg.training.build", "cloudseg.training.loop", "cloudseg.models", "cloudseg.nets",
     "cloudseg.losses", "cloudseg.smp_loss_classes", "cloudseg.training.checkpoint", "cloudseg.data",
     "cloudseg.data.dataset", "cloudseg.data.device_batches", "cloudseg.data.stats",
@@ -172,12 +175,13 @@ def _child(conn: Connection, parent_pid: int) -> None:
         from cloudseg import run_training
 
         result = run_training(config, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
+        conn.send(("result", _payload(result)))  # the worker stores it while we draw
         files: dict[str, str] = {}
         if artifacts:
             from sweep.artifacts import render_trial_images
 
             files = render_trial_images(result, Path(out_dir))
-        conn.send(("done", _payload(result, files)))
+        conn.send(("files", files))
     except BaseException as err:  # noqa: BLE001 - everything is reported, nothing escapes
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         with contextlib.suppress(BrokenPipeError, EOFError, OSError):
@@ -186,7 +190,7 @@ def _child(conn: Connection, parent_pid: int) -> None:
         conn.close()
 
 
-def _payload(result: FitResult, files: dict[str, str]) -> dict[str, Any]:
+def _payload(result: FitResult) -> dict[str, Any]:
     return {
         "config": result.config.to_dict(),
         "history": [r.as_dict() for r in result.history],
@@ -200,7 +204,6 @@ def _payload(result: FitResult, files: dict[str, str]) -> dict[str, Any]:
         "data": {k: v for k, v in result.extras.items()
                  if k in ("n_train", "n_val", "pos_weight", "scenes", "data_on_device",
                           "compiled")},
-        "files": files,
     }
 
 
@@ -287,20 +290,23 @@ def run_isolated(
     artifacts: bool = True,
     threads: int | None = None,
     spare: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `config` in a child process (it travels as the typed, validated model);
-    `on_epoch(epoch, record)` returns True to stop it.
+    `on_epoch(epoch, record)` returns True to stop it; `on_result(payload)` gets the result
+    as soon as training ends, while the child still draws the trial's images.
 
     With `spare`, the process for the next trial is started as soon as this one has its
     result, so the next trial does not wait for a fork (a worker runs trial after trial; it
-    calls `close_spare` when done). Returns the result payload; raises TrialFailure
-    (classified) or KeyboardInterrupt (after killing the child).
+    calls `close_spare` when done). Returns the result payload with its image `files`; raises
+    TrialFailure (classified) or KeyboardInterrupt (after killing the child).
     """
     env = dict(os.environ)
     if threads is not None:
         env.setdefault(THREADS_ENV, str(threads))
     proc, here = _start((config, str(out_dir), env, artifacts))
     deadline = None if timeout is None else time.monotonic() + timeout
+    payload: dict[str, Any] = {}
     try:
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -315,14 +321,18 @@ def run_isolated(
                 stop = bool(on_epoch(message[1], message[2]))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     here.send(stop)  # a child killed meanwhile: the next recv says how
-            elif message[0] == "done":
+            elif message[0] == "result":
+                payload = message[1]
+                if spare:  # forks while the worker stores this trial and samples the next
+                    _launch_spare()
+                if on_result is not None:
+                    on_result(payload)
+            elif message[0] == "files":
                 # It exits right after sending; not waiting for that (tearing down a torch
                 # process takes ~0.1 s) lets the next trial start. multiprocessing reaps it at
                 # the next start or at exit.
                 proc = None
-                if spare:  # forks while the worker stores this trial and samples the next
-                    _launch_spare()
-                return message[1]
+                return {**payload, "files": message[1]}
             else:
                 raise TrialFailure(message[1], message[2])
     finally:

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from cloudseg import Registry
-from sweep.study.seeding import TrialSeeded
 from sweep.study.strategies import Settings, Strategy, settings_union
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
+
+    from sweep.study.seeding import TrialSeeded
 
 SAMPLERS: Registry[Strategy] = Registry("sampler")
 
@@ -132,4 +133,6 @@ def build_sampler(settings: Settings, **context: Any) -> TrialSeeded:
     with warnings.catch_warnings():  # group, GP, ... are "experimental": we chose them knowingly
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         inner = SAMPLERS.get(settings.name).build(settings, **context)
+    from sweep.study.seeding import TrialSeeded  # optuna: imported when a study runs
+
     return TrialSeeded(inner, getattr(settings, "seed", 0))
