@@ -172,3 +172,22 @@ def test_help_and_status_do_not_import_torch(tmp_path, args):
     done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert "EXIT 0 TORCH False" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_finished_command_freezes_the_heap_so_exit_skips_collecting_it(monkeypatch):
+    """`sweep`'s exit would otherwise spend half a second in the interpreter's last garbage
+    collection over Optuna's and SQLAlchemy's objects (measured by bench/sweep_overhead).
+    """
+    import gc
+
+    from sweep.cli.entry import main
+
+    gc.unfreeze()
+    monkeypatch.setattr(sys, "argv", ["sweep", "--version"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -1,5 +1,6 @@
 """The 38-Cloud / 95-Cloud data layer: layout, validated index, packed cache, dataset, splits,
-statistics and a synthetic data set in the real format. Import names from here.
+statistics (per-subset moments from per-patch sums kept beside the cache) and a synthetic data
+set in the real format. Import names from here.
 
 `PatchDataset` needs torch and is imported on first use, so `import cloudseg.data` stays light.
 """
