@@ -118,8 +118,7 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA synchronous = NORMAL")  # WAL: a property of the file (_enable_wal)
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -203,11 +202,38 @@ def _check_schema(storage: RDBStorage, url: str) -> None:
 
 def _enable_wal(path: Path) -> None:
     """WAL is a property of the file: set it once, before the engine's first connection."""
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    con = sqlite3.connect(path, timeout=0.1)  # each refusal is retried (`switch_to_wal`)
     try:
-        con.execute("PRAGMA journal_mode = WAL")
+        switch_to_wal(con, patience=WAL_PATIENCE_S)
     finally:
         con.close()
+
+
+WAL_PATIENCE_S = 5.0
+
+
+def switch_to_wal(con: sqlite3.Connection, patience: float) -> bool:
+    """Put the database in WAL mode unless it is already; whether it is now.
+
+    A database that another connection reads in rollback-journal mode (one made by plain
+    Optuna, say) refuses the switch at once with "database is locked": SQLite does not wait
+    for that. The switch is retried for `patience` seconds, then the database stays as it is:
+    still correct (every transaction here is BEGIN IMMEDIATE, with the busy timeout), only
+    its readers and writers wait for each other.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() == "wal":
+            return True
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err):
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def read_storage(url: str) -> RDBStorage:

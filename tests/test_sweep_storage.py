@@ -57,3 +57,33 @@ def test_sqlite_path_reads_a_url_as_sqlalchemy_does(url):
     from sweep.storage import sqlite_path
 
     assert sqlite_path(url) == Path(make_url(url).database)
+
+
+def test_a_database_read_in_rollback_mode_opens_without_wal_and_works(tmp_path, monkeypatch):
+    """A study made by plain Optuna is in rollback-journal mode; while another connection
+    reads it, SQLite refuses the switch to WAL at once ("database is locked"). Opening it must
+    not fail on that: the W&B mirror's thread once did, mid-sweep.
+    """
+    import optuna
+
+    import sweep.storage
+    from sweep.storage import open_storage
+
+    monkeypatch.setattr(sweep.storage, "WAL_PATIENCE_S", 0.2)
+    path = tmp_path / "plain.db"
+    url = f"sqlite:///{path}"
+    optuna.create_study(storage=url, study_name="made-by-optuna")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM studies").fetchall()  # holds its read lock
+    storage = open_storage(url)
+    reader.execute("COMMIT")
+    reader.close()
+    assert [s.study_name for s in storage.get_all_studies()] == ["made-by-optuna"]
+    storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "written-after")
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+    open_storage(url)  # nobody reads it now: switched
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
