@@ -86,33 +86,64 @@ def _false_colour(image: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def grid_png(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: Path,
-             step: int = 2) -> Path:
-    """Images (H, W, 3 floats in [0, 1]) in a grid, every `step`-th pixel (the colours stay
-    exact), a title over each column (a line per newline): numpy and Pillow, a tenth of a
-    second where a matplotlib figure of the same grid took a second on this machine's cores.
+def grid_png(
+    rows: Sequence[Sequence[np.ndarray]],
+    titles: Sequence[str],
+    path: Path,
+    *,
+    row_labels: Sequence[str] = (),
+    caption: str = "",
+    step: int = 2,
+) -> Path:
+    """Images (H, W, 3: floats in [0, 1] or uint8) in a grid, every `step`-th pixel (the
+    colours stay exact), a title over each column, a label left of each row and a caption on
+    top (a line per newline): numpy and Pillow, a tenth of a second where a matplotlib figure
+    of the same grid took a second on this machine's cores.
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    gap, line = 4, 16
-    head = line * max(len(t.split("\n")) for t in titles) + 8
-    rows = [[image[::step, ::step] for image in row] for row in rows]
-    h, w = rows[0][0].shape[:2]
-    canvas = np.full((head + len(rows) * (h + gap) - gap, len(titles) * (w + gap) - gap, 3),
-                     255, np.uint8)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            y, x = head + r * (h + gap), c * (w + gap)
-            canvas[y:y + h, x:x + w] = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    gap, line, label_width = 4, 16, 164 if row_labels else 0
+    top = line * len(caption.splitlines()) + (4 if caption else 0)
+    head = top + line * max(len(t.split("\n")) for t in titles) + 8
+    cells = [[_as_uint8(image[::step, ::step]) for image in row] for row in rows]
+    h, w = cells[0][0].shape[:2]
+    canvas = np.full((head + len(cells) * (h + gap) - gap,
+                      label_width + len(titles) * (w + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            y, x = head + r * (h + gap), label_width + c * (w + gap)
+            canvas[y:y + h, x:x + w] = cell
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default(size=13)
+    font, small = ImageFont.load_default(size=13), ImageFont.load_default(size=11)
+    for k, text in enumerate(caption.splitlines()):
+        draw.text((4, 2 + line * (k + 0.5)), text, fill=(0, 0, 0), font=font, anchor="lm")
     for c, title in enumerate(titles):
         for k, text in enumerate(title.split("\n")):  # a line each, centred over the column
-            draw.text((c * (w + gap) + w / 2, 4 + line * (k + 0.5)), text, fill=(0, 0, 0),
-                      font=font, anchor="mm")
+            draw.text((label_width + c * (w + gap) + w / 2, top + 4 + line * (k + 0.5)), text,
+                      fill=(0, 0, 0), font=font, anchor="mm")
+    for r, label in enumerate(row_labels):
+        lines = label.split("\n")
+        for k, text in enumerate(lines):  # centred on the row's height
+            y = head + r * (h + gap) + h / 2 + line * (k - (len(lines) - 1) / 2)
+            draw.text((4, y), text, fill=(0, 0, 0), font=small, anchor="lm")
     picture.save(path, compress_level=1)  # zlib's default level took 0.16 s for 6 rows
     return path
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def panel_row(false_colour: np.ndarray, truth: np.ndarray, predictions: Sequence[np.ndarray],
+              valid: np.ndarray) -> list[np.ndarray]:
+    """One grid row for a panel patch: its false colour, its truth (white cloud), and each
+    prediction coloured against the truth (`confusion_colours`).
+    """
+    truth_rgb = np.repeat(truth[..., None], 3, -1).astype(np.float32)
+    return [false_colour, truth_rgb, *(confusion_colours(p, truth, valid) for p in predictions)]
 
 
 def confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -165,8 +196,8 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     truth = masks[:, 0].numpy().astype(bool)
     raw = images.to(torch.int32).numpy()
     colour = [_false_colour(r) for r in raw]
-    rows = [(colour[i], np.repeat(truth[i][..., None], 3, -1).astype(np.float32),
-             confusion_colours(pred[i], truth[i], raw[i].any(axis=0))) for i in range(len(ds))]
+    rows = [panel_row(colour[i], truth[i], [pred[i]], raw[i].any(axis=0))
+            for i in range(len(ds))]
     grid_png(rows, ("NIR-R-G", "ground truth", "prediction\nTP white · FP red · FN blue"), path)
     # The raw masks too, so the W&B mirror can log them with `masks=` (its mask viewer).
     save_overlay_masks(

@@ -12,10 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from cloudseg import ConfigError
-from sweep.artifacts import confusion_colours, pyplot
+from sweep.artifacts import grid_png, panel_row
 from sweep.mirror.media import MASKS_KEY, load_overlay_masks, read_artifact
 from sweep.record import load
 
@@ -53,32 +51,20 @@ def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "
     if not names:
         raise ConfigError(f"study {study.study_name!r}: no hard-case panel patch is shared by "
                           "the compared trials (the study predates its panel)")
-    plt = pyplot()
-    width = 2 + len(columns)
-    fig, axes = plt.subplots(len(names), width, figsize=(2.3 * width, 2.3 * len(names) + 1.2),
-                             dpi=90, squeeze=False)
-    for row, name in enumerate(names):
+    rows = []
+    for name in names:
         first = columns[0][name]
         valid = ~(first["image"] == NODATA_GREY).all(axis=-1)
         truth = first["ground_truth"].astype(bool)
-        cells = [first["image"], np.repeat(truth[..., None], 3, -1).astype(np.float32)]
-        cells += [confusion_colours(col[name]["prediction"].astype(bool), truth, valid)
-                  for col in columns]
-        for k, cell in enumerate(cells):
-            ax = axes[row, k]
-            ax.imshow(cell, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-        axes[row, 0].set_ylabel(f"{reasons.get(name, '')}\n{name[-24:]}", fontsize=7)
-    for k, head in enumerate(["NIR-R-G", "ground truth",
-                              *(_title(i, c) for i, c in enumerate(configs, 1))]):
-        axes[0, k].set_title(head, fontsize=7)
-    fig.suptitle(f"{study.study_name}: hard-case panel · TP white · FP red · FN blue"
-                 + (f"\n{note}" if note else ""), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / fig.get_figheight()))  # room for the suptitle
+        rows.append(panel_row(first["image"], truth,
+                              [col[name]["prediction"].astype(bool) for col in columns], valid))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return grid_png(
+        rows, ["NIR-R-G", "ground truth", *(_title(i, c) for i, c in enumerate(configs, 1))],
+        out, row_labels=[f"{reasons.get(name, '')}\n{name[-24:]}" for name in names],
+        caption=f"{study.study_name}: hard-case panel · TP white · FP red · FN blue"
+        + (f"\n{note}" if note else ""),
+    )
 
 
 def attach(study: Any, store: Any, path: Path) -> str:

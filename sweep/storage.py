@@ -29,6 +29,7 @@ from sweep.errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 BUSY_TIMEOUT_S = 60
+WAL_PATIENCE_S = 5.0  # how long a switch to WAL is retried while others hold the file
 
 
 def redact(url: str) -> str:
@@ -207,9 +208,6 @@ def _enable_wal(path: Path) -> None:
         switch_to_wal(con, patience=WAL_PATIENCE_S)
     finally:
         con.close()
-
-
-WAL_PATIENCE_S = 5.0
 
 
 def switch_to_wal(con: sqlite3.Connection, patience: float) -> bool:

@@ -95,14 +95,14 @@ def preload_for(models: Iterable[str]) -> list[str]:
     return [*PRELOAD, *sorted(extra)]
 
 
-def _context(extra: Iterable[str] = ()) -> ForkServerContext:
-    """The forkserver context; `extra` modules join the preload when it is made here (the
-    server is one per process: the first call decides).
+def _context(preload: list[str] | None = None) -> ForkServerContext:
+    """The forkserver context; `preload` (default PRELOAD) applies when it is made here: the
+    server is one per process, and the first call decides.
     """
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload([*PRELOAD, *extra])
+        _CONTEXT.set_forkserver_preload(PRELOAD if preload is None else preload)
     return _CONTEXT
 
 
@@ -113,7 +113,7 @@ def warm_up(models: Iterable[str] = ()) -> None:
     """
     from multiprocessing import forkserver
 
-    _context(preload_for(models)[len(PRELOAD):])
+    _context(preload_for(models))
     with _without_main():
         forkserver.ensure_running()
 
