@@ -43,8 +43,10 @@ def redact(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite URL (None for other backends or :memory:)."""
-    if not url.startswith("sqlite:"):
+    """The database file of a sqlite URL, `sqlite:///` or with a driver (`sqlite+pysqlite:///`);
+    None for other backends or :memory:.
+    """
+    if url.split(":", 1)[0].split("+", 1)[0] != "sqlite":
         return None
     plain = re.fullmatch(r"sqlite:///([^?#%:]+)", url)  # read without importing SQLAlchemy
     if plain:  # (0.2 s), which `sweep run` asks before it starts the trial forkserver

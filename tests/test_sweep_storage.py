@@ -42,11 +42,13 @@ def test_readers_never_create_a_database(tmp_path):
     assert not (tmp_path / "absent.db").exists()
     with pytest.raises(StorageError, match="in-memory SQLite"):
         check_storage_url("sqlite://")
+    check_storage_url(f"sqlite+pysqlite:///{tmp_path / 'driver.db'}")  # a file, with a driver
 
 
 @pytest.mark.parametrize("url", [
     "sqlite:///sweeps.db", "sqlite:////tmp/a b/x.db", "sqlite:///rel/dir/x.db",
     "sqlite:///x.db?timeout=3", "sqlite:///a%20b.db", "sqlite:///C:/x.db",
+    "sqlite+pysqlite:///x.db", "sqlite+pysqlite:////tmp/y.db",
 ])
 def test_sqlite_path_reads_a_url_as_sqlalchemy_does(url):
     """Plain sqlite:/// URLs are read without SQLAlchemy (its import delays `sweep run`'s trial
