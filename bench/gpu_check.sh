@@ -8,23 +8,40 @@
 #
 #   bash bench/gpu_check.sh [TRIALS]            # from the repository root, venv in .venv
 #
+# Without CUDA it runs the same steps at CPU scale instead (a 64 px train step, the small
+# time-to-answer tree, 2 trials, no compile run: train.compile is off on the CPU), a smoke run
+# that proves the script works, not the GPU figures; the test suite runs it that way.
 # Output goes to stdout and to $OUT/gpu_check.log when OUT is set (the device tool's folder).
+# ROOT: where the time-to-answer tree is written once (default /tmp/tta-full or /tmp/tta-small).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIALS=${1:-12}
 PY=${PYTHON:-.venv/bin/python}
 LOG=${OUT:-/tmp}/gpu_check.log
 export CLOUDSEG_CACHE_DIR=${CLOUDSEG_CACHE_DIR:-/tmp/cloudseg-cache}
-{
-    echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
-    "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
-    echo "== 1. train step, unet-resnet34 at 384x384"
-    timeout 120 "$PY" bench/train_step.py --models unet-resnet34 --size 384 --batch 64 \
-        --steps 20 --warmup 5 --compile || echo "train_step: exit $?"
-    echo "== 2. time to answer, loss-search, $TRIALS trials"
-    timeout 230 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root /tmp/tta-full \
-        --timeout 120 || echo "time_to_answer: exit $?"
-    echo "== 3. the same with train.compile"
-    timeout 120 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root /tmp/tta-full \
-        --timeout 80 --set fixed.train.compile=true || echo "time_to_answer (compile): exit $?"
-} 2>&1 | tee "$LOG"
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    TRIALS=${1:-12}
+    ROOT=${ROOT:-/tmp/tta-full}
+    {
+        echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+        "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+        echo "== 1. train step, unet-resnet34 at 384x384"
+        timeout 120 "$PY" bench/train_step.py --models unet-resnet34 --size 384 --batch 64 \
+            --steps 20 --warmup 5 --compile || echo "train_step: exit $?"
+        echo "== 2. time to answer, loss-search, $TRIALS trials"
+        timeout 230 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
+            --timeout 120 || echo "time_to_answer: exit $?"
+        echo "== 3. the same with train.compile"
+        timeout 120 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
+            --timeout 80 --set fixed.train.compile=true || echo "time_to_answer (compile): exit $?"
+    } 2>&1 | tee "$LOG"
+else
+    TRIALS=${1:-2}
+    ROOT=${ROOT:-/tmp/tta-small}
+    {
+        echo "== $(date -u +%FT%TZ) no CUDA device: a CPU smoke run of the same steps, not the GPU figures"
+        echo "== 1. train step, unet-resnet34 at 64x64 on the CPU"
+        "$PY" bench/train_step.py --models unet-resnet34 --size 64 --batch 2 --steps 2 --warmup 1
+        echo "== 2. time to answer, loss-search (small scale), $TRIALS trials"
+        "$PY" bench/time_to_answer.py --scale small --trials "$TRIALS" --root "$ROOT"
+    } 2>&1 | tee "$LOG"
+fi

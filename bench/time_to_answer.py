@@ -2,8 +2,11 @@
 
 The user's question is answered when that command ends, so this runs the shipped spec as a user
 would (a real `sweep run` subprocess on a fresh SQLite file) over a synthetic tree the size of
-38-Cloud's training set and prints: wall time, finished / pruned trials, images/s over the
-study, the sum of the trials' fit times, and the GPU's mean utilisation (CUDA, via nvidia-smi).
+38-Cloud's training set and prints: wall time, finished / pruned search trials and the
+confirmation runs that follow them (the spec's `confirm`), images/s over the study, the sum of
+the trials' fit times, the GPU's mean utilisation (CUDA, via nvidia-smi), and the wall time of
+40 trials extrapolated (the first trial with the start-up, the later ones each as long as
+those measured, the confirmation runs as the spec plans them).
 
     python bench/time_to_answer.py --trials 12                 # on a GPU: the full-size tree
     python bench/time_to_answer.py --scale small --trials 3    # CPU smoke run (minutes)
@@ -93,9 +96,15 @@ class GpuSampler:
         return f"{sum(values) / len(values):.0f}% ({len(values)} samples)" if values else "n/a"
 
 
-def study_figures(db: Path, name: str) -> dict:
+def study_figures(db: Path, name: str, started: float) -> dict:
+    """The study's search trials and confirmation runs (the spec's `confirm`: its top configs
+    retrained after the search, part of the answer's wall time, a fixed number of runs that
+    does not grow with --trials), training images and fit seconds over both.
+    """
     import optuna
     from optuna.trial import TrialState
+
+    from sweep.execution.confirm import confirms
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -107,16 +116,41 @@ def study_figures(db: Path, name: str) -> dict:
         cap = cfg.get("train", {}).get("max_steps_per_epoch")
         steps = min(steps, cap) if cap else steps
         images += len(t.user_attrs.get("history", [])) * steps * batch
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    search = [t for t in finished if confirms(t) is None]
+    confirming = [t for t in finished if confirms(t) is not None]
+    complete = [t for t in search if t.state == TrialState.COMPLETE]
+    span = 0.0  # the confirmation phase: its first run's start to its last run's end
+    if confirming:
+        span = (max(t.datetime_complete for t in confirming)
+                - min(t.datetime_start for t in confirming)).total_seconds()
+    ends = sorted(t.datetime_complete.timestamp() for t in search)
     return {
-        "finished": len(finished),
-        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "search": len(search),
+        "first_end": ends[0] - started if ends else float("nan"),  # with the one-time start-up
+        "later_each": (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else float("nan"),
+        "pruned": sum(t.state == TrialState.PRUNED for t in search),
+        "confirmations": len(confirming),
+        "confirm_span": span,
         "fit": sum(t.user_attrs.get("fit_seconds", 0.0) for t in finished),
         "images": images,
         "best": max((t.value for t in complete if t.value is not None), default=float("nan")),
         "on_device": sorted({str(t.user_attrs.get("data", {}).get("data_on_device", "?"))
                              for t in finished}),
     }
+
+
+def extrapolate(trials: int, r: dict, planned_confirmations: int) -> str:
+    """Wall time of a `trials`-trial study from this one: the first trial with the one-time
+    start-up, each later search trial as long as those measured, and the confirmation runs
+    the spec plans (a fixed number: fewer ran here when fewer configs completed), each as long
+    as the ones measured.
+    """
+    later = r["later_each"] if r["search"] > 1 else r["first_end"]  # one trial: an overestimate
+    per_run = r["confirm_span"] / r["confirmations"] if r["confirmations"] else 0.0
+    total = r["first_end"] + (trials - 1) * later + planned_confirmations * per_run
+    return (f"{trials} trials extrapolated: {total / 60:.1f} min = the first trial with the "
+            f"start-up {r['first_end']:.1f} s + {trials - 1} x {later:.1f} s per later trial + "
+            f"{planned_confirmations} confirmation runs x {per_run:.1f} s")
 
 
 def main() -> None:
@@ -151,25 +185,27 @@ def main() -> None:
         if args.timeout:
             cmd += ["--timeout", str(args.timeout)]
         gpu = GpuSampler(folder / "gpu.log")
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         rc = subprocess.run(cmd, cwd=folder, stdout=subprocess.DEVNULL).returncode
         wall = time.perf_counter() - start
         if rc:
             print(f"sweep run exited {rc}; figures below are for the trials that finished")
         utilisation = gpu.stop()
-        r = study_figures(folder / "sweeps.db", spec["name"])
+        r = study_figures(folder / "sweeps.db", spec["name"], started)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
     print(f"study {args.study} ({args.scale} scale), {args.trials} trials on {device}; "
           f"overrides: {overrides or 'none'}")
     print(f"data preparation (once, not in the wall time): {prep:.1f} s")
-    print(f"wall time: {wall:.1f} s ({wall / 60:.2f} min); finished {r['finished']}, "
-          f"pruned {r['pruned']}; best IoU {r['best']:.4f}; data on device: {r['on_device']}")
+    print(f"wall time: {wall:.1f} s ({wall / 60:.2f} min); {r['search']} search trials "
+          f"finished ({r['pruned']} pruned), then {r['confirmations']} confirmation runs "
+          f"({r['confirm_span']:.1f} s); best IoU {r['best']:.4f}; data on device: "
+          f"{r['on_device']}")
     ratio = wall / max(r["fit"], 1e-9)
     print(f"sum of fit times: {r['fit']:.1f} s; wall / sum of fit = {ratio:.2f}x")
     print(f"images/s over the study: {r['images'] / wall:.1f} ({r['images']} training images)")
     print(f"GPU utilisation over the study: {utilisation}")
-    per_trial = wall / max(r["finished"], 1)
-    print(f"40 trials extrapolated: {40 * per_trial / 60:.1f} min (at {per_trial:.1f} s per trial)")
+    confirm = spec.get("confirm") or {}
+    print(extrapolate(40, r, confirm.get("top", 0) * confirm.get("repeats", 0)))
 
 
 if __name__ == "__main__":
