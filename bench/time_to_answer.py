@@ -11,6 +11,7 @@ those measured, the confirmation runs as the spec plans them).
     python bench/time_to_answer.py --trials 12                 # on a GPU: the full-size tree
     python bench/time_to_answer.py --scale small --trials 3    # CPU smoke run (minutes)
     python bench/time_to_answer.py --set fixed.train.compile=true   # a spec override
+    python bench/time_to_answer.py --set confirm=null   # search only; confirmations estimated
 
 The full-size tree (18 scenes of 7761 x 8200 px -> 8,316 patches, 38-Cloud has 8,400; centred
 padding) is written once to --root and reused; it is drawn at 1/4 resolution and enlarged
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,7 +126,9 @@ def study_figures(db: Path, name: str, started: float) -> dict:
         span = (max(t.datetime_complete for t in confirming)
                 - min(t.datetime_start for t in confirming)).total_seconds()
     ends = sorted(t.datetime_complete.timestamp() for t in search)
+    runs = [(t.datetime_complete - t.datetime_start).total_seconds() for t in complete]
     return {
+        "complete_each": sum(runs) / len(runs) if runs else float("nan"),  # full budget
         "search": len(search),
         "first_end": ends[0] - started if ends else float("nan"),  # with the one-time start-up
         "later_each": (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else float("nan"),
@@ -146,11 +150,31 @@ def extrapolate(trials: int, r: dict, planned_confirmations: int) -> str:
     as the ones measured.
     """
     later = r["later_each"] if r["search"] > 1 else r["first_end"]  # one trial: an overestimate
-    per_run = r["confirm_span"] / r["confirmations"] if r["confirmations"] else 0.0
+    if r["confirmations"]:
+        per_run, how = r["confirm_span"] / r["confirmations"], ""
+    else:  # none ran (`--set confirm=null`): a confirmation run is a complete trial's budget
+        per_run, how = r["complete_each"], " (as long as a complete search trial)"
     total = r["first_end"] + (trials - 1) * later + planned_confirmations * per_run
     return (f"{trials} trials extrapolated: {total / 60:.1f} min = the first trial with the "
             f"start-up {r['first_end']:.1f} s + {trials - 1} x {later:.1f} s per later trial + "
-            f"{planned_confirmations} confirmation runs x {per_run:.1f} s")
+            f"{planned_confirmations} confirmation runs x {per_run:.1f} s{how}")
+
+
+def run_until(cmd: list[str], folder: Path, deadline: float | None) -> int:
+    """Run `sweep run`; past `deadline` seconds send it Ctrl-C (its running trial ends
+    FAILED "interrupted", the finished ones stay) and give it 30 s to close. Its exit code.
+    """
+    proc = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL)
+    try:
+        return proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        print(f"deadline of {deadline:g} s reached: the study is stopped (Ctrl-C)")
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
 
 
 def main() -> None:
@@ -164,16 +188,25 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=None, help="where the tree is written once")
     p.add_argument("--timeout", type=float, default=None,
                    help="sweep run --timeout: start no trial after this many seconds")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="stop the study (Ctrl-C) after this many seconds and report the "
+                        "trials that finished: the figures print even when a trial runs long")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="spec override, e.g. fixed.train.compile=true (repeatable)")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="write and pack the tree (once), then stop: no study")
     args = p.parse_args()
     from sweep.study.spec import find_spec_file
 
     root = args.root or Path("data") / f"time-to-answer-{args.scale}"
     prep = ensure_tree(root.absolute(), args.scale)
+    if args.prepare_only:
+        print(f"data preparation: {prep:.1f} s")
+        return
     overrides = {**SCALES[args.scale]["overrides"]}
     overrides.update(dict((kv.split("=", 1)[0], parse_value(kv.split("=", 1)[1]))
                           for kv in args.set))
+    shipped = yaml.safe_load(find_spec_file(args.study).read_text())
     spec = apply(yaml.safe_load(find_spec_file(args.study).read_text()), overrides)
     spec["data"] = None
     with tempfile.TemporaryDirectory(prefix="time-to-answer-") as tmp:
@@ -186,7 +219,7 @@ def main() -> None:
             cmd += ["--timeout", str(args.timeout)]
         gpu = GpuSampler(folder / "gpu.log")
         start, started = time.perf_counter(), time.time()
-        rc = subprocess.run(cmd, cwd=folder, stdout=subprocess.DEVNULL).returncode
+        rc = run_until(cmd, folder, args.deadline)
         wall = time.perf_counter() - start
         if rc:
             print(f"sweep run exited {rc}; figures below are for the trials that finished")
@@ -204,7 +237,7 @@ def main() -> None:
     print(f"sum of fit times: {r['fit']:.1f} s; wall / sum of fit = {ratio:.2f}x")
     print(f"images/s over the study: {r['images'] / wall:.1f} ({r['images']} training images)")
     print(f"GPU utilisation over the study: {utilisation}")
-    confirm = spec.get("confirm") or {}
+    confirm = shipped.get("confirm") or {}  # what the user's run would confirm
     print(extrapolate(40, r, confirm.get("top", 0) * confirm.get("repeats", 0)))
 
 
