@@ -10,6 +10,9 @@
 #
 #   bash bench/gpu_check.sh [TRIALS]            # from the repository root, venv in .venv
 #
+# On the device machine (no venv; python3 has torch): bench/device_wheels.sh, run here once,
+# prepares what its image lacks, and its header gives the one command to run there.
+#
 # Without CUDA it runs the same steps at CPU scale instead (a 64 px train step, the small
 # time-to-answer tree, 2 trials and the spec's confirmation runs, no compile run: train.compile
 # is off on the CPU), a smoke run that proves the script works, not the GPU figures; the test

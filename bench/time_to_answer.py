@@ -160,6 +160,14 @@ def extrapolate(trials: int, r: dict, planned_confirmations: int) -> str:
             f"{planned_confirmations} confirmation runs x {per_run:.1f} s{how}")
 
 
+def sweep_command() -> list[str]:
+    """The `sweep` console script beside this interpreter, else `python -m sweep.cli` (the
+    device machine runs the checkout from PYTHONPATH, with no script installed).
+    """
+    script = Path(sys.executable).with_name("sweep")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "sweep.cli"]
+
+
 def run_until(cmd: list[str], folder: Path, deadline: float | None) -> int:
     """Run `sweep run`; past `deadline` seconds send it Ctrl-C (its running trial ends
     FAILED "interrupted", the finished ones stay) and give it 30 s to close. Its exit code.
@@ -213,7 +221,7 @@ def main() -> None:
         folder = Path(tmp)
         spec_path = folder / f"{spec['name']}.yaml"
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        cmd = [str(Path(sys.executable).with_name("sweep")), "run", "--study", str(spec_path),
+        cmd = [*sweep_command(), "run", "--study", str(spec_path),
                "--trials", str(args.trials), "--data", str(root.absolute()), "--no-progress"]
         if args.timeout:
             cmd += ["--timeout", str(args.timeout)]
