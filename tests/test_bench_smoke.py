@@ -27,7 +27,7 @@ def test_gpu_check_runs_its_steps_at_cpu_scale_without_cuda(tmp_path):
     assert re.search(r"data preparation: [\d.]+ s", log)  # the tree, before the timed steps
     assert re.search(r"unet-resnet34 +[\d.]+M +fp32 +[\d.]+", log)  # a measured train step
     # loss-search confirms its top configs: 1 search trial, then its config's 3 repeats
-    assert "1 search trials finished (0 pruned), then 3 confirmation runs" in log
+    assert "1 search trial finished (0 pruned), then 3 confirmation runs" in log
     assert re.search(r"wall / sum of fit = [\d.]+x", log)
     assert re.search(r"40 trials extrapolated: [\d.]+ min = the first trial with the start-up "
                      r"[\d.]+ s \+ 39 x [\d.]+ s per later trial \+ 9 confirmation runs x", log)
