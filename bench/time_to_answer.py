@@ -237,9 +237,10 @@ def main() -> None:
     print(f"study {args.study} ({args.scale} scale), {args.trials} trials on {device}; "
           f"overrides: {overrides or 'none'}")
     print(f"data preparation (once, not in the wall time): {prep:.1f} s")
-    plural = "" if r["search"] == 1 else "s"
-    print(f"wall time: {wall:.1f} s ({wall / 60:.2f} min); {r['search']} search trial{plural} "
-          f"finished ({r['pruned']} pruned), then {r['confirmations']} confirmation runs "
+    trials_word = "trial" if r["search"] == 1 else "trials"
+    runs_word = "run" if r["confirmations"] == 1 else "runs"
+    print(f"wall time: {wall:.1f} s ({wall / 60:.2f} min); {r['search']} search {trials_word} "
+          f"finished ({r['pruned']} pruned), then {r['confirmations']} confirmation {runs_word} "
           f"({r['confirm_span']:.1f} s); best IoU {r['best']:.4f}; data on device: "
           f"{r['on_device']}")
     ratio = wall / max(r["fit"], 1e-9)
