@@ -22,6 +22,7 @@ padding) is written once to --root and reused; it is drawn at 1/4 resolution and
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import signal
@@ -215,7 +216,7 @@ def main() -> None:
     overrides.update(dict((kv.split("=", 1)[0], parse_value(kv.split("=", 1)[1]))
                           for kv in args.set))
     shipped = yaml.safe_load(find_spec_file(args.study).read_text())
-    spec = apply(yaml.safe_load(find_spec_file(args.study).read_text()), overrides)
+    spec = apply(copy.deepcopy(shipped), overrides)
     spec["data"] = None
     with tempfile.TemporaryDirectory(prefix="time-to-answer-") as tmp:
         folder = Path(tmp)
