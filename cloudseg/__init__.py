@@ -22,6 +22,7 @@ from cloudseg.config import (
     load_run_config,
     parse_run_config,
 )
+from cloudseg.cores import available_cores, loader_workers
 from cloudseg.errors import (
     CacheError,
     CloudsegError,
@@ -52,11 +53,13 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "TrainingError",
+    "available_cores",
     "bug_line",
     "debug_enabled",
     "format_errors",
     "format_validation_error",
     "load_run_config",
+    "loader_workers",
     "one_line",
     "parse_run_config",
     "read_yaml",

@@ -88,7 +88,10 @@ class TrainConfig(_Frozen):
     band_std: tuple[float, float, float, float] | None = None
     threshold: float = Field(0.5, gt=0, lt=1)  # probability threshold for metrics
     ignore_nodata: bool = True  # leave pixels whose four bands are 0 out of the metrics
-    num_workers: int = Field(0, ge=0)  # DataLoader workers
+    num_workers: int = Field(0, ge=0)  # DataLoader workers (at most the cores the run owns)
+    # torch intra-op threads (None: torch's default, one per core). A sweep records the count
+    # its trial ran with, so `cloudseg train` of an exported config runs the same way.
+    threads: int | None = Field(None, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)  # CPU demo and tests
     # What picks the best epoch: IoU pooled over validation patches, or the 38-Cloud figure,
     # IoU per whole validation scene averaged over scenes (cloudseg.scenes.metrics; validation

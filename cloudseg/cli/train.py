@@ -6,6 +6,7 @@ cloudseg.cli; torch and rich load only when the command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +27,21 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="data root; overrides data.root (default: data.root, else $CLOUDSWEEP_DATA)",
     )
     p.add_argument(
+        "--threads", type=_positive_int, default=None, metavar="N",
+        help="torch threads; overrides train.threads (an exported config carries the count its "
+        "trial ran with, so the run reproduces the trial; unset: one per core)",
+    )
+    p.add_argument(
         "--out", type=Path, default=None,
         help="where the best/ and last/ checkpoint bundles go (default: runs/<config>-<time>)",
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 @command("train", "train one model from a RunConfig YAML", _train_arguments)
@@ -37,6 +50,7 @@ def train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloudseg.config import load_run_config
+    from cloudseg.cores import available_cores, loader_workers
     from cloudseg.data import open_cache
     from cloudseg.training.build import resolve_data_root, run_training, with_data_root
     from cloudseg.training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_bundle
@@ -46,6 +60,12 @@ def train(args: argparse.Namespace) -> int:
         check_bundle(args.config.parent)  # a bundle's config.yaml must be its weights' config
     if args.data is not None:
         config = with_data_root(config, args.data)
+    if args.threads is not None:
+        config = config.with_overrides({"train.threads": args.threads}, "--threads")
+    workers = loader_workers(config.train.num_workers)
+    if workers < config.train.num_workers:
+        print(f"note: train.num_workers {config.train.num_workers} -> {workers}: this process "
+              f"may run on {available_cores()} cores", file=sys.stderr)
     out = args.out or Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     console = Console() if Console().is_terminal else Console(width=120)
 

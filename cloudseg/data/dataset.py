@@ -110,8 +110,22 @@ class PatchDataset(Dataset):
         generator = kwargs.pop("generator", None)
         order = (RandomSampler(self, generator=generator) if shuffle
                  else SequentialSampler(self))
+        if num_workers:
+            kwargs.setdefault("multiprocessing_context", worker_start_method())
         return DataLoader(self, batch_size=None, num_workers=num_workers,
                           sampler=BatchSampler(order, batch_size, drop_last), **kwargs)
+
+
+def worker_start_method() -> str | None:
+    """"fork" where the OS has it: a loader worker then starts as a copy of the process that
+    trains (the open cache, torch imported) in milliseconds. Workers are started anew every
+    epoch (they must see `set_epoch`), and a process's default method need not be fork: in a
+    sweep's trial process (a forkserver child) it is forkserver, whose workers re-import torch,
+    about two seconds each, every epoch. None (the default) where there is no fork.
+    """
+    import multiprocessing as mp
+
+    return "fork" if "fork" in mp.get_all_start_methods() else None
 
 
 def _transform(a: np.ndarray, t: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cloudseg.config import RunConfig
+from cloudseg.cores import loader_workers
 from cloudseg.errors import ConfigError
 from cloudseg.training.results import FitResult
 
@@ -255,8 +256,9 @@ def _loaders(
             shuffle=False,
         )
         return train_loader, val_loader, True
-    # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops).
-    workers, pin = config.train.num_workers, setup.is_cuda
+    # Workers are not persistent: they must see PatchDataset.set_epoch (fresh crops). At most
+    # one per core this process may run on (a sweep bounds it to the trial's share first).
+    workers, pin = loader_workers(config.train.num_workers), setup.is_cuda
     # Whole-batch fetches (PatchDataset.loader): the default collate's batches, no stacking.
     train_loader = train_ds.loader(
         batch, shuffle=True, drop_last=drop_last, num_workers=workers, pin_memory=pin,

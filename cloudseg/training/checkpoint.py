@@ -36,7 +36,8 @@ DIGEST_KEY = "weights_sha256"  # metrics.json: sha256 of model.safetensors (expo
 # config.yaml fields that may differ from the config inside the weights: where and how the
 # model runs, not what it is or how it was trained.
 FREE_FIELDS = frozenset({
-    "data.root", "data.cache_dir", "train.device", "train.num_workers", "train.threshold",
+    "data.root", "data.cache_dir", "train.device", "train.num_workers", "train.threads",
+    "train.threshold",
 })
 
 

@@ -78,7 +78,7 @@ def fit(
     history: list[EpochRecord] = []
     stopped_early, oom_detail = False, None
     try:
-        with _run_mode(setup), _Reporter(progress, tcfg.epochs, steps) as report:
+        with _run_mode(setup, tcfg.threads), _Reporter(progress, tcfg.epochs, steps) as report:
             for epoch in range(1, tcfg.epochs + 1):
                 trained = train_epoch(trainer, train_loader, epoch, report)
                 record = validate_epoch(trainer, val_loader, trained, val_scenes)
@@ -148,11 +148,15 @@ def _trainer(
 
 
 @contextlib.contextmanager
-def _run_mode(setup: DeviceSetup) -> Iterator[None]:
+def _run_mode(setup: DeviceSetup, threads: int | None) -> Iterator[None]:
     """CuDNN autotuning on CUDA (fixed input sizes), deterministic kernels on the CPU (free
-    there); the caller's determinism setting comes back afterwards, whatever happened.
+    there), `train.threads` torch threads when set; the caller's settings come back
+    afterwards, whatever happened.
     """
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     if setup.is_cuda:
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(setup.device)
@@ -162,6 +166,7 @@ def _run_mode(setup: DeviceSetup) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(was_threads)
 
 
 def _release(model: nn.Module, loss_fn: nn.Module) -> None:

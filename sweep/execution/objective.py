@@ -45,14 +45,20 @@ from sweep.study.spec import StudySpec
 if TYPE_CHECKING:
     from optuna.artifacts import FileSystemArtifactStore
 
+    from sweep.execution.share import TrialShare
+
 WORST = {"maximize": 0.0, "minimize": 1.0}  # every spec metric lies in [0, 1]
 
 
 def trial_config(
-    spec: StudySpec, params: dict[str, Any], data_root: Path, subset_seed: int
+    spec: StudySpec, params: dict[str, Any], data_root: Path, subset_seed: int,
+    share: TrialShare | None = None,
 ) -> RunConfig:
-    """Fixed < budget < drawn params; the data root and subset seed are the sweep's own."""
+    """Fixed < budget < drawn params; the data root and subset seed are the sweep's own, and
+    `share` (the worker's threads and cores per trial) sets train.threads and num_workers.
+    """
     b = spec.budget
+    machine = {} if share is None else share.overrides(spec.fixed.train.num_workers)
     return spec.fixed.with_overrides(
         {
             "train.epochs": b.epochs,
@@ -65,6 +71,7 @@ def trial_config(
             "data.root": str(data_root),
             "data.subset_seed": subset_seed,
             "data.device_share": 1 / spec.execution.trials_per_gpu,
+            **machine,
             **params,
         },
         f"{spec.source}: trial config",
@@ -91,7 +98,8 @@ def subset_seed(spec: StudySpec, number: int) -> int:
 class Objective:
     """A trial: draw a config, train it in a fresh child process, store its record and files.
 
-    `storage`: the worker's Optuna storage, the one its study runs on.
+    `storage`: the worker's Optuna storage, the one its study runs on; `share`: the threads and
+    cores each trial gets (sweep.execution.share).
     """
 
     def __init__(
@@ -101,9 +109,10 @@ class Objective:
         store: FileSystemArtifactStore | None,
         context: dict[str, float],
         storage: BaseStorage,
+        share: TrialShare | None = None,
     ) -> None:
         self.spec, self.data_root, self.store, self.context = spec, data_root, store, context
-        self.storage = storage
+        self.storage, self.share = storage, share
         if store is not None:  # this process draws the curves: matplotlib loads (half a
             # second) while the first trial trains, not when its curve is due
             threading.Thread(target=pyplot, name="load-matplotlib", daemon=True).start()
@@ -115,7 +124,7 @@ class Objective:
         save(trial, TrialRecord(subset_seed=seed))
         params = suggest(trial, spec.space, spec.fixed, self.context)
         try:
-            config = trial_config(spec, params, self.data_root, seed)
+            config = trial_config(spec, params, self.data_root, seed, self.share)
         except ConfigError as err:
             return self._failed(trial, TrialFailure(FailureKind.BUG, str(err)))
         save(trial, TrialRecord(config=config.to_dict()))
@@ -145,8 +154,8 @@ class Objective:
 
         try:
             payload = run_isolated(
-                config, out, on_epoch, timeout=spec.budget.trial_timeout,
-                threads=spec.execution.trial_threads, spare=True, on_result=on_result,
+                config, out, on_epoch, timeout=spec.budget.trial_timeout, spare=True,
+                on_result=on_result,
             )
             self._attach(trial, stored[0], {**payload["files"], **curve}, keep_all=not pruned)
         except TrialFailure as failure:
@@ -164,6 +173,15 @@ class Objective:
 
     def _failed(self, trial: optuna.trial.Trial, failure: TrialFailure) -> float:
         save(trial, TrialRecord(failure=failure.kind, failure_message=failure.message))
+        if failure.traceback and self.store is not None:  # kept where `sweep run` points to
+            folder = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-tb-"))
+            try:
+                path = folder / "traceback.txt"
+                path.write_text(failure.traceback)
+                ids = upload_trial_files(trial, self.store, {"traceback": str(path)})
+                save(trial, TrialRecord(artifacts=Artifacts(**ids)))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
         if failure.kind == FailureKind.OOM:
             return WORST[self.spec.direction]
         raise failure

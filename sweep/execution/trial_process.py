@@ -11,7 +11,8 @@ child only trains and talks over a pipe:
 
     worker → (config, out_dir, environment, artifacts)
     child → ("epoch", n, record)      worker → True (stop: pruned) / False (go on)
-    child → ("result", payload), then ("files", images)  | ("error", failure_class, message)
+    child → ("result", payload), then ("files", images)
+          | ("error", failure_class, message, traceback)
 
 The worker stores the result while the child draws the images.
 """
@@ -56,7 +57,6 @@ PRELOAD = [
     "cloudseg.data.stats", "cloudseg.scenes.histograms", "cloudseg.scenes.inference",
     "cloudseg.normalisation", "sweep.artifacts", "sweep.execution._warm",
 ]
-THREADS_ENV = "CLOUDSWEEP_TRIAL_THREADS"  # torch intra-op threads per trial (CPU)
 _CONTEXT: ForkServerContext | None = None
 
 
@@ -68,8 +68,9 @@ class TrialFailure(Exception):
     out-of-memory killer sends SIGKILL); sweep.execution.target retries such a trial once.
     """
 
-    def __init__(self, kind: FailureKind | str, message: str) -> None:
-        self.kind, self.message = FailureKind(kind), message
+    def __init__(self, kind: FailureKind | str, message: str,
+                 traceback: str | None = None) -> None:
+        self.kind, self.message, self.traceback = FailureKind(kind), message, traceback
         super().__init__(f"{self.kind.value}: {message}")
 
 
@@ -168,11 +169,7 @@ def _child(conn: Connection, parent_pid: int) -> None:
         return
     os.environ.clear()
     os.environ.update(env)  # the forkserver's environment may predate the worker's
-    if env.get(THREADS_ENV):  # CPU workers share the cores instead of oversubscribing them
-        import torch
-
-        torch.set_num_threads(max(1, int(env[THREADS_ENV])))
-    try:
+    try:  # (torch threads and loader workers: the config's train.threads and num_workers)
         from cloudseg import run_training
 
         result = run_training(config, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
@@ -185,8 +182,9 @@ def _child(conn: Connection, parent_pid: int) -> None:
         conn.send(("files", files))
     except BaseException as err:  # noqa: BLE001 - everything is reported, nothing escapes
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        full = "".join(traceback.format_exception(err))
         with contextlib.suppress(BrokenPipeError, EOFError, OSError):
-            conn.send(("error", classify(err).value, detail.splitlines()[-1][:500]))
+            conn.send(("error", classify(err).value, detail.splitlines()[-1][:500], full))
     finally:
         conn.close()
 
@@ -230,7 +228,11 @@ def _launch() -> tuple[Any, Any]:
     """A trial process from the forkserver, waiting for its job on the pipe returned."""
     ctx = _context()
     here, there = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(there, os.getpid()), daemon=True)
+    # Not daemonic: a daemonic process may not start children, and a trial's DataLoader
+    # workers are its children. Its lifetime is ours to manage instead: it exits when the
+    # worker dies (`_watch_parent`), a spare sees EOF at `close_spare` (also at exit, before
+    # multiprocessing joins its children), and `run_isolated` kills a trial it gives up on.
+    proc = ctx.Process(target=_child, args=(there, os.getpid()), daemon=False)
     with _without_main():
         proc.start()
     there.close()
@@ -289,7 +291,6 @@ def run_isolated(
     *,
     timeout: float | None = None,
     artifacts: bool = True,
-    threads: int | None = None,
     spare: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -302,10 +303,7 @@ def run_isolated(
     calls `close_spare` when done). Returns the result payload with its image `files`; raises
     TrialFailure (classified) or KeyboardInterrupt (after killing the child).
     """
-    env = dict(os.environ)
-    if threads is not None:
-        env.setdefault(THREADS_ENV, str(threads))
-    proc, here = _start((config, str(out_dir), env, artifacts))
+    proc, here = _start((config, str(out_dir), dict(os.environ), artifacts))
     deadline = None if timeout is None else time.monotonic() + timeout
     payload: dict[str, Any] = {}
     try:
@@ -335,7 +333,7 @@ def run_isolated(
                 proc = None
                 return {**payload, "files": message[1]}
             else:
-                raise TrialFailure(message[1], message[2])
+                raise TrialFailure(*message[1:])
     finally:
         here.close()
         if proc is not None and proc.is_alive():  # timeout, Ctrl-C, an error in on_epoch

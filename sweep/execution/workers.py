@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudseg import CloudsegError, ConfigError, one_line
-from sweep.execution.trial_process import THREADS_ENV
+from sweep.execution.share import TrialShare, environment_for
 from sweep.hooks import decode_hooks, encode_hooks
 
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
@@ -138,12 +138,16 @@ def work(
         sampler=spec.build_sampler(),  # seeded per trial number: workers never draw alike
         pruner=spec.build_pruner(),
     )
+    share = TrialShare.of_worker(ex.trial_threads)
+    if (note := share.note(spec.fixed.train.num_workers)) is not None:
+        print(note, file=sys.stderr)  # once per worker, not a warning per trial or batch
     objective = Objective(
         spec,
         Path(data or attrs["data_root"]),
         artifact_store(artifact_dir or attrs["artifact_dir"]),
         {"measured_pos_weight": float(attrs.get("measured_pos_weight") or 1.0)},
         storage,
+        share,
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
@@ -154,7 +158,8 @@ def work(
             poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
             timeout=timeout, catch=(TrialFailure,),
             callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
-            confirm=confirm,
+            confirm=confirm, halt_after=ex.max_consecutive_failures,
+            artifact_dir=str(artifact_dir or attrs["artifact_dir"]),
         )
     finally:
         close_hooks(post_trial)
@@ -215,8 +220,7 @@ def launch(
         env = {**os.environ, STORAGE_ENV: storage_url}
         if (gpu := gpu_for(i, gpus, per_gpu)) is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        if not gpus and THREADS_ENV not in env:  # CPU only: split the cores between workers
-            env[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // count))
+        env.update(environment_for(count, cpu_only=not gpus, env=env))  # its share of cores
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except CloudsegError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         return 130
     return 0
