@@ -6,7 +6,11 @@ from __future__ import annotations
 
 
 class CloudsegError(Exception):
-    """Base of every error the library raises on purpose."""
+    """Base of every error the library raises on purpose; `exit_code` is what a CLI exits with
+    (2: bad input; an error caused by the environment or the run itself says otherwise).
+    """
+
+    exit_code: int = 2
 
 
 class ConfigError(CloudsegError, ValueError):

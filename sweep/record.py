@@ -128,6 +128,7 @@ class Artifacts(_Frozen):
     curve: str | None = None
     overlay: str | None = None
     overlay_masks: str | None = None
+    traceback: str | None = None  # a failed trial's traceback (text)
 
     def by_name(self) -> dict[str, str]:
         """Every artifact present, as the stored name → id mapping."""

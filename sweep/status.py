@@ -85,6 +85,7 @@ def describe(storage: BaseStorage, study: optuna.Study) -> dict[str, Any]:
     """Counts by state and failure class, best, target, running trials with heartbeat age and
     the workers seen recently.
     """
+    from sweep.execution.halt import stored_halt
     from sweep.execution.progress import snapshot
 
     snap = snapshot(study)
@@ -94,7 +95,8 @@ def describe(storage: BaseStorage, study: optuna.Study) -> dict[str, Any]:
         "target": study.user_attrs.get("target"),
         "last_run": study.user_attrs.get("last_run"),
         **{k: snap[k] for k in ("complete", "pruned", "failed", "waiting", "failures",
-                                "confirmations")},
+                                "latest_failure", "confirmations")},
+        "halt": stored_halt(study),
         "best": None if snap["best"] is None else (snap["best"].number, snap["best"].value),
         "running": [
             (t.number, max(t.intermediate_values, default=0), ages.get(t.number))

@@ -36,6 +36,17 @@ def status_view(d: dict[str, Any]) -> Group:
         f"({finished}/{d['target']} finished); {d.get('confirmations', 0)} confirmation runs "
         f"complete; failures: {fails}; best {best}"
     )]
+    if d.get("halt") is not None:
+        parts.append(Text(f"halted: {d['halt'].line(d['name'])}"))
+    if d["failures"]:
+        table = Table(title=f"{d['name']}: failures by kind", title_justify="left")
+        for col in ("kind", "trials", "latest", "its message"):
+            table.add_column(col, overflow="fold")
+        for kind, count in sorted(d["failures"].items()):
+            number, message = d["latest_failure"].get(kind, (None, ""))
+            table.add_row(kind, str(count), "—" if number is None else f"trial {number}",
+                          message or "—")
+        parts.append(table)
     if d["workers"]:
         table = Table(title=f"{d['name']}: workers seen in the last 10 min", title_justify="left")
         for col in ("worker", "running trial", "heartbeat", "finished", "last finished"):

@@ -353,3 +353,30 @@ def test_model_card_states_the_facts_of_the_run(finished, tmp_path):
                                             (val["tp"] + val["fn"] + val["fp"] + val["tn"]))
         assert f"| IoU | {val['iou']:.4f} | {base['iou']:.4f} |" in card
         assert "## Not tested" in card and "test split" in card
+
+
+def test_cloudseg_train_of_the_export_reproduces_the_trial_value(finished, tmp_path, capsys):
+    """The exported config carries the trial's thread count (the trials here ran on one
+    thread), so `cloudseg train` of it trains exactly as the trial did."""
+    import json
+
+    import yaml
+
+    from cloudseg.cli import main
+    from sweep import best_trials, export_best
+
+    best = best_trials("tiny", storage=finished["url"], top=1)[0]
+    dest = export_best("tiny", tmp_path / "export", storage=finished["url"])
+    assert yaml.safe_load((dest / "config.yaml").read_text())["train"]["threads"] == 1
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a fresh `cloudseg train` process: one thread per core
+    try:
+        assert main(["train", str(dest / "config.yaml"), "--out", str(tmp_path / "again")]) == 0
+    finally:
+        torch.set_num_threads(before)
+    retrained = json.loads((tmp_path / "again" / "best" / "metrics.json").read_text())
+    assert retrained["iou"] == pytest.approx(best.value, abs=1e-4)
+    counts = ("tp", "fp", "fn", "tn")  # the same pixels, not only the same figure
+    assert {k: retrained[k] for k in counts} == {k: best.user_attrs["metrics"][k] for k in counts}

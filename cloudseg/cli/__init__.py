@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except CloudsegError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

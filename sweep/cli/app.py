@@ -61,14 +61,15 @@ def _options(
 @contextlib.contextmanager
 def errors() -> Iterator[None]:
     """The one place errors become exit codes. Sweep's family (spec, storage, worker, export)
-    and cloudseg's → `error: <one line>` and exit code 2; Ctrl-C → exit code 130; anything else
+    and cloudseg's → `error: <one line>` and the error's exit code (2 for bad input, 3 for a
+    run that stopped because its trials kept failing); Ctrl-C → exit code 130; anything else
     is a bug → one line saying so (the traceback with --debug) and exit code 1.
     """
     try:
         yield
     except (SweepError, CloudsegError) as err:
         typer.echo(f"error: {one_line(err)}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trial is marked FAILED (interrupted); rerun to "
                    "resume", err=True)

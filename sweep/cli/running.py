@@ -11,6 +11,12 @@ import typer
 from sweep.cli.app import STORAGE, WandbMode, app, errors
 from sweep.storage import DEFAULT_STORAGE
 
+SET = typer.Option(
+    [], "--set", metavar="KEY=VALUE",
+    help="Change a spec field before it is validated, e.g. --set budget.epochs=2 "
+    "--set fixed.train.num_workers=1 (repeatable; VALUE is YAML).",
+)
+
 
 @app.command()
 def run(
@@ -25,6 +31,7 @@ def run(
     timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
     wandb: WandbMode = typer.Option(WandbMode.off, "--wandb", help="Mirror trials to W&B."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Live view."),
+    overrides: list[str] = SET,
 ) -> None:
     """Run a study until TRIALS trials are finished (complete + pruned); rerun to resume."""
     with errors():
@@ -32,7 +39,7 @@ def run(
         from sweep.mirror.options import MirrorOptions
         from sweep.study.spec import load_spec
 
-        spec = load_spec(study)
+        spec = load_spec(study, overrides)
         hooks = (None if wandb is WandbMode.off
                  else {"wandb": MirrorOptions.model_validate({"mode": wandb.value})})
         summary = run_study(
@@ -76,6 +83,10 @@ def worker(
         help="Shared artifact directory (default: the study's).",
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after T s."),
+    overrides: list[str] = SET,
+    resume: bool = typer.Option(
+        False, "--resume", help="Take trials again in a study its failures stopped."
+    ),
 ) -> None:
     """Join a study from any machine (creating it from its spec when missing) and run its
     trials until the study-wide target is met; every machine runs this same command.
@@ -89,7 +100,8 @@ def worker(
         from sweep.execution.workers import work
         from sweep.storage import redact
 
-        name = join_or_create(study, storage, trials=trials, data=data)
+        name = join_or_create(study, storage, trials=trials, data=data, overrides=overrides,
+                              resume=resume)
         work(name, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)
         s = summarise(name, storage)
         typer.echo(

@@ -7,24 +7,43 @@ writes `spec` last; joiners wait for it in workers).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cloudseg import ConfigError
+from sweep.errors import SpecError
 from sweep.execution.runner import create_study, prepare
 from sweep.storage import check_storage_url, open_storage, redact, sqlite_path, stored_attrs
 
 
 def join_or_create(study: str, storage_url: str, *, trials: int | None,
-                   data: str | Path | None) -> str:
-    """The name of the study a worker joins (`--study NAME|PATH`), created from its spec when
-    the storage lacks it. Every input is checked before the storage is written.
+                   data: str | Path | None, overrides: Sequence[str] = (),
+                   resume: bool = False) -> str:
+    """The name of the study a worker joins (`--study NAME|PATH`), created from its spec (with
+    `overrides`, `--set KEY=VALUE`) when the storage lacks it. Every input is checked before
+    the storage is written. `resume`: a study halted by its failures takes trials again.
     """
+    name = _join_or_create(study, storage_url, trials=trials, data=data, overrides=overrides)
+    if resume:
+        import optuna
+
+        from sweep.execution.halt import clear_halt
+
+        clear_halt(optuna.load_study(study_name=name, storage=open_storage(storage_url)))
+    return name
+
+
+def _join_or_create(study: str, storage_url: str, *, trials: int | None,
+                    data: str | Path | None, overrides: Sequence[str]) -> str:
     from sweep.study.spec import available_studies, load_spec
 
     check_storage_url(storage_url)
     is_path = Path(study).suffix in (".yaml", ".yml") or Path(study).exists()
-    spec = load_spec(study) if is_path or study in available_studies() else None
+    spec = load_spec(study, overrides) if is_path or study in available_studies() else None
+    if spec is None and overrides:
+        raise SpecError(f"--set: {study!r} names no spec file to change (specs: "
+                        f"{', '.join(available_studies()) or 'none'})")
     name = spec.name if spec else study
     attrs = _attrs_if_any(storage_url, name)
     if attrs is not None and "spec" in attrs:

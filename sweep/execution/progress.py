@@ -4,6 +4,7 @@ finished/target, running trials with their epoch and last IoU, best so far, prun
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -12,10 +13,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from sweep.record import failure_of
+from sweep.record import failure_of, load
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 
 def snapshot(study: optuna.Study) -> dict[str, Any]:
@@ -27,11 +29,14 @@ def snapshot(study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     search = search_trials(trials)  # what the target counts; confirmations come after it
     failures: dict[str, int] = {}
+    latest: dict[str, FrozenTrial] = {}  # kind → the trial of that kind that ended last
     done = []  # COMPLETE without a failure class (an OOM trial carries a worst value)
     for t in trials:
         kind = failure_of(t)
         if kind is not None:
             failures[kind.value] = failures.get(kind.value, 0) + 1
+            if _ended_after(t, latest.get(kind.value)):
+                latest[kind.value] = t
         elif t.state == TrialState.COMPLETE:
             done.append(t)
     best = None
@@ -46,10 +51,19 @@ def snapshot(study: optuna.Study) -> dict[str, Any]:
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "waiting": sum(t.state == TrialState.WAITING for t in trials),
         "failures": failures,
+        "latest_failure": {k: (t.number, load(t, ("failure_message",)).failure_message or "")
+                           for k, t in latest.items()},
         "best": best,
         "running": [t for t in trials if t.state == TrialState.RUNNING],
         "trials": trials,
     }
+
+
+def _ended_after(trial: FrozenTrial, other: FrozenTrial | None) -> bool:
+    def key(t: FrozenTrial) -> tuple[dt.datetime, int]:
+        return (t.datetime_complete or t.datetime_start or dt.datetime.min, t.number)
+
+    return other is None or key(trial) > key(other)
 
 
 def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:

@@ -136,6 +136,8 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     existing = stored_attrs(storage, spec.name) or {}
     if not overwrite and "spec" in existing:
         return optuna.load_study(study_name=spec.name, storage=storage)
+    from sweep.execution.halt import clear_halt
+
     weight = (existing["measured_pos_weight"] if "measured_pos_weight" in existing
               else measure_pos_weight(spec, root))
     study = optuna.create_study(
@@ -143,6 +145,8 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     )
     if study.direction.name.lower() != spec.direction:
         raise ConfigError(f"study {spec.name!r} exists with direction {study.direction.name}")
+    if overwrite:  # `sweep run` again: the user's decision to try again after a halt
+        clear_halt(study)
     study.set_user_attr("measured_pos_weight", weight)
     if "panel" not in existing:  # fixed once: every trial draws its predictions on it
         from sweep.artifacts import study_panel
@@ -206,6 +210,7 @@ def run_study(
         if view is not None:
             view.stop()
     summary = summarise(spec.name, storage)
+    _raise_if_failed(spec.name, storage, summary)
     if lost and summary.complete + summary.pruned < summary.target:
         raise WorkerError(
             f"{len(lost)} of {workers} worker processes exited early (codes {lost}) and the "
@@ -213,6 +218,22 @@ def run_study(
             "rerun to resume"
         )
     return dataclasses.replace(summary, lost_workers=tuple(lost))
+
+
+def _raise_if_failed(name: str, storage: str, summary: RunSummary) -> None:
+    """A halted study (its workers stopped) or a run in which nothing finished but trials
+    failed ends with an error (exit code 3), never as a success.
+    """
+    import optuna
+
+    from sweep.execution.halt import RunFailed, RunHalted, stored_halt
+
+    halt = stored_halt(optuna.load_study(study_name=name, storage=open_storage(storage)))
+    if halt is not None:
+        raise RunHalted(name, halt)
+    if summary.complete + summary.pruned == 0 and summary.failed:
+        raise RunFailed(f"study {name!r}: no trial finished and {summary.failed} failed; "
+                        f"`sweep status --study {name}` lists the failures")
 
 
 def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:

@@ -32,6 +32,7 @@ from sweep.execution.confirm import (
     pending,
     search_trials,
 )
+from sweep.execution.halt import RunHalted, check_halt, stored_halt
 from sweep.execution.lineage import lineage
 from sweep.record import FailureKind, TrialRecord, failure_of, load, save, to_attrs
 
@@ -123,6 +124,18 @@ def retry_killed(study: optuna.Study, trial: FrozenTrial) -> None:
     ))
 
 
+def _stop_when_halted(limit: int | None, artifact_dir: str | None
+                      ) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Stop taking trials once the study is halted (by this worker's streak or another's)."""
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        failed = failure_of(trial) is not None
+        halt = check_halt(study, limit, artifact_dir) if failed else stored_halt(study)
+        if halt is not None:
+            study.stop()
+
+    return callback
+
+
 def is_storage_outage(err: BaseException) -> bool:
     """A lost connection, seen directly or through Optuna's bookkeeping (its `_run_trial`
     raises UnboundLocalError when the database vanished while telling a trial), or the
@@ -187,10 +200,13 @@ def run_to_target(
     callbacks: Sequence[Callable] = (),
     log: Callable[[str], None] = print,
     confirm: tuple[int, int] | None = None,
+    halt_after: int | None = None,
+    artifact_dir: str | None = None,
 ) -> None:
     """Run trials until `target` are finished study-wide, exactly; see the module docstring.
     With `confirm` = (top, repeats), then run the confirmation trials (sweep.execution.confirm)
-    until none is left, with the other workers.
+    until none is left, with the other workers. Raises RunHalted once `halt_after` trials in a
+    row failed the same way (sweep.execution.halt; `artifact_dir` holds their tracebacks).
     """
     import optuna
 
@@ -203,6 +219,8 @@ def run_to_target(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+            if (halt := check_halt(study, halt_after, artifact_dir)) is not None:
+                raise RunHalted(study.study_name, halt)
             step = _next_step(study, target, confirm)
             lost_since = None
             if step == "done":
@@ -213,7 +231,8 @@ def run_to_target(
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             study.optimize(
                 wrapped, timeout=left, catch=(*catch, Surplus, Duplicate), gc_after_trial=False,
-                callbacks=[retry_killed, _stop_when_slots_taken(target), *callbacks],
+                callbacks=[retry_killed, _stop_when_slots_taken(target),
+                           _stop_when_halted(halt_after, artifact_dir), *callbacks],
             )
         except Exception as err:
             if not is_storage_outage(err):

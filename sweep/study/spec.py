@@ -8,6 +8,7 @@ cloudseg's own config models and rules, so a bad value fails `sweep run`, not ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -74,6 +75,9 @@ class Execution(_Frozen):
     # Trials that share one GPU, each in its own process (`sweep run` starts this many local
     # workers per visible GPU by default): for models that leave most of a large GPU idle.
     trials_per_gpu: int = Field(1, ge=1, le=16)
+    # Stop the study after this many trials in a row fail the same way (a broken install or
+    # data set fails every trial); null: never (sweep.execution.halt).
+    max_consecutive_failures: int | None = Field(5, ge=1)
 
 
 class Confirm(_Frozen):
@@ -311,11 +315,19 @@ def find_spec_file(study: str) -> Path:
     raise SpecError(f"unknown study {study!r}; available: {listed} (studies/*.yaml)")
 
 
-def load_spec(study: str | Path) -> StudySpec:
-    """Read, validate and check the spec named or found at `study` (see `find_spec_file`)."""
+def load_spec(study: str | Path, overrides: Sequence[str] = ()) -> StudySpec:
+    """Read, validate and check the spec named or found at `study` (see `find_spec_file`),
+    with `overrides` (`KEY=VALUE`, sweep.study.overrides) applied before it is validated.
+    """
+    from sweep.study.overrides import apply_overrides, describe_overrides
+
     path = find_spec_file(str(study))
     try:
         data = read_yaml(path, "study spec")
     except ConfigError as err:  # not YAML, duplicate keys, not text: the message names the file
         raise SpecError(str(err)) from None
-    return parse_spec(data, str(path), default_name=path.stem)
+    if overrides:
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: expected a mapping at the top level")
+        data = apply_overrides(data, overrides)
+    return parse_spec(data, f"{path}{describe_overrides(overrides)}", default_name=path.stem)
