@@ -2,7 +2,8 @@
 # The GPU figures of the time-to-answer issue, in one run of under 8 minutes on one GPU:
 #   1. training-step throughput of UNet-ResNet34 at 384² (fp32, bf16 + channels_last, + compile)
 #   2. time to answer: `sweep run --study loss-search --trials 12` on a 38-Cloud-sized tree,
-#      plain and with train.compile (the tree is written once and reused by the second run);
+#      plain, with train.compile (3.) and on the DataLoader path (4., data.on_device never: what
+#      a GPU without room for the subset runs); the tree is written once and reused;
 #      the search only: the spec's 9 confirmation runs (15 full epochs each) would not fit in
 #      the 8 minutes, and the 40-trial figure counts them as long as a complete search trial
 # Goals: >= 2,500 img/s (floor 1,500); 40 trials in <= 10 min (extrapolated from 12); GPU
@@ -43,6 +44,10 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
         timeout 110 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
             --timeout 40 --deadline 70 --set confirm=null --set fixed.train.compile=true \
             || echo "time_to_answer (compile): exit $?"
+        echo "== 4. the same study on the DataLoader path (data.on_device never, loader workers)"
+        timeout 90 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
+            --timeout 40 --deadline 60 --set confirm=null --set fixed.data.on_device=never \
+            || echo "time_to_answer (loader path): exit $?"
     } 2>&1 | tee "$LOG"
 else
     TRIALS=${1:-2}
@@ -56,5 +61,7 @@ else
         echo "== 2. time to answer, loss-search (small scale), $TRIALS trials, then its confirmations"
         "$PY" bench/time_to_answer.py --scale small --trials "$TRIALS" --root "$ROOT" \
             --set confirm.repeats=1 --deadline 240
+        # (no step 3 or 4 here: compile is CUDA only, and on the CPU step 2 already trains on
+        # the DataLoader path, with a loader worker)
     } 2>&1 | tee "$LOG"
 fi

@@ -22,7 +22,6 @@ padding) is written once to --root and reused; it is drawn at 1/4 resolution and
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shutil
 import signal
@@ -32,35 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
 SCALES = {
-    "full": {"size": (7761, 8200), "coarse": 4, "overrides": {}},
-    "small": {"size": (800, 800), "coarse": 1, "overrides": {
-        "budget.epochs": 2, "budget.crop": 64, "budget.batches_per_epoch": 2,
-        "budget.max_val_patches": 8, "execution.trial_threads": 1,
-        "fixed.train.num_workers": 0,
-    }},
+    "full": {"size": (7761, 8200), "coarse": 4, "overrides": []},
+    "small": {"size": (800, 800), "coarse": 1, "overrides": [
+        "budget.epochs=2", "budget.crop=64", "budget.batches_per_epoch=2",
+        "budget.max_val_patches=8", "execution.trial_threads=1", "fixed.train.num_workers=1",
+    ]},
 }
 SCENES = 18
-
-
-def parse_value(text: str):
-    """`--set key=value` values as YAML scalars (true, 3, 0.5, null, a string)."""
-    return yaml.safe_load(text)
-
-
-def apply(spec: dict, overrides: dict) -> dict:
-    """Set dotted keys (`budget.epochs`, `fixed.train.compile`) in a nested spec dict."""
-    for dotted, value in overrides.items():
-        node = spec
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return spec
 
 
 def ensure_tree(root: Path, scale: str) -> float:
@@ -205,25 +185,21 @@ def main() -> None:
     p.add_argument("--prepare-only", action="store_true",
                    help="write and pack the tree (once), then stop: no study")
     args = p.parse_args()
-    from sweep.study.spec import find_spec_file
+    from sweep.study.spec import load_spec
 
     root = args.root or Path("data") / f"time-to-answer-{args.scale}"
     prep = ensure_tree(root.absolute(), args.scale)
     if args.prepare_only:
         print(f"data preparation: {prep:.1f} s")
         return
-    overrides = {**SCALES[args.scale]["overrides"]}
-    overrides.update(dict((kv.split("=", 1)[0], parse_value(kv.split("=", 1)[1]))
-                          for kv in args.set))
-    shipped = yaml.safe_load(find_spec_file(args.study).read_text())
-    spec = apply(copy.deepcopy(shipped), overrides)
-    spec["data"] = None
+    # the scale's overrides, then the user's (a later --set of a key wins): sweep run's --set
+    overrides = [*SCALES[args.scale]["overrides"], *args.set]
+    spec = load_spec(args.study, overrides)  # a bad override fails here, before any work
     with tempfile.TemporaryDirectory(prefix="time-to-answer-") as tmp:
         folder = Path(tmp)
-        spec_path = folder / f"{spec['name']}.yaml"
-        spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        cmd = [*sweep_command(), "run", "--study", str(spec_path),
-               "--trials", str(args.trials), "--data", str(root.absolute()), "--no-progress"]
+        cmd = [*sweep_command(), "run", "--study", args.study, "--trials", str(args.trials),
+               "--data", str(root.absolute()), "--no-progress",
+               *[arg for o in overrides for arg in ("--set", o)]]
         if args.timeout:
             cmd += ["--timeout", str(args.timeout)]
         gpu = GpuSampler(folder / "gpu.log")
@@ -233,10 +209,10 @@ def main() -> None:
         if rc:
             print(f"sweep run exited {rc}; figures below are for the trials that finished")
         utilisation = gpu.stop()
-        r = study_figures(folder / "sweeps.db", spec["name"], started)
+        r = study_figures(folder / "sweeps.db", spec.name, started)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
     print(f"study {args.study} ({args.scale} scale), {args.trials} trials on {device}; "
-          f"overrides: {overrides or 'none'}")
+          f"overrides: {' '.join(overrides) or 'none'}")
     print(f"data preparation (once, not in the wall time): {prep:.1f} s")
     trials_word = "trial" if r["search"] == 1 else "trials"
     runs_word = "run" if r["confirmations"] == 1 else "runs"
@@ -248,8 +224,8 @@ def main() -> None:
     print(f"sum of fit times: {r['fit']:.1f} s; wall / sum of fit = {ratio:.2f}x")
     print(f"images/s over the study: {r['images'] / wall:.1f} ({r['images']} training images)")
     print(f"GPU utilisation over the study: {utilisation}")
-    confirm = shipped.get("confirm") or {}  # what the user's run would confirm
-    print(extrapolate(40, r, confirm.get("top", 0) * confirm.get("repeats", 0)))
+    confirm = load_spec(args.study).confirm  # what the user's run would confirm
+    print(extrapolate(40, r, 0 if confirm is None else confirm.top * confirm.repeats))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ The worker stores the result while the child draws the images.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
 import os
@@ -222,10 +223,15 @@ def _died(proc: BaseProcess) -> TrialFailure:
 
 _SPARE: list[tuple[Any, Any]] = []  # (process, pipe) started ahead for the next trial
 _LAUNCHING: list[threading.Thread] = []  # spares being started (a fork takes ~20 ms)
+_CLOSE_AT_EXIT = False  # close_spare is registered with atexit
 
 
 def _launch() -> tuple[Any, Any]:
     """A trial process from the forkserver, waiting for its job on the pipe returned."""
+    global _CLOSE_AT_EXIT
+    if not _CLOSE_AT_EXIT:  # registered after multiprocessing's own exit handler, so it runs
+        atexit.register(close_spare)  # first: a spare left waiting would hang that handler's
+        _CLOSE_AT_EXIT = True  # join of its (non-daemonic) children
     ctx = _context()
     here, there = ctx.Pipe()
     # Not daemonic: a daemonic process may not start children, and a trial's DataLoader
