@@ -29,10 +29,12 @@ from sweep.hooks import decode_hooks, encode_hooks
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
 
 if TYPE_CHECKING:
-    import optuna
-    from optuna.trial import TrialState
+    from collections.abc import Callable
 
-    from sweep.study.spec import Confirm, StopSearch
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    from sweep.study.spec import Confirm, StopSearch, StudySpec
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
@@ -150,7 +152,7 @@ def work(
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
-    post_trial = build_hooks(study, hooks, storage_url)
+    post_trial = [*build_hooks(study, hooks, storage_url), _ranking_note(spec)]
     try:
         run_to_target(
             study, LoggedObjective.for_stdout(objective), target,
@@ -163,6 +165,18 @@ def work(
     finally:
         close_hooks(post_trial)
         close_spare()  # the trial process started ahead for a next trial
+
+
+def _ranking_note(spec: StudySpec) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """After each confirmation run: the study's dashboard note shows the confirmed ranking."""
+    from sweep.execution.confirm import confirms
+    from sweep.records import record_ranking
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if confirms(trial) is not None:
+            record_ranking(study, spec)
+
+    return callback
 
 
 def visible_gpus() -> list[str]:
