@@ -37,7 +37,7 @@ def main() -> None:
 
     ensure_tree(args.root.absolute(), "small")
     overrides = [*SCALES["small"]["overrides"], f"budget.epochs={args.epochs}",
-                 "pruner.name=none", "confirm=null", "stop_search=null"]
+                 "pruner={name: none}", "confirm=null", "stop_search=null"]
     overrides = [o for o in overrides if not o.startswith("budget.epochs=2")]
     with tempfile.TemporaryDirectory(prefix="pruning-start-") as tmp:
         cmd = [*sweep_command(), "run", "--study", args.study, "--trials", str(args.trials),

@@ -65,13 +65,18 @@ def ranked_configs(
 
 
 def _confirm_of(study: optuna.Study) -> Confirm | None:
-    """The stored spec's `confirm` section, if any."""
-    from sweep.study.spec import StudySpec
+    """The stored spec's `confirm` section, if any (a read of one section: a spec an older
+    version stored need not validate whole for its ranking to show).
+    """
+    from pydantic import ValidationError
 
-    stored = study.user_attrs.get("spec")
-    if stored is None:
+    from sweep.study.spec import Confirm
+
+    raw = (study.user_attrs.get("spec") or {}).get("confirm")
+    try:
+        return Confirm.model_validate(raw) if raw else None
+    except ValidationError:
         return None
-    return StudySpec.from_stored(stored, f"study {study.study_name}").confirm
 
 
 def confirm_study(

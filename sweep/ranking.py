@@ -67,11 +67,11 @@ class ConfigRuns:
         return statistics.stdev(self.values) if self.n > 1 else None
 
     def interval(self, level: float = LEVEL) -> tuple[float, float] | None:
-        """`level` t-interval of the confirmed mean (None below two runs)."""
+        """`level` t-interval of the confirmed mean, within [0, 1] (None below two runs)."""
         if self.sd is None:
             return None
         half = t_quantile(1 - (1 - level) / 2, self.n - 1) * self.sd / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        return max(0.0, self.mean - half), min(1.0, self.mean + half)  # every metric is in [0, 1]
 
     def all_runs(self) -> tuple[Any, ...]:
         """The search trial and the confirmation runs: every trained model of this config."""
