@@ -134,7 +134,7 @@ def time_limited(slurm, synthetic_root, tmp_path_factory) -> Iterator[TimeLimite
     """
     folder = tmp_path_factory.mktemp("time-limited")
     url = create_database(server_url())
-    name = create_study(folder, url, "limited", trials=1, data=synthetic_root, epochs=50)
+    name = create_study(folder, url, "limited", trials=1, data=synthetic_root, epochs=10)
     limited = TimeLimited(url, name, folder)
     thread = threading.Thread(target=limited.start, args=(synthetic_root,), daemon=True)
     try:
