@@ -336,7 +336,7 @@ def run_isolated(
                                    f"trial exceeded trial_timeout={timeout:g}s")
             try:
                 message = here.recv()
-            except EOFError:
+            except (EOFError, ConnectionResetError):  # a socketpair killed mid-message resets
                 raise _died(proc) from None
             if message[0] == "epoch":
                 stop = bool(on_epoch(message[1], message[2]))
