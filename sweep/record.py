@@ -139,7 +139,7 @@ class Artifacts(_Frozen):
 class TrialRecord(_Frozen):
     """Everything a trial stores beside Optuna's own state, value, params and intermediates."""
 
-    worker: str | None = None  # host:pid of the worker that ran it
+    worker: str | None = None  # the worker that ran it (trial_log.worker_id)
     subset_seed: int | None = None  # its training subset, from the study seed and trial number
     config: dict[str, Any] | None = None  # the run config as stored (RunConfig.to_dict())
     history: tuple[EpochEntry, ...] = ()

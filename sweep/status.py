@@ -113,7 +113,7 @@ def workers_seen(
     trials: Iterable[FrozenTrial], ages: dict[int, float], recent_s: float = RECENT_S
 ) -> list[dict[str, Any]]:
     """Workers with a running trial, or one that finished within `recent_s` seconds (each
-    trial records its worker, host:pid; the heartbeat says whether a running one is alive).
+    trial records its worker, trial_log.worker_id; the heartbeat says whether one is alive).
     """
     import datetime as dt
 

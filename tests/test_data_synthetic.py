@@ -4,6 +4,8 @@ the CSVs, whole-scene gts, and nothing left behind by a failure."""
 from __future__ import annotations
 
 import csv
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -145,3 +147,15 @@ def test_parallel_writing_gives_the_same_tree_and_coarse_keeps_the_size(tmp_path
         block = src.read(1)[100:104, 200:204]
     assert (block == block[0, 0]).all()  # drawn at 1/4 size: 4x4 blocks
     assert len(index_dataset(coarse)) == 2 * 2 * 2
+
+
+def test_the_tree_is_readable_by_other_users_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        root = write_synthetic(tmp_path / "tree", train_scenes=1, test_scenes=0)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")] if p.is_dir()}
+    assert modes == {0o755}
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}

@@ -177,6 +177,7 @@ def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         _write_tree(tmp, train_scenes, test_scenes, scene_size, seed, coarse, workers)
+        _readable_by_all(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -184,6 +185,15 @@ def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _readable_by_all(root: Path) -> None:
+    """Modes of any data tree (dirs 0755, files 0644) whatever the umask, and not mkdtemp's
+    0700: a worker container's user (another uid) must read it.
+    """
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _synth_scene(root: Path, split: str, scene: str, rng: np.random.Generator,

@@ -1,17 +1,19 @@
 """One log line per trial start and end, so `docker compose logs` shows a worker at work.
 
 A terminal has the live view instead (`sweep run`), so the lines go to stdout only when it is
-not a TTY. Every trial also records which worker ran it (`TrialRecord.worker`, host:pid), which
-is how `sweep status` lists the workers seen recently.
+not a TTY. Every trial also records which worker ran it (`TrialRecord.worker`, see `worker_id`),
+which is how `sweep status` lists the workers seen recently.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,9 +22,27 @@ if TYPE_CHECKING:
 from sweep.record import TrialRecord, failure_of, save
 
 
-def worker_id() -> str:
-    """`host:pid`, the name a worker records on its trials."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_id(env: Mapping[str, str] | None = None) -> str:
+    """The name a worker records on its trials, unique across machines and containers: under
+    SLURM its job and array task, as `squeue` shows them (`slurm:1234_7`, a requeued task keeps
+    its name); in a Kubernetes Indexed Job its pod (the hostname) and index; else
+    `host:pid:suffix`, a random suffix because containers on host networking share the host's
+    name and may share a pid.
+    """
+    env = os.environ if env is None else env
+    if job := env.get("SLURM_ARRAY_JOB_ID"):
+        return f"slurm:{job}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    if job := env.get("SLURM_JOB_ID"):
+        return f"slurm:{job}"
+    if (index := env.get("JOB_COMPLETION_INDEX")) is not None:
+        return f"{socket.gethostname()}:{index}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_suffix(os.getpid())}"
+
+
+@functools.cache
+def _suffix(_pid: int) -> str:
+    """Four random hex digits, the same for every trial of one process (cached by pid)."""
+    return secrets.token_hex(2)
 
 
 def params_text(params: dict[str, Any]) -> str:

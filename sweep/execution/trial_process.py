@@ -163,6 +163,7 @@ def _child(conn: Connection, parent_pid: int) -> None:
     for its job, (config, out_dir, environment, artifacts), and leaves quietly if none comes.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # so is a scheduler's SIGTERM (preemption)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
         config, out_dir, env, artifacts = conn.recv()
@@ -211,6 +212,9 @@ def _died(proc: BaseProcess) -> TrialFailure:
     """The failure of a child that ended without a word: killed by a signal, or crashed."""
     proc.join(5)
     code = proc.exitcode
+    if TERMINATING.is_set():  # killed by the worker; the exit code may be unknown (255)
+        return TrialFailure(FailureKind.KILLED, "trial process killed: the worker got SIGTERM "
+                            "(scancel, preemption or time limit)")
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -221,6 +225,8 @@ def _died(proc: BaseProcess) -> TrialFailure:
     return TrialFailure(FailureKind.BUG, f"trial process died (exit code {code})")
 
 
+_RUNNING: list[BaseProcess] = []  # the process of the trial running now (at most one)
+TERMINATING = threading.Event()  # the worker got SIGTERM (sweep.execution.preemption)
 _SPARE: list[tuple[Any, Any]] = []  # (process, pipe) started ahead for the next trial
 _LAUNCHING: list[threading.Thread] = []  # spares being started (a fork takes ~20 ms)
 _CLOSE_AT_EXIT = False  # close_spare is registered with atexit
@@ -250,7 +256,7 @@ def _launch_spare() -> None:
     while it stores this trial and samples the next.
     """
     def launch() -> None:
-        with contextlib.suppress(OSError):  # then the next trial starts one itself
+        with contextlib.suppress(OSError, EOFError):  # then the next trial starts one itself
             _SPARE.append(_launch())
 
     thread = threading.Thread(target=launch, name="spare-trial-process", daemon=True)
@@ -276,6 +282,15 @@ def _start(job: tuple) -> tuple[Any, Any]:
     proc, here = _launch()
     here.send(job)
     return proc, here
+
+
+def kill_running() -> bool:
+    """SIGKILL the running trial's process (the worker is stopping); False when none runs."""
+    for proc in _RUNNING:
+        if proc.pid is not None and proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)  # `run_isolated` sees EOF: failure "killed"
+            return True
+    return False
 
 
 def close_spare() -> None:
@@ -310,6 +325,7 @@ def run_isolated(
     TrialFailure (classified) or KeyboardInterrupt (after killing the child).
     """
     proc, here = _start((config, str(out_dir), dict(os.environ), artifacts))
+    _RUNNING[:] = [proc]
     deadline = None if timeout is None else time.monotonic() + timeout
     payload: dict[str, Any] = {}
     try:
@@ -320,7 +336,7 @@ def run_isolated(
                                    f"trial exceeded trial_timeout={timeout:g}s")
             try:
                 message = here.recv()
-            except EOFError:
+            except (EOFError, ConnectionResetError):  # a socketpair killed mid-message resets
                 raise _died(proc) from None
             if message[0] == "epoch":
                 stop = bool(on_epoch(message[1], message[2]))
@@ -341,6 +357,7 @@ def run_isolated(
             else:
                 raise TrialFailure(*message[1:])
     finally:
+        _RUNNING.clear()
         here.close()
         if proc is not None and proc.is_alive():  # timeout, Ctrl-C, an error in on_epoch
             proc.kill()

@@ -110,6 +110,7 @@ def work(
 
     from sweep.artifacts import artifact_store
     from sweep.execution.objective import Objective
+    from sweep.execution.preemption import stop_on_sigterm
     from sweep.execution.target import run_to_target
     from sweep.execution.trial_log import LoggedObjective
     from sweep.execution.trial_process import TrialFailure, close_spare, warm_up
@@ -153,18 +154,22 @@ def work(
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
     post_trial = [*build_hooks(study, hooks, storage_url), _ranking_note(spec)]
-    try:
-        run_to_target(
-            study, LoggedObjective.for_stdout(objective), target,
-            poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
-            timeout=timeout, catch=(TrialFailure,),
-            callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
-            confirm=confirm, stop_rule=spec.stop_search, halt_after=ex.max_consecutive_failures,
-            artifact_dir=str(artifact_dir or attrs["artifact_dir"]),
-        )
-    finally:
-        close_hooks(post_trial)
-        close_spare()  # the trial process started ahead for a next trial
+    # SIGTERM (scancel, preemption): the running trial is queued again, then the worker leaves.
+    with stop_on_sigterm() as stop_if_terminated:
+        try:
+            run_to_target(
+                study, LoggedObjective.for_stdout(objective), target,
+                poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
+                timeout=timeout, catch=(TrialFailure,),
+                callbacks=[*post_trial, stop_if_terminated],
+                log=lambda line: print(line, file=sys.stderr),
+                confirm=confirm, stop_rule=spec.stop_search,
+                halt_after=ex.max_consecutive_failures,
+                artifact_dir=str(artifact_dir or attrs["artifact_dir"]),
+            )
+        finally:
+            close_hooks(post_trial)
+            close_spare()  # the trial process started ahead for a next trial
 
 
 def _ranking_note(spec: StudySpec) -> Callable[[optuna.Study, FrozenTrial], None]:
