@@ -117,6 +117,9 @@ _LAZY = {
     "WindowPredictor": "cloudseg.scenes.inference",
     "evaluate_scenes": "cloudseg.scenes.evaluate",
     "OFFICIAL_THRESHOLD": "cloudseg.scenes.evaluate",
+    "SCENE_METRICS": "cloudseg.scenes.evaluate",
+    "load_reference": "cloudseg.scenes.reference",
+    "cloudnet_scene_ids": "cloudseg.scenes.reference",
     "SceneMeter": "cloudseg.scenes.metrics",
     # the installed version (what `cloudseg --version` and `sweep --version` print)
     "package_version": "cloudseg.cli",
