@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from cloudseg import ConfigError
 from sweep.card_selection import confirmation_lines, threshold_lines
+from sweep.final.card import test_lines
 from sweep.record import failure_of
 from sweep.records import metric_label
 
@@ -205,6 +206,7 @@ def model_card(
         f"{metrics['best_epoch']} of {epochs} (the weights are that epoch's).",
         "",
         *confirmation_lines(metrics.get("confirmation")),
+        *test_lines(metrics.get("test")),
         *threshold_lines(metrics["threshold"]),
         "## Input contract",
         _table(_input_contract(config)),

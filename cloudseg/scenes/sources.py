@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.errors import CloudsegError
-from cloudseg.scenes.geotiff import above, open_raster
+from cloudseg.scenes.geotiff import (
+    MASK_VALUES,
+    PROBABILITY_VALUES,
+    VALUES_TAG,
+    above,
+    open_raster,
+)
 from cloudseg.scenes.grid import SceneGrid
 
 PROB_SUFFIX = "_prob.tif"  # what `cloudseg predict` writes: uint8 ceil(255·p)
@@ -45,11 +51,13 @@ class EvaluationError(CloudsegError):
     """Predictions and ground truths do not line up: the message names every scene at fault."""
 
 
-def binarise(prediction: np.ndarray, threshold: float, *, mask: bool = False) -> np.ndarray:
+def binarise(prediction: np.ndarray, threshold: float, *, mask: bool = False,
+             strict: bool = True) -> np.ndarray:
     """`p > threshold` where p = value/255 for uint8 images (Matlab's im2double), the value
     itself for floats (compared in float64: `geotiff.above`). With `mask`, the input is a
     binary mask (0/1 or 0/255): cloud where > 0, the threshold unused; other values are refused.
-    A uint8 probability map holding only 0 and 1 is refused (a 0/1 mask would score all clear).
+    A uint8 probability map holding only 0 and 1 is refused (a 0/1 mask would score all clear),
+    unless not `strict` (a file that says it holds probabilities: `cloudseg predict`'s).
     """
     if mask:
         values = np.unique(prediction)
@@ -58,7 +66,7 @@ def binarise(prediction: np.ndarray, threshold: float, *, mask: bool = False) ->
             raise EvaluationError(f"not a binary mask: values {shown} (expected 0/1 or 0/255)")
         return prediction > 0
     if prediction.dtype == np.uint8:
-        if prediction.size and int(prediction.max()) == 1:
+        if strict and prediction.size and int(prediction.max()) == 1:
             raise EvaluationError(
                 "uint8 prediction holds only 0 and 1: read as probability v/255 every pixel is "
                 f"clear at any threshold; if it is a 0/1 mask, {MASKS_HINT}")
@@ -69,16 +77,21 @@ def binarise(prediction: np.ndarray, threshold: float, *, mask: bool = False) ->
     return above(prediction, threshold)
 
 
-def _one_bit(path: Path) -> bool:
-    """Whether the TIFF stores 1-bit pixels (rasterio reads them as uint8 0/1): a mask."""
+def _kind(path: Path) -> tuple[bool, bool]:
+    """(a mask, declared probabilities): a 1-bit TIFF is a mask; `cloudseg predict`'s
+    probability GeoTIFFs say what they hold (`geotiff.VALUES_TAG`).
+    """
     with open_raster(path) as src:
-        return src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "1"
+        one_bit = src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "1"
+        values = src.tags().get(VALUES_TAG, "")
+    return one_bit or values == MASK_VALUES, values == PROBABILITY_VALUES
 
 
 def _binary(path: Path, threshold: float, mask: bool) -> np.ndarray:
-    """`binarise` of the file at `path`; a 1-bit file is always a mask. Errors name the file."""
+    """`binarise` of the file at `path`, as its kind says. Errors name the file."""
+    is_mask, declared = _kind(path)
     try:
-        return binarise(_read(path), threshold, mask=mask or _one_bit(path))
+        return binarise(_read(path), threshold, mask=mask or is_mask, strict=not declared)
     except EvaluationError as err:
         raise EvaluationError(f"{path}: {err}") from None
 
@@ -168,8 +181,9 @@ class PatchFiles:
             if patch.shape != (grid.patch, grid.patch):
                 raise EvaluationError(f"{path}: patch is {patch.shape[0]}x{patch.shape[1]}, "
                                       f"expected {grid.patch}x{grid.patch}")
+            is_mask, declared = _kind(path)
             try:
-                cut = binarise(patch, threshold, mask=masks or _one_bit(path))
+                cut = binarise(patch, threshold, mask=masks or is_mask, strict=not declared)
             except EvaluationError as err:
                 raise EvaluationError(f"{path}: {err}") from None
             y, x = grid.patch_origin(row, col)
