@@ -119,6 +119,11 @@ _LAZY = {
     "OFFICIAL_THRESHOLD": "cloudseg.scenes.evaluate",
     "SCENE_METRICS": "cloudseg.scenes.evaluate",
     "load_reference": "cloudseg.scenes.reference",
+    "compare_with_reference": "cloudseg.scenes.reference",
+    "Comparison": "cloudseg.scenes.reference",
+    "EvaluationReport": "cloudseg.scenes.evaluate",
+    "binarise": "cloudseg.scenes.sources",
+    "open_raster": "cloudseg.scenes.geotiff",
     "cloudnet_scene_ids": "cloudseg.scenes.reference",
     "SceneMeter": "cloudseg.scenes.metrics",
     # the installed version (what `cloudseg --version` and `sweep --version` print)

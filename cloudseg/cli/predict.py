@@ -220,9 +220,9 @@ def compare_table(report: EvaluationReport, name: str) -> Table:
     """Ours beside a published per-scene table: Jaccard per scene and the per-scene means."""
     from rich.table import Table
 
-    from cloudseg.scenes.reference import compare
+    from cloudseg.scenes.reference import compare_with_reference
 
-    cmp = compare(report, name)
+    cmp = compare_with_reference(report, name)
     ours_mean, ref_mean = cmp.means()
     label = cmp.reference.label
     missing = f"; not in its table: {', '.join(cmp.unmatched)}" if cmp.unmatched else ""

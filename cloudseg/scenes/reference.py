@@ -79,7 +79,7 @@ class Comparison:
                 mean_over_scenes(self.theirs[s] for s in self.scenes))
 
 
-def compare(report: EvaluationReport, name: str = "cloudnet") -> Comparison:
+def compare_with_reference(report: EvaluationReport, name: str = "cloudnet") -> Comparison:
     """`report`'s scenes beside reference table `name` (scenes matched by id)."""
     from cloudseg.scenes.evaluate import SCENE_METRICS
 

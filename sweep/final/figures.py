@@ -51,7 +51,7 @@ def jaccard_bars(score: FitScore) -> bytes:
 
 
 def _read(path: Path) -> np.ndarray:
-    from cloudseg.scenes.geotiff import open_raster
+    from cloudseg import open_raster
 
     with open_raster(path) as src:
         step = max(1, max(src.height, src.width) // OVERLAY_SIDE)
@@ -60,7 +60,7 @@ def _read(path: Path) -> np.ndarray:
 
 def overlay(prob_tif: Path, gt_tif: Path, threshold: float, title: str) -> bytes:
     """One scene's prediction against its ground truth at `threshold` (downsampled)."""
-    from cloudseg.scenes.sources import binarise
+    from cloudseg import binarise
     from sweep.artifacts import pyplot
 
     cloud, truth = binarise(_read(prob_tif), threshold), _read(gt_tif) > 0

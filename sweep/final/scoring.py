@@ -14,8 +14,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from cloudseg.scenes.evaluate import EvaluationReport
-    from cloudseg.scenes.reference import Comparison
+    from cloudseg import Comparison, EvaluationReport
 
 SPLIT_DIR = "38-Cloud_test"
 CHOSEN_ON = ("the epoch (best validation value) and the threshold (the study's rule) were "
@@ -76,10 +75,13 @@ def score_fit(final: optuna.Study, trial: Any, store: FileSystemArtifactStore, o
     """Export `trial`'s bundle under `out`, predict the test split, score it, and export the
     bundle again with the test figures in its metrics.json and card.
     """
-    from cloudseg import evaluate_scenes, predict_scenes
-    from cloudseg.scenes.evaluate import OFFICIAL_THRESHOLD
-    from cloudseg.scenes.reference import compare
-    from cloudseg.training.checkpoint import check_bundle
+    from cloudseg import (
+        OFFICIAL_THRESHOLD,
+        check_bundle,
+        compare_with_reference,
+        evaluate_scenes,
+        predict_scenes,
+    )
     from sweep.export import export_trial
 
     attrs = trial.user_attrs
@@ -91,7 +93,7 @@ def score_fit(final: optuna.Study, trial: Any, store: FileSystemArtifactStore, o
     gts = data_root / SPLIT_DIR
     official = evaluate_scenes(predictions, gts, OFFICIAL_THRESHOLD)
     at_bundle = evaluate_scenes(predictions, gts, threshold)
-    cmp = compare(official)
+    cmp = compare_with_reference(official)
     score = FitScore(rank, int(attrs["final_of"]), trial.number, dict(trial.params),
                      float(attrs.get("search_value", float("nan"))),
                      int(attrs.get("search_runs", 1)), bundle, predictions, official, at_bundle,
