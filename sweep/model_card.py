@@ -132,7 +132,9 @@ def _input_contract(config: RunConfig) -> list[tuple[str, Any]]:
         ("dtype and units", "uint16 digital numbers as stored in the 38-Cloud patch TIFFs "
                             "(Landsat 8), unscaled: not reflectance"),
         ("no-data", "a pixel whose four bands are all 0 (scene margins)"
-                    + ("; left out of every metric" if t.ignore_nodata else "")),
+                    + ("; left out of every metric" if t.ignore_nodata is True else
+                       "; scored, grid padding left out (the 38-Cloud protocol's pixels)"
+                       if t.ignore_nodata == "padding" else "")),
         ("normalisation", norm),
         ("patch size", f"384 × 384 (38-Cloud patches; trained on {crop} px crops); any side "
                        f"that is a multiple of {model.multiple} and ≥ {model.min_size} works"),

@@ -204,15 +204,16 @@ def _synth_scene(root: Path, split: str, scene: str, rng: np.random.Generator,
         grow = np.s_[..., :h, :w]
         bands = bands.repeat(coarse, -2).repeat(coarse, -1)[grow]
         gt = gt.repeat(coarse, -2).repeat(coarse, -1)[grow]
-    if split == "test":
-        write_band(root / TEST_DIR / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
+    top = TEST_DIR if split == "test" else TRAIN_DIR  # 38-Cloud ships both splits' scene gts
+    write_band(root / top / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
     return _write_scene(root, split, scene, bands, gt)
 
 
 def _write_tree(root: Path, train_scenes: int, test_scenes: int, size: tuple[int, int],
                 seed: int, coarse: int = 1, workers: int = 1,
                 test_ids: Sequence[str] | None = None) -> None:
-    for folder in [f"{TRAIN_DIR}/train_{b}" for b in (*BANDS, GT)] + (
+    for folder in [f"{TRAIN_DIR}/train_{b}" for b in (*BANDS, GT)] + [
+            f"{TRAIN_DIR}/{SCENE_GTS_DIR}"] + (
             [f"{TEST_DIR}/test_{b}" for b in BANDS] + [f"{TEST_DIR}/{SCENE_GTS_DIR}"]
             if test_scenes else []):
         (root / folder).mkdir(parents=True)
