@@ -39,14 +39,14 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
             --steps 20 --warmup 5 --compile || echo "train_step: exit $?"
         echo "== 2. time to answer, loss-search, $TRIALS trials"
         timeout 150 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 80 --deadline 110 --set confirm=null || echo "time_to_answer: exit $?"
+            --timeout 80 --deadline 110 --set confirm=null --set stop_search=null || echo "time_to_answer: exit $?"
         echo "== 3. the same with train.compile"
         timeout 110 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 40 --deadline 70 --set confirm=null --set fixed.train.compile=true \
+            --timeout 40 --deadline 70 --set confirm=null --set stop_search=null --set fixed.train.compile=true \
             || echo "time_to_answer (compile): exit $?"
         echo "== 4. the same study on the DataLoader path (data.on_device never, loader workers)"
         timeout 90 "$PY" bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 40 --deadline 60 --set confirm=null --set fixed.data.on_device=never \
+            --timeout 40 --deadline 60 --set confirm=null --set stop_search=null --set fixed.data.on_device=never \
             || echo "time_to_answer (loader path): exit $?"
     } 2>&1 | tee "$LOG"
 else
