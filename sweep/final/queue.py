@@ -7,7 +7,7 @@ importances) can ever mix a final fit with a search trial, and a final fit uses 
 budget (epochs, training fraction, no pruning), which a study stores once, in its spec. The
 sibling study records its origin (`final_of_study`) and each fit the search trial whose
 config it trains (user attribute `final_of`), its rank there (`final_rank`) and the search's
-value for it (`search_value`: the mean over its runs when confirmed).
+value for it (`search_value`: `ConfigRuns.mean`, its confirmed score when confirmed).
 
 No choice looks at the test set: the final fit keeps the study's validation scenes out of
 training (`data.train_fraction` 1.0 is every *training* scene's patch; the split is the
@@ -122,7 +122,7 @@ def enqueue_final_fits(study: optuna.Study, configs: Sequence[ConfigRuns]) -> in
             continue
         study.enqueue_trial(config.origin.params, user_attrs={
             FINAL_OF: origin, "final_rank": rank, "search_value": config.mean,
-            "search_runs": len(config.runs)})
+            "search_runs": len(config.runs)})  # confirmation runs behind it (0: none)
         queued += 1
     return queued
 

@@ -37,11 +37,13 @@ def _pct(v: float) -> str:
 
 
 def _fits_table(scores: list[FitScore]) -> Section:
-    head = ("rank", "search trial", "final-fit trial", "search value (runs)",
+    head = ("rank", "search trial", "final-fit trial", "search's value",
             "test J 12/255 (per-scene mean)", "test J 12/255 (pooled)", "bundle threshold",
             "test J at it (per-scene mean)")
     rows = tuple((str(s.rank), str(s.origin), str(s.trial),
-                  f"{s.search_value:.4f} ({s.search_runs})", _pct(s.official.mean["iou"]),
+                  f"{s.search_value:.4f} ("
+                  + (f"mean of {s.search_runs} confirmation runs)" if s.search_runs
+                     else "its search trial)"), _pct(s.official.mean["iou"]),
                   _pct(s.official.pooled.iou), f"{s.at_bundle.threshold:.6f}",
                   _pct(s.at_bundle.mean["iou"])) for s in scores)
     return Section("Final fits on the test split", "Jaccard in percent; per-scene mean is the "

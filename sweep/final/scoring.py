@@ -31,7 +31,7 @@ class FitScore:
     trial: int  # the final fit's trial number (in the final-fit study)
     params: dict[str, Any]
     search_value: float
-    search_runs: int
+    search_runs: int  # confirmation runs behind search_value (0: the search trial's value)
     bundle: Path
     predictions: Path
     official: EvaluationReport  # at 12/255
@@ -96,7 +96,7 @@ def score_fit(final: optuna.Study, trial: Any, store: FileSystemArtifactStore, o
     cmp = compare_with_reference(official)
     score = FitScore(rank, int(attrs["final_of"]), trial.number, dict(trial.params),
                      float(attrs.get("search_value", float("nan"))),
-                     int(attrs.get("search_runs", 1)), bundle, predictions, official, at_bundle,
+                     int(attrs.get("search_runs", 0)), bundle, predictions, official, at_bundle,
                      cmp if cmp.scenes else None)
     export_trial(final, trial, bundle, store, extra={"test": test_metrics(score)})
     return score
