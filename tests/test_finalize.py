@@ -87,3 +87,29 @@ def test_interrupted_final_fit_resumes_and_the_report_is_cloudseg_evaluate(tmp_p
     assert metrics["test"]["cloudnet"]["shared_scenes"] == 2
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "## Final fit and test set" in card and "held out of the final fit" in card
+
+
+def test_only_queued_final_fits_train_and_final_studies_are_never_the_latest(tmp_path):
+    """A trial the sampler proposes in a final-fit study, or a second copy of a queued fit,
+    ends before the objective runs; `latest_study` (commands without --study) skips it."""
+    from sweep.final.queue import FINAL_OF
+    from sweep.final.run import FinalFitObjective, NotQueued
+    from sweep.status import latest_study
+    from sweep.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    search = optuna.create_study(study_name="s", storage=open_storage(url))
+    search.set_user_attr("last_run", "2026-01-01T00:00:00")
+    final = optuna.create_study(study_name="s.final", storage=open_storage(url))
+    final.set_user_attr("final_of_study", "s")
+    final.set_user_attr("last_run", "2027-01-01T00:00:00")
+    for _ in range(2):  # two workers queued the same fit at once
+        final.enqueue_trial({"x": 0.5}, user_attrs={FINAL_OF: 0})
+    ran = []
+    objective = FinalFitObjective(lambda t: ran.append(t.number) or t.suggest_float("x", 0, 1))
+    final.optimize(objective, n_trials=3, catch=(NotQueued,))
+    assert ran == [0]  # the first copy trained; the copy and the sampler's proposal did not
+    assert [t.state for t in final.trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                               TrialState.FAIL]
+    assert [t.user_attrs.get("failure") for t in final.trials] == [None, "duplicate", "surplus"]
+    assert latest_study(open_storage(url)) == "s"
