@@ -87,6 +87,12 @@ def test_interrupted_final_fit_resumes_and_the_report_is_cloudseg_evaluate(tmp_p
     assert metrics["test"]["cloudnet"]["shared_scenes"] == 2
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "## Final fit and test set" in card and "held out of the final fit" in card
+    recorded = optuna.load_study(study_name="fin.final", storage=url)  # the answer is stored
+    assert recorded.user_attrs["test_summary"][0]["test_jaccard_per_scene_mean"] == (
+        pytest.approx(summary["fits"][0]["official"]["per_scene_mean_percent"]["Jaccard"]))
+    from optuna.artifacts import get_all_artifact_meta
+
+    assert [m.filename for m in get_all_artifact_meta(recorded)] == ["report.html"]
 
 
 def test_only_queued_final_fits_train_and_final_studies_are_never_the_latest(tmp_path):

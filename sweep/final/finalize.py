@@ -4,7 +4,9 @@ worker), then score each on the test split and write the report and the bundles.
 Output folder (default `exports/<study>.final/`): `model-rank-K/` (the bundle of the rank-K
 config's final fit, its metrics.json and card with the test figures), `predictions/rank-K/`
 (`cloudseg predict`'s scene GeoTIFFs of the test split), `report.md` + its PNGs,
-`report.html` (self-contained) and `final.json` (every figure of the report).
+`report.html` (self-contained) and `final.json` (every figure of the report). The report is
+also attached to the final-fit study (an Optuna artifact the dashboard lists), and `sweep
+mirror --study <study>.final` mirrors the final fits to W&B like any study's trials.
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ def _failure_line(trials: list[Any]) -> str:
     return f"{kind}: {last.failure_message or 'no message'}"
 
 
+def attach_report(final: Any, store: Any, page: Path, summary: dict[str, Any]) -> None:
+    """Record the answer with the final-fit study: report.html as a study artifact (the
+    dashboard lists it) and the headline figures as the study attr `test_summary`.
+    """
+    from optuna.artifacts import upload_artifact
+
+    upload_artifact(artifact_store=store, file_path=str(page), study_or_trial=final)
+    final.set_user_attr("test_summary", [
+        {"search_trial": f["final_fit"]["search_trial"], "final_trial": f["final_fit"][
+            "study_trial"], "test_jaccard_per_scene_mean": f["official"][
+            "per_scene_mean_percent"]["Jaccard"], "test_jaccard_pooled": f["official"][
+            "pooled_percent"]["Jaccard"]} for f in summary["fits"]])
+
+
 def finalize(study: str, *, storage: str, top: int = 1, epochs: int | None = None,
              data: str | Path | None = None, out: str | Path | None = None,
              overrides: Sequence[str] = (), device: str = "auto") -> FinalizeResult:
@@ -97,5 +113,6 @@ def finalize(study: str, *, storage: str, top: int = 1, epochs: int | None = Non
     summary = {"study": study, "final_study": final.study_name, "epochs": fit_epochs,
                "fits": [test_metrics(s) for s in scores], "rank_correlation": correlation}
     (dest / "final.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    attach_report(final, store, page, summary)
     return FinalizeResult(study, final.study_name, queued, tuple(scores), correlation, dest,
                           md, page)
