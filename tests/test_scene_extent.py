@@ -39,9 +39,12 @@ def test_extent_counts_equal_the_protocol_on_the_stitched_scene():
     assert int(valid.sum()) == h * w == expected.tp + expected.fp + expected.fn + expected.tn
 
 
-def test_padding_needs_scene_validation_and_gives_every_val_item_an_extent(synthetic_root):
-    from cloudseg import ConfigError, parse_run_config
+def test_padding_needs_scene_validation_and_gives_every_val_item_an_extent(tmp_path):
+    from cloudseg import ConfigError, parse_run_config, write_synthetic
     from cloudseg.training.build import build_run
+
+    synthetic_root = write_synthetic(tmp_path / "data", 4, 0, (600, 700), 0,
+                                     train_scene_gts=True)
 
     base = {"model": {"name": "vanilla-unet", "base_width": 4},
             "data": {"root": str(synthetic_root), "max_val_patches": None, "crop": 64},
@@ -51,4 +54,9 @@ def test_padding_needs_scene_validation_and_gives_every_val_item_an_extent(synth
     assert (run.val_extents[:, 1] > run.val_extents[:, 0]).all()
     base["train"]["val_metric"] = "patch"
     with pytest.raises(ConfigError, match="val_metric 'scene'"):
+        build_run(parse_run_config(base))
+    base["train"]["val_metric"] = "scene"
+    for gt in (synthetic_root / "38-Cloud_training" / "Entire_scene_gts").iterdir():
+        gt.unlink()  # no scene sizes: refused, naming the scenes
+    with pytest.raises(ConfigError, match="missing for LC08_"):
         build_run(parse_run_config(base))
