@@ -87,7 +87,11 @@ class TrainConfig(_Frozen):
     band_mean: tuple[float, float, float, float] | None = None  # filled in when band-stats
     band_std: tuple[float, float, float, float] | None = None
     threshold: float = Field(0.5, gt=0, lt=1)  # probability threshold for metrics
-    ignore_nodata: bool = True  # leave pixels whose four bands are 0 out of the metrics
+    # Which validation pixels the metrics count: True, the footprint (pixels whose four bands
+    # are 0 left out: margins and padding); False, every pixel of every patch (padding too);
+    # "padding", the 38-Cloud protocol's set: every pixel of the scene's extent, margins
+    # included, grid padding left out (needs val_metric "scene" and Entire_scene_gts sizes).
+    ignore_nodata: bool | Literal["padding"] = True
     num_workers: int = Field(0, ge=0)  # DataLoader workers (at most the cores the run owns)
     # torch intra-op threads (None: torch's default, one per core). A sweep records the count
     # its trial ran with, so `cloudseg train` of an exported config runs the same way.

@@ -130,9 +130,11 @@ def export_trial(
     dest: Path,
     store: FileSystemArtifactStore,
     confirmation: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
-    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test.
+    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test;
+    `extra` adds entries to metrics.json (a final fit's `test` figures, which the card shows).
     """
     from cloudseg import check_bundle, file_sha256
     from sweep.artifacts import download
@@ -173,7 +175,7 @@ def export_trial(
                 download(store, ids[name], tmp / file)
                 images[name] = file
         metrics = bundle_metrics(study, trial, record, config, digest)
-        metrics.update(threshold=threshold, confirmation=confirmation)
+        metrics.update(threshold=threshold, confirmation=confirmation, **(extra or {}))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
         check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse

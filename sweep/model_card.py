@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from cloudseg import ConfigError
 from sweep.card_selection import confirmation_lines, threshold_lines
+from sweep.final.card import test_lines
 from sweep.record import failure_of
 from sweep.records import metric_label
 
@@ -131,7 +132,9 @@ def _input_contract(config: RunConfig) -> list[tuple[str, Any]]:
         ("dtype and units", "uint16 digital numbers as stored in the 38-Cloud patch TIFFs "
                             "(Landsat 8), unscaled: not reflectance"),
         ("no-data", "a pixel whose four bands are all 0 (scene margins)"
-                    + ("; left out of every metric" if t.ignore_nodata else "")),
+                    + ("; left out of every metric" if t.ignore_nodata is True else
+                       "; scored, grid padding left out (the 38-Cloud protocol's pixels)"
+                       if t.ignore_nodata == "padding" else "")),
         ("normalisation", norm),
         ("patch size", f"384 × 384 (38-Cloud patches; trained on {crop} px crops); any side "
                        f"that is a multiple of {model.multiple} and ≥ {model.min_size} works"),
@@ -197,14 +200,17 @@ def model_card(
     epochs = config.train.epochs
     counts = ", ".join(f"{k.upper()} {val[k]}" for k in ("tp", "fp", "fn", "tn") if k in val)
     opt = config.optim
+    test = metrics.get("test")  # a final fit's test-split figures (sweep finalize)
     parts = [
         f"# Cloud segmentation model — study `{study.study_name}`, trial {trial.number}",
         "",
-        f"Selected as the best of {considered} of study `{study.study_name}` by "
-        f"{metric_label(metrics['metric'])} = {_fmt(trial.value)} at epoch "
+        (f"Selected as the best of {considered} of study `{study.study_name}` by "
+         if test is None else "A final fit (below), scored on its validation scenes by ")
+        + f"{metric_label(metrics['metric'])} = {_fmt(trial.value)} at epoch "
         f"{metrics['best_epoch']} of {epochs} (the weights are that epoch's).",
         "",
-        *confirmation_lines(metrics.get("confirmation")),
+        *(confirmation_lines(metrics.get("confirmation")) if test is None else []),
+        *test_lines(test),
         *threshold_lines(metrics["threshold"]),
         "## Input contract",
         _table(_input_contract(config)),
@@ -250,9 +256,10 @@ def model_card(
         "same pixels it scores the cloud fraction as IoU and precision, and recall 1.",
         "",
         "## Not tested",
-        "- No test-split scene was scored. The figures above come from the validation scenes "
-        f"that also chose this trial among {n_complete + n_pruned}, so they flatter it; score "
-        "the test split with `cloudseg predict` and `cloudseg evaluate` (38-Cloud protocol).",
+        *(["- No test-split scene was scored. The figures above come from the validation "
+           f"scenes that also chose this trial among {n_complete + n_pruned}, so they flatter "
+           "it; score the test split with `cloudseg predict` and `cloudseg evaluate` (38-Cloud "
+           "protocol)."] if test is None else []),
         "- Scenes other than those listed: other sensors, regions, seasons, snow and ice, "
         "and other processing levels than the 38-Cloud patches.",
         f"- Thresholds other than {config.train.threshold:g}, test-time augmentation "

@@ -36,10 +36,13 @@ def load(storage: str | BaseStorage, name: str) -> optuna.Study:
 
 
 def latest_study(storage: str | BaseStorage) -> str:
-    """The study most recently started by `sweep run` (its `last_run` attr)."""
+    """The study most recently started by `sweep run` (its `last_run` attr); final-fit
+    studies (`sweep finalize`) are never it.
+    """
     import optuna
 
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    summaries = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+                 if "final_of_study" not in s.user_attrs]  # a final-fit study is no search
     if not summaries:
         raise ConfigError("the storage holds no study yet; run `sweep run --study NAME` first")
 

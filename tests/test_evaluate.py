@@ -22,15 +22,13 @@ from cloudseg.scenes.evaluate import (
     write_scene_csv,
     write_summary_json,
 )
+from cloudseg.scenes.reference import load_reference, reference_path
 
-CLOUDNET_CSV = (
-    Path(__file__).resolve().parents[2]
-    / "shared/realdata/38cloud_sample/derived/cloudnet_38cloud_test_per_scene.csv"
-)
+CLOUDNET_CSV = reference_path("cloudnet")  # shipped with the package (Apache-2.0, see PROVENANCE)
 
 
-def write_tif(path: Path, array: np.ndarray) -> None:
-    """A plain TIFF like the 38-Cloud files (no CRS)."""
+def write_tif(path: Path, array: np.ndarray, **options: str) -> None:
+    """A plain TIFF like the 38-Cloud files (no CRS); `nbits="1"` writes a 1-bit TIFF."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
         path,
@@ -40,6 +38,7 @@ def write_tif(path: Path, array: np.ndarray) -> None:
         width=array.shape[1],
         count=1,
         dtype=array.dtype,
+        **options,
     ) as dst:
         dst.write(array, 1)
 
@@ -98,7 +97,6 @@ def test_csv_and_summary_round_trip(scenes, tmp_path):
     assert summary["pooled_counts"] == {"tp": 1795, "fp": 103, "fn": 5, "tn": 3197}
 
 
-@pytest.mark.skipif(not CLOUDNET_CSV.is_file(), reason="real 38-Cloud reference table not present")
 def test_cloudnet_published_per_scene_mean_is_reproduced():
     rows = read_scene_table(CLOUDNET_CSV)
     assert len(rows) == 20
@@ -186,3 +184,82 @@ def test_cli_evaluate_shows_the_bundles_threshold_beside_the_official_one(scenes
     rows = [ln for ln in out.splitlines() if "0.047059" in ln or "0.300000 (bundle)" in ln]
     assert any(f"{official:.2f}" in ln for ln in rows if "0.047059" in ln), out
     assert any(f"{at_bundle:.2f}" in ln for ln in rows if "(bundle)" in ln), out
+
+
+def test_shipped_cloudnet_table_has_the_20_test_scenes_and_its_provenance():
+    ref = load_reference("cloudnet")
+    assert len(ref.scenes) == 20 and all(s.startswith("LC08_L1TP_") for s in ref.scenes)
+    provenance = (CLOUDNET_CSV.parent / "PROVENANCE.md").read_text()
+    assert "Apache" in provenance and "SorourMo/38-Cloud" in provenance
+
+
+def test_cli_compare_cloudnet_prints_ours_beside_theirs(tmp_path, capsys):
+    """Two scenes carrying real test ids: per-scene Jaccard beside Cloud-Net's, and the means
+    over the shared scenes."""
+    ref = load_reference("cloudnet")
+    ids = list(ref.scenes)[:2]
+    gt = np.zeros((40, 40), np.uint8)
+    gt[:10] = 255
+    pred = gt.copy()
+    pred[20:25, :20] = 200  # IoU 400/500
+    for scene in ids:
+        write_tif(tmp_path / "gt" / f"edited_corrected_gts_{scene}.TIF", gt)
+        write_tif(tmp_path / "pred" / f"{scene}_prob.tif", pred)
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt"),
+                 "--compare", "cloudnet"]) == 0
+    out = capsys.readouterr().out
+    theirs = [100 * ref.scenes[s]["iou"] for s in ids]
+    line = next(ln for ln in out.splitlines() if ids[0] in ln and "80.00" in ln)
+    assert f"{theirs[0]:.2f}" in line and f"{80 - theirs[0]:+.2f}" in line, out
+    mean = next(ln for ln in out.splitlines() if "mean over 2 scenes" in ln and "80.00" in ln)
+    assert f"{sum(theirs) / 2:.2f}" in mean, out
+
+
+MASK_GT = np.zeros((30, 30), np.uint8)
+MASK_GT[:10] = 255  # 300 cloud pixels
+
+
+def _mask_scene(tmp_path: Path, name: str, mask: np.ndarray, **options: str) -> tuple[Path, Path]:
+    """A scene whose prediction finds the 300 cloud pixels and 30 more (IoU 300/330)."""
+    write_tif(tmp_path / "gt" / "edited_corrected_gts_S1.TIF", MASK_GT)
+    write_tif(tmp_path / "pred" / name, mask, **options)
+    return tmp_path / "pred", tmp_path / "gt"
+
+
+def _found(cloud: int) -> np.ndarray:
+    mask = np.zeros((30, 30), np.uint8)
+    mask[:11] = cloud
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("name", "cloud", "options", "flags"),
+    [
+        ("S1_mask.tif", 255, {}, []),  # cloudseg predict's mask, 0/255
+        ("S1.TIF", 1, {}, []),  # an entire_masks file, 0/1
+        ("S1.TIF", 255, {}, []),  # an entire_masks file, 0/255
+        ("S1_prob.tif", 1, {"nbits": "1"}, []),  # 1-bit, whatever its name
+        ("S1_prob.tif", 1, {}, ["--masks"]),  # 0/1 named as a probability map, declared
+        ("S1_prob.tif", 255, {}, []),  # 0/255 as a probability map: 1.0 > 12/255
+    ],
+)
+def test_binary_masks_are_scored_as_masks(tmp_path, capsys, name, cloud, options, flags):
+    pred_dir, gt_dir = _mask_scene(tmp_path, name, _found(cloud), **options)
+    report = evaluate_scenes(pred_dir, gt_dir, masks="--masks" in flags)
+    assert report.scenes[0].metrics == Metrics(tp=300, fp=30, fn=0, tn=570)
+    assert main(["evaluate", str(pred_dir), str(gt_dir), *flags]) == 0
+    assert f"{100 * 300 / 330:.2f}" in capsys.readouterr().out
+
+
+def test_zero_one_probability_map_is_refused_in_one_line(tmp_path, capsys):
+    """Read as v/255, a 0/1 mask would be all clear (J 0): it is refused, naming the file."""
+    pred_dir, gt_dir = _mask_scene(tmp_path, "S1_prob.tif", _found(1))
+    assert main(["evaluate", str(pred_dir), str(gt_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "S1_prob.tif" in err and "--masks" in err and len(err.strip().splitlines()) == 1
+
+
+def test_masks_flag_refuses_a_probability_map(tmp_path, capsys):
+    pred_dir, gt_dir = _mask_scene(tmp_path, "S1_prob.tif", _found(128))
+    assert main(["evaluate", str(pred_dir), str(gt_dir), "--masks"]) == 2
+    assert "not a binary mask" in capsys.readouterr().err

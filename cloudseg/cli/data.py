@@ -17,14 +17,23 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-scenes", type=int, default=2, metavar="M")
     p.add_argument("--scene-size", type=int, nargs=2, default=(800, 800), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--train-scene-gts", action="store_true",
+                   help="also write the training scenes' whole-scene gts (Entire_scene_gts/), "
+                   "which train.ignore_nodata: padding needs")
+    p.add_argument("--real-test-ids", action="store_true",
+                   help="name the test scenes after the first M real 38-Cloud test scenes (the "
+                   "ids of the shipped Cloud-Net table), so reports put ours beside Cloud-Net")
 
 
 @command("synth", "write a seeded synthetic data set in the exact 38-Cloud layout", _synth_args)
 def synth(args: argparse.Namespace) -> int:
     from cloudseg.data import index_dataset, write_synthetic
+    from cloudseg.scenes.reference import cloudnet_scene_ids
 
+    ids = cloudnet_scene_ids() if args.real_test_ids else None
     out = write_synthetic(args.out, args.train_scenes, args.test_scenes,
-                          tuple(args.scene_size), args.seed)
+                          tuple(args.scene_size), args.seed, test_ids=ids,
+                          train_scene_gts=args.train_scene_gts)
     n_train = len(index_dataset(out, "train"))
     n_test = len(index_dataset(out, "test")) if args.test_scenes else 0
     print(f"wrote {out}: {n_train} training and {n_test} test patches "

@@ -84,7 +84,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "pred_dir",
         type=Path,
         help="folder with <scene>_prob.tif (cloudseg predict) or per-patch predictions "
-        "*patch_<idx>_<row>_by_<col>_<scene>.TIF (float 0-1 or uint8 0-255)",
+        "*patch_<idx>_<row>_by_<col>_<scene>.TIF (float 0-1 or uint8 0-255), or full-scene "
+        "binary masks <scene>_mask.tif / <scene>.TIF (uint8 0/1, uint8 0/255 or 1-bit: cloud "
+        "where > 0). A uint8 probability input holding only 0 and 1 is refused (see --masks)",
     )
     p.add_argument(
         "gt_dir",
@@ -106,6 +108,19 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "which scores every pixel); needs cloudseg predict's GeoTIFFs",
     )
     p.add_argument(
+        "--masks",
+        action="store_true",
+        help="read every prediction as a binary mask (uint8 0/1 or 0/255, 1-bit): cloud where "
+        "> 0, --threshold unused; values other than 0/1 or 0/255 are refused",
+    )
+    p.add_argument(
+        "--compare",
+        choices=("cloudnet",),
+        default=None,
+        help="print ours beside a published table shipped with cloudseg, per scene and the "
+        "means over the scenes both have (cloudnet: Cloud-Net on the 20 38-Cloud test scenes)",
+    )
+    p.add_argument(
         "--protocol",
         choices=("per-scene", "pooled"),
         default="per-scene",
@@ -124,6 +139,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from cloudseg.errors import ConfigError
     from cloudseg.scenes.evaluate import (
         SCENE_METRICS,
         evaluate_scenes,
@@ -132,17 +148,20 @@ def evaluate(args: argparse.Namespace) -> int:
         write_summary_json,
     )
 
+    if args.masks and args.bundle is not None:
+        raise ConfigError("--masks with --bundle: binary masks have no threshold to vary")
     report = evaluate_scenes(
-        args.pred_dir, args.gt_dir, parse_threshold(args.threshold), footprint=args.footprint
+        args.pred_dir, args.gt_dir, parse_threshold(args.threshold), footprint=args.footprint,
+        masks=args.masks,
     )
     csv_path = args.csv or args.pred_dir / "evaluation.csv"
     write_scene_csv(report, csv_path)
     json_path = write_summary_json(report, csv_path.with_suffix(".json"), args.protocol)
 
     names = [col for _, col in SCENE_METRICS]
-    scenes = Table(
-        title=f"per scene (prediction > {report.threshold:.6f}; scored: {report.scored})"
-    )
+    cut = ("binary masks, cloud where > 0" if report.masks
+           else f"prediction > {report.threshold:.6f}")
+    scenes = Table(title=f"per scene ({cut}; scored: {report.scored})")
     for col in ("scene", *names):
         scenes.add_column(col, justify="left" if col == "scene" else "right")
     for s in report.scenes:
@@ -171,6 +190,8 @@ def evaluate(args: argparse.Namespace) -> int:
         console.print(table)
     if args.bundle is not None:
         console.print(_side_by_side(args, report))
+    if args.compare is not None:
+        console.print(compare_table(report, args.compare))
     console.print(f"per-scene CSV: {csv_path}  summary: {json_path}")
     return 0
 
@@ -192,4 +213,28 @@ def _side_by_side(args: argparse.Namespace, report: EvaluationReport) -> Table:
     for label, rep in ((f"{report.threshold:.6f}", report),
                        (f"{bundle_threshold:.6f} (bundle)", at_bundle)):
         table.add_row(label, *(f"{100 * rep.mean[a]:.2f}" for a, _ in SCENE_METRICS))
+    return table
+
+
+def compare_table(report: EvaluationReport, name: str) -> Table:
+    """Ours beside a published per-scene table: Jaccard per scene and the per-scene means."""
+    from rich.table import Table
+
+    from cloudseg.scenes.reference import compare_with_reference
+
+    cmp = compare_with_reference(report, name)
+    ours_mean, ref_mean = cmp.means()
+    label = cmp.reference.label
+    missing = f"; not in its table: {', '.join(cmp.unmatched)}" if cmp.unmatched else ""
+    table = Table(title=f"Jaccard (%): ours at {report.threshold:.6f} beside {label} at "
+                        f"12/255; {len(cmp.scenes)} shared scenes{missing}")
+    table.add_column("scene", no_wrap=True, min_width=max(map(len, cmp.scenes), default=5))
+    for col in ("ours", cmp.reference.name, "ours - ref"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for scene in cmp.scenes:
+        ours, ref = cmp.ours[scene]["iou"], cmp.theirs[scene]["iou"]
+        table.add_row(scene, f"{100 * ours:.2f}", f"{100 * ref:.2f}", f"{100 * (ours - ref):+.2f}")
+    ours, ref = ours_mean["iou"], ref_mean["iou"]
+    table.add_row(f"mean over {len(cmp.scenes)} scenes", f"{100 * ours:.2f}", f"{100 * ref:.2f}",
+                  f"{100 * (ours - ref):+.2f}")
     return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import shutil
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -156,8 +157,16 @@ def _write_scene(root: Path, split: str, scene: str, bands: np.ndarray, gt: np.n
 
 def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2,
                     scene_size: tuple[int, int] = (800, 800), seed: int = 0, *,
-                    coarse: int = 1, workers: int = 1) -> Path:
+                    coarse: int = 1, workers: int = 1,
+                    test_ids: Sequence[str] | None = None,
+                    train_scene_gts: bool = False) -> Path:
     """Write a synthetic 38-Cloud tree at `out` (must not exist yet); returns its path.
+
+    `test_ids` names the test scenes (at least `test_scenes` ids, the first ones are used),
+    e.g. the real 38-Cloud test scene ids (`cloudseg.cloudnet_scene_ids()`), so results can be
+    put beside published per-scene tables; by default they get made-up ids.
+    `train_scene_gts` also writes the training scenes' `Entire_scene_gts/` (as 38-Cloud has
+    them; `train.ignore_nodata: padding` reads the scene sizes there).
 
     Built in a temporary sibling folder and renamed, so a crash leaves nothing at `out`.
     `coarse` > 1 draws each scene at 1/coarse of its size and enlarges it (blocky but 1/coarse²
@@ -173,10 +182,13 @@ def write_synthetic(out: str | Path, train_scenes: int = 4, test_scenes: int = 2
     if min(scene_size) < 64 * coarse or coarse < 1:
         raise ConfigError(f"scene_size must be at least {64 * coarse} px a side (64 x coarse "
                           f"{coarse}), got {scene_size}")
+    if test_ids is not None and len(test_ids) < test_scenes:
+        raise ConfigError(f"test_ids: {len(test_ids)} id(s) for {test_scenes} test scenes")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _write_tree(tmp, train_scenes, test_scenes, scene_size, seed, coarse, workers)
+        _write_tree(tmp, train_scenes, test_scenes, scene_size, seed, coarse, workers,
+                    test_ids, train_scene_gts)
         _readable_by_all(tmp)
         if out.exists():
             out.rmdir()
@@ -197,7 +209,8 @@ def _readable_by_all(root: Path) -> None:
 
 
 def _synth_scene(root: Path, split: str, scene: str, rng: np.random.Generator,
-                 size: tuple[int, int], coarse: int) -> tuple[list[str], list[str]]:
+                 size: tuple[int, int], coarse: int, scene_gts: bool = False
+                 ) -> tuple[list[str], list[str]]:
     """Draw one scene, write its patches (and its whole-scene gt for a test scene)."""
     h, w = size
     bands, gt = make_scene(rng, -(-h // coarse), -(-w // coarse))
@@ -205,14 +218,17 @@ def _synth_scene(root: Path, split: str, scene: str, rng: np.random.Generator,
         grow = np.s_[..., :h, :w]
         bands = bands.repeat(coarse, -2).repeat(coarse, -1)[grow]
         gt = gt.repeat(coarse, -2).repeat(coarse, -1)[grow]
-    if split == "test":
-        write_band(root / TEST_DIR / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
+    if split == "test" or scene_gts:  # 38-Cloud ships whole-scene gts of training scenes too
+        top = TEST_DIR if split == "test" else TRAIN_DIR
+        write_band(root / top / SCENE_GTS_DIR / f"{SCENE_GT_PREFIX}{scene}.TIF", gt)
     return _write_scene(root, split, scene, bands, gt)
 
 
 def _write_tree(root: Path, train_scenes: int, test_scenes: int, size: tuple[int, int],
-                seed: int, coarse: int = 1, workers: int = 1) -> None:
+                seed: int, coarse: int = 1, workers: int = 1,
+                test_ids: Sequence[str] | None = None, train_scene_gts: bool = False) -> None:
     for folder in [f"{TRAIN_DIR}/train_{b}" for b in (*BANDS, GT)] + (
+            [f"{TRAIN_DIR}/{SCENE_GTS_DIR}"] if train_scene_gts else []) + (
             [f"{TEST_DIR}/test_{b}" for b in BANDS] + [f"{TEST_DIR}/{SCENE_GTS_DIR}"]
             if test_scenes else []):
         (root / folder).mkdir(parents=True)
@@ -220,7 +236,9 @@ def _write_tree(root: Path, train_scenes: int, test_scenes: int, size: tuple[int
     jobs = []
     for i, rng in enumerate(rngs):
         split = "train" if i < train_scenes else "test"
-        jobs.append((root, split, _scene_id(i, split), rng, size, coarse))
+        scene = (_scene_id(i, split) if split == "train" or test_ids is None
+                 else test_ids[i - train_scenes])
+        jobs.append((root, split, scene, rng, size, coarse, train_scene_gts))
     if workers > 1:
         with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
             written = list(pool.map(_synth_scene, *zip(*jobs, strict=True)))

@@ -73,6 +73,7 @@ class EvaluationReport:
     scenes: tuple[SceneResult, ...]
     threshold: float
     scored: str = SCORED_ALL
+    masks: bool = False  # every input read as a binary mask (cloud where > 0)
 
     @property
     def mean(self) -> dict[str, float]:
@@ -195,9 +196,10 @@ def score_scene(
 
 
 def _score(
-    source: Source, gt_path: Path, shape: tuple[int, int], threshold: float, footprint: bool
+    source: Source, gt_path: Path, shape: tuple[int, int], threshold: float, footprint: bool,
+    masks: bool,
 ) -> Metrics:
-    cloud, truth = source.binary(shape, threshold), _read(gt_path) > 0
+    cloud, truth = source.binary(shape, threshold, masks), _read(gt_path) > 0
     if footprint:
         inside = source.footprint()
         cloud, truth = cloud[inside], truth[inside]
@@ -210,6 +212,7 @@ def evaluate_scenes(
     threshold: float = OFFICIAL_THRESHOLD,
     *,
     footprint: bool = False,
+    masks: bool = False,
 ) -> EvaluationReport:
     """Score every scene that has a whole-scene ground truth in `gt_dir` against its
     prediction in `pred_dir` (scene GeoTIFFs or per-patch files). All pairing, grid and size
@@ -233,10 +236,11 @@ def evaluate_scenes(
     if problems:
         raise EvaluationError("; ".join(problems))
     results = tuple(
-        SceneResult(s, _score(preds[s], gts[s], shape, threshold, footprint), shape)
+        SceneResult(s, _score(preds[s], gts[s], shape, threshold, footprint, masks), shape)
         for s, shape in shapes.items()
     )
-    return EvaluationReport(results, threshold, SCORED_FOOTPRINT if footprint else SCORED_ALL)
+    return EvaluationReport(results, threshold, SCORED_FOOTPRINT if footprint else SCORED_ALL,
+                            masks)
 
 
 def write_scene_csv(report: EvaluationReport, path: str | Path) -> Path:

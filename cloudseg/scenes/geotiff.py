@@ -80,14 +80,21 @@ def scene_georef_from_patch(path: str | Path, row: int, col: int, grid: SceneGri
     return Georef(ref.crs, ref.transform @ Affine.translation(ox - x0, oy - y0))
 
 
+VALUES_TAG = "CLOUDSEG_VALUES"  # GDAL metadata: what a written raster's values mean
+PROBABILITY_VALUES = "probability ceil(255*p)"  # v means p in ((v-1)/255, v/255]
+MASK_VALUES = "mask 0/255"
+
+
 def write_uint8(
     path: str | Path,
     array: np.ndarray,
     georef: Georef = Georef(),
     footprint: np.ndarray | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """One-band uint8 GeoTIFF, deflate (level `ZLEVEL`) + horizontal predictor, 256×256 tiles,
-    with `footprint` (bool, True = valid) as its internal GDAL mask band when given. Written to
+    with `footprint` (bool, True = valid) as its internal GDAL mask band when given and `tags`
+    as GDAL metadata (`VALUES_TAG` says what the values mean). Written to
     a temporary name and renamed; a failure is a CloudsegError naming `path` (also when this
     runs in a background thread) and leaves no partial file.
     """
@@ -118,6 +125,8 @@ def write_uint8(
         path.parent.mkdir(parents=True, exist_ok=True)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array, 1)
+            if tags:
+                dst.update_tags(**tags)
             if footprint is not None:
                 dst.write_mask(np.multiply(footprint, 255, dtype=np.uint8))
         tmp.replace(path)  # a reader never sees half a mask

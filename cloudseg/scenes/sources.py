@@ -6,6 +6,13 @@ Two forms are accepted, as the authors' `evaluation.m` and users of any other ne
   (any prefix), float in [0, 1] or uint8 0-255. They are stitched by (row, col) and the scene is
   cropped out of the middle of the grid (`SceneGrid`: 38-Cloud's centred padding).
 
+Binary masks are accepted too, and never scored as probabilities: a whole-scene
+`<scene>_mask.tif` (cloudseg predict's 0/255 mask) or `<scene>.TIF` (as the authors' Matlab and
+Python evaluations write their `entire_masks`), a 1-bit TIFF anywhere, or any input with
+`masks=True` is read as cloud where the value > 0, and must hold only 0/1 or 0/255. A
+probability input (uint8) that holds only 0 and 1 is refused: read as v/255 it would score as
+all clear at any threshold, which is what a 0/1 mask looks like.
+
 A source turns its prediction into a boolean cloud map at a threshold right away (`binary`), so
 per-patch files of different dtypes stitch without a lossy common type.
 """
@@ -19,10 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.errors import CloudsegError
-from cloudseg.scenes.geotiff import above, open_raster
+from cloudseg.scenes.geotiff import (
+    MASK_VALUES,
+    PROBABILITY_VALUES,
+    VALUES_TAG,
+    above,
+    open_raster,
+)
 from cloudseg.scenes.grid import SceneGrid
 
 PROB_SUFFIX = "_prob.tif"  # what `cloudseg predict` writes: uint8 ceil(255·p)
+MASK_SUFFIX = "_mask.tif"  # cloudseg predict's binary mask (0/255), used without a _prob.tif
+GT_NAME = re.compile(r"^edited_corrected_gts_", re.IGNORECASE)
+SCENE_NAME = re.compile(r"^(?P<scene>[A-Za-z0-9_]+)\.tiff?$", re.IGNORECASE)
+MASKS_HINT = ("pass --masks (cloudseg.evaluate_scenes(masks=True)) to read it as a binary "
+              "mask, cloud where > 0")
 PATCH_FILE = re.compile(
     r"^.*?patch_(?P<idx>\d+)_(?P<row>\d+)_by_(?P<col>\d+)_(?P<scene>[A-Za-z0-9_]+)\.tiff?$",
     re.IGNORECASE,
@@ -33,16 +51,49 @@ class EvaluationError(CloudsegError):
     """Predictions and ground truths do not line up: the message names every scene at fault."""
 
 
-def binarise(prediction: np.ndarray, threshold: float) -> np.ndarray:
+def binarise(prediction: np.ndarray, threshold: float, *, mask: bool = False,
+             strict: bool = True) -> np.ndarray:
     """`p > threshold` where p = value/255 for uint8 images (Matlab's im2double), the value
-    itself for floats (compared in float64: `geotiff.above`).
+    itself for floats (compared in float64: `geotiff.above`). With `mask`, the input is a
+    binary mask (0/1 or 0/255): cloud where > 0, the threshold unused; other values are refused.
+    A uint8 probability map holding only 0 and 1 is refused (a 0/1 mask would score all clear),
+    unless not `strict` (a file that says it holds probabilities: `cloudseg predict`'s).
     """
+    if mask:
+        values = np.unique(prediction)
+        if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+            shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
+            raise EvaluationError(f"not a binary mask: values {shown} (expected 0/1 or 0/255)")
+        return prediction > 0
     if prediction.dtype == np.uint8:
+        if strict and prediction.size and int(prediction.max()) == 1:
+            raise EvaluationError(
+                "uint8 prediction holds only 0 and 1: read as probability v/255 every pixel is "
+                f"clear at any threshold; if it is a 0/1 mask, {MASKS_HINT}")
         lut = np.arange(256) / 255 > threshold  # exact `v/255 > t`, without a float copy
         return lut[prediction]
     if not np.issubdtype(prediction.dtype, np.floating):
         raise EvaluationError(f"prediction dtype {prediction.dtype}: expected uint8 or float")
     return above(prediction, threshold)
+
+
+def _kind(path: Path) -> tuple[bool, bool]:
+    """(a mask, declared probabilities): a 1-bit TIFF is a mask; `cloudseg predict`'s
+    probability GeoTIFFs say what they hold (`geotiff.VALUES_TAG`).
+    """
+    with open_raster(path) as src:
+        one_bit = src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "1"
+        values = src.tags().get(VALUES_TAG, "")
+    return one_bit or values == MASK_VALUES, values == PROBABILITY_VALUES
+
+
+def _binary(path: Path, threshold: float, mask: bool) -> np.ndarray:
+    """`binarise` of the file at `path`, as its kind says. Errors name the file."""
+    is_mask, declared = _kind(path)
+    try:
+        return binarise(_read(path), threshold, mask=mask or is_mask, strict=not declared)
+    except EvaluationError as err:
+        raise EvaluationError(f"{path}: {err}") from None
 
 
 def _read(path: Path) -> np.ndarray:
@@ -56,6 +107,7 @@ class SceneFile:
 
     scene: str
     path: Path
+    mask: bool = False  # a binary mask file (cloud where > 0), not a probability map
 
     def problem(self, shape: tuple[int, int]) -> str | None:
         """Why the file cannot be scored against a gt of `shape`, or None."""
@@ -66,9 +118,12 @@ class SceneFile:
                     f"is {shape[0]}x{shape[1]} (height x width)")
         return None
 
-    def binary(self, shape: tuple[int, int], threshold: float) -> np.ndarray:
-        """Cloud where the prediction exceeds `threshold` (compared as `binarise` does)."""
-        return binarise(_read(self.path), threshold)
+    def binary(self, shape: tuple[int, int], threshold: float, masks: bool = False
+               ) -> np.ndarray:
+        """Cloud where the prediction exceeds `threshold` (compared as `binarise` does); a
+        mask (this file's kind or `masks`) is cloud where > 0.
+        """
+        return _binary(self.path, threshold, masks or self.mask)
 
     def footprint(self) -> np.ndarray:
         """The file's mask band (True = inside the scene footprint)."""
@@ -114,8 +169,11 @@ class PatchFiles:
                     f"{bad[0][0]}, col {bad[0][1]} of a {grid.cols}-column grid")
         return None
 
-    def binary(self, shape: tuple[int, int], threshold: float) -> np.ndarray:
-        """Cloud where the prediction exceeds `threshold`, stitched and cropped to the scene."""
+    def binary(self, shape: tuple[int, int], threshold: float, masks: bool = False
+               ) -> np.ndarray:
+        """Cloud where the prediction exceeds `threshold` (or > 0 for masks), stitched and
+        cropped to the scene.
+        """
         grid = self.grid(shape)
         canvas = np.zeros(grid.padded, bool)
         for (row, col), path in self.files.items():
@@ -123,8 +181,9 @@ class PatchFiles:
             if patch.shape != (grid.patch, grid.patch):
                 raise EvaluationError(f"{path}: patch is {patch.shape[0]}x{patch.shape[1]}, "
                                       f"expected {grid.patch}x{grid.patch}")
+            is_mask, declared = _kind(path)
             try:
-                cut = binarise(patch, threshold)
+                cut = binarise(patch, threshold, mask=masks or is_mask, strict=not declared)
             except EvaluationError as err:
                 raise EvaluationError(f"{path}: {err}") from None
             y, x = grid.patch_origin(row, col)
@@ -147,9 +206,11 @@ def prediction_sources(pred_dir: str | Path) -> dict[str, Source]:
     if not pred_dir.is_dir():
         raise EvaluationError(f"{pred_dir}: prediction folder does not exist")
     scenes: dict[str, Source] = {}
+    masks: dict[str, SceneFile] = {}
     patches: dict[str, PatchFiles] = {}
     for path in sorted(pred_dir.iterdir()):
-        if path.name.lower().endswith(PROB_SUFFIX):
+        lower = path.name.lower()
+        if lower.endswith(PROB_SUFFIX):
             scenes[path.name[: -len(PROB_SUFFIX)]] = SceneFile(path.name[: -len(PROB_SUFFIX)], path)
         elif m := PATCH_FILE.match(path.name):
             cell = (int(m["row"]), int(m["col"]))
@@ -159,7 +220,14 @@ def prediction_sources(pred_dir: str | Path) -> dict[str, Source]:
                                       f"{cell[1]} of {m['scene']}: {group.files[cell].name}, "
                                       f"{path.name}")
             group.files[cell], group.indices[cell] = path, int(m["idx"])
+        elif lower.endswith(MASK_SUFFIX):
+            scene = path.name[: -len(MASK_SUFFIX)]
+            masks[scene] = SceneFile(scene, path, mask=True)
+        elif (m := SCENE_NAME.match(path.name)) and not GT_NAME.match(path.name):
+            masks.setdefault(m["scene"], SceneFile(m["scene"], path, mask=True))
+    for scene, file in masks.items():  # a mask only where no probability map is given
+        scenes.setdefault(scene, file)
     if scenes and patches:
-        raise EvaluationError(f"{pred_dir}: holds both scene GeoTIFFs (*{PROB_SUFFIX}) and "
-                              "per-patch predictions; give one kind per folder")
+        raise EvaluationError(f"{pred_dir}: holds both scene GeoTIFFs (*{PROB_SUFFIX} or "
+                              "masks) and per-patch predictions; give one kind per folder")
     return {**scenes, **patches}

@@ -86,6 +86,8 @@ class BuiltRun:
     val_loader: Iterable
     val_scenes: list[str]  # scene of each validation item: per-scene figures every epoch
     data: DataSummary
+    # (y0, y1, x0, x1) of each validation item inside its scene (train.ignore_nodata: padding)
+    val_extents: np.ndarray | None = None
 
 
 def run_training(
@@ -109,6 +111,7 @@ def run_training(
         run.model, run.loss_fn, run.train_loader, run.val_loader, run.config,
         callbacks=callbacks, checkpoint_dir=out_dir,
         progress=None if isinstance(progress, bool) else progress, val_scenes=run.val_scenes,
+        val_extents=run.val_extents,
     )
     return replace(result, extras={**result.extras, **run.data.as_dict()})
 
@@ -138,6 +141,14 @@ def build_run(config: RunConfig, *, progress: bool = False) -> BuiltRun:
     train_loader, val_loader, on_device = _loaders(config, cache, train_idx, val_idx)
 
     scene_of = [r.id.scene for r in cache.records]
+    extents = None
+    if config.train.ignore_nodata == "padding":
+        from cloudseg.data.layout import find_layout
+        from cloudseg.scenes.extent import extent_rects, scene_sizes
+
+        ids = [cache.records[i].id for i in val_idx]
+        sizes = scene_sizes(find_layout(root).scene_gts, [pid.scene for pid in ids])
+        extents = extent_rects(ids, sizes)
     return BuiltRun(
         config=config, model=model, loss_fn=loss_fn, train_loader=train_loader,
         val_loader=val_loader, val_scenes=[scene_of[i] for i in val_idx],
@@ -147,6 +158,7 @@ def build_run(config: RunConfig, *, progress: bool = False) -> BuiltRun:
             val_scenes=sorted({scene_of[i] for i in val_idx}),
             pos_weight=pos_weight, data_on_device=on_device,
         ),
+        val_extents=extents,
     )
 
 
@@ -161,6 +173,9 @@ def _check_sizes(config: RunConfig) -> None:
             f"data.max_val_patches: train.val_metric 'scene' scores whole validation scenes and "
             f"a capped scene is not a scene; set it to null (got {dcfg.max_val_patches})"
         )
+    if config.train.ignore_nodata == "padding" and not by_scene:
+        raise ConfigError("train.ignore_nodata: 'padding' (the 38-Cloud protocol's pixels) "
+                          "scores whole validation patches; it needs train.val_metric 'scene'")
     check_input_size(config.model.name, dcfg.crop or 384)
     if by_scene:
         check_input_size(config.model.name, 384)  # validation sees whole patches

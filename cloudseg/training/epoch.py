@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -114,7 +115,8 @@ def _step(t: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def validate_epoch(
-    t: Trainer, loader: Iterable, trained: TrainedEpoch, scenes: Sequence[str] | None
+    t: Trainer, loader: Iterable, trained: TrainedEpoch, scenes: Sequence[str] | None,
+    extents: np.ndarray | None = None,
 ) -> EpochRecord:
     """Validate after `trained` and record the epoch: pooled counts, the per-scene mean IoU
     with `train.val_metric` "scene", and the figures at the three thresholds.
@@ -124,7 +126,7 @@ def validate_epoch(
     per_scene = SceneMeter(tcfg.threshold) if by_scene else None
     hist = ThresholdHistograms()
     val_loss, val_metrics = validate(t.net, t.loss_fn, loader, t.setup, tcfg, scenes=scenes,
-                                     scene_meter=per_scene, histograms=hist)
+                                     scene_meter=per_scene, histograms=hist, extents=extents)
     return EpochRecord(
         epoch=trained.epoch, train_loss=trained.loss, val_loss=val_loss, val=val_metrics,
         seconds=time.perf_counter() - trained.started,
@@ -138,12 +140,14 @@ def validate_epoch(
 def validate(
     model: nn.Module, loss_fn: nn.Module, loader: Iterable, setup: DeviceSetup, tcfg: TrainConfig,
     *, scenes: Sequence[str] | None = None, scene_meter: SceneMeter | None = None,
-    histograms: ThresholdHistograms | None = None,
+    histograms: ThresholdHistograms | None = None, extents: np.ndarray | None = None,
 ) -> tuple[float, Metrics]:
     """Mean loss per image and confusion counts over the whole loader (no-data pixels out of
-    the counts when `train.ignore_nodata`). With `scene_meter`, each item's counts also go to
-    its scene, `scenes[i]` for the loader's i-th item; `histograms` collects the probability
-    histograms (per scene when `scenes` is given) that give the counts at any threshold.
+    the counts when `train.ignore_nodata` is true; only the scene's extent, `extents[i]` =
+    (y0, y1, x0, x1) of the i-th item, when "padding"). With `scene_meter`, each item's
+    counts also go to its scene, `scenes[i]` for the loader's i-th item; `histograms`
+    collects the probability histograms (per scene when `scenes` is given) that give the
+    counts at any threshold.
     """
     if scene_meter is not None and scenes is None:
         raise ConfigError("validate: a scene_meter needs the scene of each item (scenes=)")
@@ -157,7 +161,7 @@ def validate(
             logits = model(x)
         logits = logits.float()
         loss_sum += loss_fn(logits, y) * raw.shape[0]
-        valid = ~nodata_mask(raw) if tcfg.ignore_nodata else None
+        valid = _valid(raw, tcfg, extents, n)
         meter.update_from_logits(logits, y, valid)
         if scene_meter is not None and scenes is not None:
             scene_meter.update_from_logits(scenes[n : n + raw.shape[0]], logits, y, valid)
@@ -168,6 +172,21 @@ def validate(
     if scenes is not None and n != len(scenes):
         raise ConfigError(f"validate: {len(scenes)} scene names for {n} validation items")
     return loss_sum.item() / max(n, 1), meter.metrics
+
+
+def _valid(raw: torch.Tensor, tcfg: TrainConfig, extents: np.ndarray | None, start: int
+           ) -> torch.Tensor | None:
+    """The pixels a validation batch counts (None: all), per `train.ignore_nodata`."""
+    if tcfg.ignore_nodata == "padding":
+        from cloudseg.scenes.extent import extent_mask
+
+        if extents is None:
+            raise ConfigError("train.ignore_nodata: padding needs the validation items' scene "
+                              "extents (fit(..., val_extents=))")
+        if raw.shape[-1] != raw.shape[-2]:
+            raise ConfigError("train.ignore_nodata: padding needs whole square patches")
+        return extent_mask(extents[start : start + raw.shape[0]], raw.shape[-1], raw.device)
+    return ~nodata_mask(raw) if tcfg.ignore_nodata else None
 
 
 def to_device(

@@ -56,6 +56,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     progress: ProgressHook | Any | None = None,
     val_scenes: Sequence[str] | None = None,
+    val_extents: np.ndarray | None = None,
 ) -> FitResult:
     """Train `model` for `config.train.epochs`, validating after each epoch.
 
@@ -64,7 +65,8 @@ def fit(
     `checkpoint_dir/best` (best validation IoU) and `checkpoint_dir/last`.
     `val_scenes[i]`, the scene of the val loader's i-th item, gives per-scene figures (the
     threshold figures' `scene_ious`; with `train.val_metric` "scene", the per-scene mean IoU
-    that picks the best epoch).
+    that picks the best epoch). `val_extents[i]` (y0, y1, x0, x1), the part of the i-th item
+    inside its scene, limits the counts to it (`train.ignore_nodata: padding`).
     """
     t_fit = time.perf_counter()
     tcfg = config.train
@@ -81,7 +83,7 @@ def fit(
         with _run_mode(setup, tcfg.threads), _Reporter(progress, tcfg.epochs, steps) as report:
             for epoch in range(1, tcfg.epochs + 1):
                 trained = train_epoch(trainer, train_loader, epoch, report)
-                record = validate_epoch(trainer, val_loader, trained, val_scenes)
+                record = validate_epoch(trainer, val_loader, trained, val_scenes, val_extents)
                 history.append(record)
                 if notify(watchers, epoch, record):
                     stopped_early = True
