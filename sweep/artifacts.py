@@ -228,11 +228,18 @@ def render_trial_images(result: FitResult, out_dir: Path) -> dict[str, str]:
     rule = result.config.train.select_at  # the threshold the trial is scored at
     threshold = (best.thresholds[rule].threshold if rule != "fixed" and best.thresholds
                  else None)
-    overlay = overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png", threshold)
+    checkpoint = {"checkpoint": str(Path(result.best_checkpoint) / "model.safetensors")}
+    try:
+        overlay = overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png", threshold)
+    except Exception as exc:  # noqa: BLE001 - an image is a courtesy, never a failed trial
+        import logging
+
+        logging.getLogger(__name__).warning("no overlay for this trial: %s", exc)
+        return checkpoint
     return {
         "overlay": str(overlay),
         MASKS_KEY: str(out_dir / MASKS_FILENAME),  # written beside it by overlay_png
-        "checkpoint": str(Path(result.best_checkpoint) / "model.safetensors"),
+        **checkpoint,
     }
 
 
