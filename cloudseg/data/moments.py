@@ -2,22 +2,31 @@
 balance and band mean/std over any subset of patches cost a sum over rows, not a pass over
 its pixels (on 38-Cloud a half subset is 2.5·10⁹ values: seconds of every trial's start).
 
+`cloudseg prepare` computes them while it packs (each patch's sums from the pixels just
+decoded, on the packing threads: `PatchSums.add`), so the first sweep after a prepare starts as
+fast as later ones; a cache packed before that gets them once, in parallel, when first opened.
+
 The figures are those of `compute_stats` (valid pixels only: not all four bands 0), from exact
 integer sums (std's variance is exact until its one division).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cloudseg.data.cache import PatchCache
 from cloudseg.data.layout import BANDS
+from cloudseg.data.progress import parallel_map
+
+if TYPE_CHECKING:
+    from cloudseg.data.cache import PatchCache
 
 FILENAME = "moments.npz"
 
@@ -37,9 +46,54 @@ class SubsetMoments:
         return self.background_pixels / self.cloud_pixels if self.cloud_pixels else math.inf
 
 
-def patch_sums(cache: PatchCache) -> dict[str, np.ndarray]:
+class PatchSums:
+    """Per-row sums of `n` patches, filled row by row (from any thread), saved as one file."""
+
+    def __init__(self, n: int) -> None:
+        self.valid, self.cloud = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.sum = np.zeros((n, len(BANDS)), np.int64)
+        self.square = np.zeros((n, len(BANDS)), np.int64)
+
+    def add(self, row: int, image: np.ndarray, mask: np.ndarray) -> None:
+        """Row `row`'s sums from its (4, S, S) uint16 image and (S, S) {0, 1} mask."""
+        keep = image.any(axis=0)  # valid: not all four bands 0
+        self.valid[row] = np.count_nonzero(keep)
+        self.cloud[row] = np.count_nonzero(np.logical_and(mask, keep))
+        flat = image.reshape(len(BANDS), -1)
+        # No-data pixels are 0 in every band: summing all pixels sums the valid ones, with no
+        # gather. Squares in float64 are exact: each ≤ 65,535² and a patch's total < 2⁵³.
+        self.sum[row] = flat.sum(axis=1, dtype=np.int64)
+        wide = flat.astype(np.float64)
+        self.square[row] = np.einsum("ij,ij->i", wide, wide)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The sums by name, as stored."""
+        return {"valid": self.valid, "cloud": self.cloud, "sum": self.sum,
+                "square": self.square}
+
+    def save(self, folder: Path) -> Path:
+        """Write `folder/moments.npz` atomically (another process writing the same sums writes
+        the same file); returns its path.
+        """
+        path = Path(folder) / FILENAME
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, valid=self.valid, cloud=self.cloud, sum=self.sum, square=self.square)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def has_sums(cache: PatchCache) -> bool:
+    """Whether the cache's per-patch sums are on disk (a stat: no read)."""
+    return (Path(cache.path) / FILENAME).is_file()
+
+
+def patch_sums(cache: PatchCache, progress: bool = False) -> dict[str, np.ndarray]:
     """Per row: `valid` and `cloud` pixel counts, band `sum` and `square` sums (int64), read
-    from beside the cache, or computed once and kept there.
+    from beside the cache, or computed once (in parallel) and kept there.
     """
     path = Path(cache.path) / FILENAME
     if path.is_file():
@@ -47,30 +101,23 @@ def patch_sums(cache: PatchCache) -> dict[str, np.ndarray]:
             sums = {k: stored[k] for k in stored.files}
         if len(sums["valid"]) == len(cache):
             return sums
-    sums = _compute(cache)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, valid=sums["valid"], cloud=sums["cloud"], sum=sums["sum"],
-                 square=sums["square"])
-        os.replace(tmp, path)  # another process computing the same sums writes the same file
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache: recomputed next time, same result
-    return sums
+    computed = compute_sums(cache, progress)
+    with contextlib.suppress(OSError):  # a read-only cache: recomputed next time, same result
+        computed.save(cache.path)
+    return computed.arrays()
 
 
-def _compute(cache: PatchCache) -> dict[str, np.ndarray]:
+def compute_sums(cache: PatchCache, progress: bool = False) -> PatchSums:
+    """Every row's sums from the cache's pixels, on the file threads."""
     n = len(cache)
-    valid, cloud = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    band_sum, band_square = np.zeros((n, len(BANDS)), np.int64), np.zeros((n, len(BANDS)), np.int64)
-    for row in range(n):
-        image, mask = cache.images[row], cache.masks[row]
-        keep = image.any(axis=0)
-        pixels = image[:, keep].astype(np.int64)  # (4, valid pixels)
-        valid[row] = pixels.shape[1]
-        cloud[row] = int(np.count_nonzero(mask[keep]))
-        band_sum[row] = pixels.sum(axis=1)
-        band_square[row] = (pixels * pixels).sum(axis=1)  # ≤ 147,456 · 65,535²: fits int64
-    return {"valid": valid, "cloud": cloud, "sum": band_sum, "square": band_square}
+    sums = PatchSums(n)
+
+    def one(row: int) -> None:
+        sums.add(row, np.asarray(cache.images[row]), np.asarray(cache.masks[row]))
+
+    for _ in parallel_map(one, range(n), n, "patch moments", progress):
+        pass
+    return sums
 
 
 def subset_moments(cache: PatchCache, rows: Sequence[int] | np.ndarray) -> SubsetMoments:
