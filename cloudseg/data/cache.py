@@ -24,6 +24,7 @@ from filelock import FileLock
 from cloudseg.data.index import PatchRecord, index_dataset
 from cloudseg.data.layout import BANDS, GT, PATCH_SIZE, DatasetLayout, PatchId, find_layout
 from cloudseg.data.progress import parallel_map
+from cloudseg.data.sums import PatchSums, ensure_sums, has_sums
 from cloudseg.data.tiff import read_band
 from cloudseg.errors import CacheError
 
@@ -126,10 +127,8 @@ def open_cache(root: str | Path, cache_dir: str | Path | None = None, progress: 
 
 def _with_sums(cache: PatchCache, progress: bool) -> PatchCache:
     """`cache`, its per-patch sums computed first when it was packed before they were kept."""
-    from cloudseg.data.moments import has_sums, patch_sums
-
-    if not has_sums(cache):
-        patch_sums(cache, progress)
+    if not has_sums(cache.path):
+        ensure_sums(cache.path, cache.images, cache.masks, progress)
     return cache
 
 
@@ -173,8 +172,6 @@ def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progres
 
 
 def _build(out: Path, root: Path, records: list[PatchRecord], fp: str, progress: bool) -> None:
-    from cloudseg.data.moments import PatchSums
-
     n = len(records)
     shape = (n, len(BANDS), PATCH_SIZE, PATCH_SIZE)
     images = np.lib.format.open_memmap(out / "images.npy", "w+", np.uint16, shape)

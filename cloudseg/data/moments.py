@@ -2,9 +2,9 @@
 balance and band mean/std over any subset of patches cost a sum over rows, not a pass over
 its pixels (on 38-Cloud a half subset is 2.5·10⁹ values: seconds of every trial's start).
 
-`cloudseg prepare` computes them while it packs (each patch's sums from the pixels just
-decoded, on the packing threads: `PatchSums.add`), so the first sweep after a prepare starts as
-fast as later ones; a cache packed before that gets them once, in parallel, when first opened.
+`cloudseg prepare` computes them while it packs (cloudseg.data.sums), so the first sweep after
+a prepare starts as fast as later ones; a cache packed before that gets them once, in
+parallel, when first opened.
 
 The figures are those of `compute_stats` (valid pixels only: not all four bands 0), from exact
 integer sums (std's variance is exact until its one division).
@@ -12,23 +12,20 @@ integer sums (std's variance is exact until its one division).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cloudseg.data.layout import BANDS
-from cloudseg.data.progress import parallel_map
+from cloudseg.data.sums import FILENAME, ensure_sums
 
 if TYPE_CHECKING:
     from cloudseg.data.cache import PatchCache
 
-FILENAME = "moments.npz"
+__all__ = ["FILENAME", "SubsetMoments", "patch_sums", "subset_moments"]
 
 
 @dataclass(frozen=True)
@@ -46,78 +43,11 @@ class SubsetMoments:
         return self.background_pixels / self.cloud_pixels if self.cloud_pixels else math.inf
 
 
-class PatchSums:
-    """Per-row sums of `n` patches, filled row by row (from any thread), saved as one file."""
-
-    def __init__(self, n: int) -> None:
-        self.valid, self.cloud = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.sum = np.zeros((n, len(BANDS)), np.int64)
-        self.square = np.zeros((n, len(BANDS)), np.int64)
-
-    def add(self, row: int, image: np.ndarray, mask: np.ndarray) -> None:
-        """Row `row`'s sums from its (4, S, S) uint16 image and (S, S) {0, 1} mask."""
-        keep = image.any(axis=0)  # valid: not all four bands 0
-        self.valid[row] = np.count_nonzero(keep)
-        self.cloud[row] = np.count_nonzero(np.logical_and(mask, keep))
-        flat = image.reshape(len(BANDS), -1)
-        # No-data pixels are 0 in every band: summing all pixels sums the valid ones, with no
-        # gather. Squares in float64 are exact: each ≤ 65,535² and a patch's total < 2⁵³.
-        self.sum[row] = flat.sum(axis=1, dtype=np.int64)
-        wide = flat.astype(np.float64)
-        self.square[row] = np.einsum("ij,ij->i", wide, wide)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The sums by name, as stored."""
-        return {"valid": self.valid, "cloud": self.cloud, "sum": self.sum,
-                "square": self.square}
-
-    def save(self, folder: Path) -> Path:
-        """Write `folder/moments.npz` atomically (another process writing the same sums writes
-        the same file); returns its path.
-        """
-        path = Path(folder) / FILENAME
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, valid=self.valid, cloud=self.cloud, sum=self.sum, square=self.square)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
-
-
-def has_sums(cache: PatchCache) -> bool:
-    """Whether the cache's per-patch sums are on disk (a stat: no read)."""
-    return (Path(cache.path) / FILENAME).is_file()
-
-
 def patch_sums(cache: PatchCache, progress: bool = False) -> dict[str, np.ndarray]:
     """Per row: `valid` and `cloud` pixel counts, band `sum` and `square` sums (int64), read
     from beside the cache, or computed once (in parallel) and kept there.
     """
-    path = Path(cache.path) / FILENAME
-    if path.is_file():
-        with np.load(path) as stored:
-            sums = {k: stored[k] for k in stored.files}
-        if len(sums["valid"]) == len(cache):
-            return sums
-    computed = compute_sums(cache, progress)
-    with contextlib.suppress(OSError):  # a read-only cache: recomputed next time, same result
-        computed.save(cache.path)
-    return computed.arrays()
-
-
-def compute_sums(cache: PatchCache, progress: bool = False) -> PatchSums:
-    """Every row's sums from the cache's pixels, on the file threads."""
-    n = len(cache)
-    sums = PatchSums(n)
-
-    def one(row: int) -> None:
-        sums.add(row, np.asarray(cache.images[row]), np.asarray(cache.masks[row]))
-
-    for _ in parallel_map(one, range(n), n, "patch moments", progress):
-        pass
-    return sums
+    return ensure_sums(cache.path, cache.images, cache.masks, progress)
 
 
 def subset_moments(cache: PatchCache, rows: Sequence[int] | np.ndarray) -> SubsetMoments:
