@@ -7,9 +7,10 @@ needs the scene size: only the whole-scene gt knows it).
 
 A network with zero padding is least reliable near the borders of its input window, so
 predicting the grid patch by patch leaves seams. `window_offsets` + `blend_weights` +
-`BlendCanvas` (one scene-sized accumulator) instead slide a window with `overlap` pixels of overlap and average the
-predictions with weights that ramp linearly to ~0 at each window border: every seam pixel is then
-dominated by a window whose centre covers it. overlap=0 reproduces the plain patch grid.
+`BlendCanvas` (one scene-sized accumulator) instead slide a window with `overlap` pixels of
+overlap and average the predictions with weights that ramp linearly to ~0 at each window
+border: every seam pixel is then dominated by a window whose centre covers it. overlap=0
+reproduces the plain patch grid.
 """
 
 from __future__ import annotations

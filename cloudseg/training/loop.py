@@ -66,7 +66,7 @@ def fit(
     threshold figures' `scene_ious`; with `train.val_metric` "scene", the per-scene mean IoU
     that picks the best epoch).
     """
-    t_fit = time.perf_counter()
+    t_fit, started_at = time.perf_counter(), time.time()
     tcfg = config.train
     seed_everything(tcfg.seed)
     setup = select_device(tcfg)
@@ -102,6 +102,7 @@ def fit(
         best_checkpoint=None if checkpoint is None else checkpoint.best_dir,
         last_checkpoint=None if checkpoint is None else checkpoint.save_last(history[-1]),
         extras={"device": setup.describe(), "steps_per_epoch": steps,
+                "fit_started_at": started_at,  # wall clock: where a sweep's gaps are measured
                 "compiled": trainer.net is not model},
     )
 

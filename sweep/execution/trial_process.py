@@ -208,6 +208,7 @@ def _payload(result: FitResult) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "metrics": result.best_record.metrics(),  # + scene_iou when measured
         "fit_seconds": result.fit_seconds,
+        "fit_started_at": result.extras.get("fit_started_at"),
         "peak_memory_mb": result.peak_memory_mb,
         "images_per_s": result.images_per_s,
         "stopped_early": result.stopped_early,
