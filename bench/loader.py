@@ -80,6 +80,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--naive-limit", type=int, default=256, help="patches timed for (a)")
     p.add_argument("--crop", type=int, default=256, help="(d)'s crop (model-search's; 0: none)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="patches timed per pass (default: the whole cache)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per loader (best of)")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -104,9 +107,11 @@ def main() -> None:
     naive = rate(DataLoader(NaiveTiffDataset(cache.records), **kw), args.naive_limit)
     ds = PatchDataset(cache)
 
-    def best_of(make, repeats: int = 3) -> float:
-        rate(make(), len(cache))  # warm: page cache, memmap faults, worker start-up path
-        return max(rate(make(), len(cache)) for _ in range(repeats))
+    limit = min(args.limit or len(cache), len(cache))
+
+    def best_of(make) -> float:
+        rate(make(), limit)  # warm: page cache, memmap faults, worker start-up path
+        return max(rate(make(), limit) for _ in range(args.repeats))
 
     loader_kw = {"shuffle": True, "num_workers": args.workers}
     batched_w = best_of(lambda: ds.loader(args.batch, **loader_kw))
