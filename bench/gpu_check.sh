@@ -48,14 +48,17 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
             --steps 20 --warmup 5 --compile || echo "train_step: exit $?"
         echo "== 2. time to answer, loss-search, $TRIALS trials"
         timeout 120 "$PY" -u bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 70 --deadline 95 --set confirm=null || echo "time_to_answer: exit $?"
+            --timeout 70 --deadline 95 --set confirm=null --set stop_search=null \
+            || echo "time_to_answer: exit $?"
         echo "== 3. the same with train.compile"
         timeout 80 "$PY" -u bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 35 --deadline 60 --set confirm=null --set fixed.train.compile=true \
+            --timeout 35 --deadline 60 --set confirm=null --set stop_search=null \
+            --set fixed.train.compile=true \
             || echo "time_to_answer (compile): exit $?"
         echo "== 4. the same study on the DataLoader path (data.on_device never, loader workers)"
         timeout 60 "$PY" -u bench/time_to_answer.py --trials "$TRIALS" --root "$ROOT" \
-            --timeout 25 --deadline 45 --set confirm=null --set fixed.data.on_device=never \
+            --timeout 25 --deadline 45 --set confirm=null --set stop_search=null \
+            --set fixed.data.on_device=never \
             --set fixed.train.num_workers=4 || echo "time_to_answer (loader path): exit $?"
         echo "== 5. predict on CUDA: unet-resnet34, one 2,000 px scene; then a full scene's peak memory"
         timeout 20 "$PY" -u bench/predict.py --model unet-resnet34 --scenes 1 --scene-size 2000 \

@@ -11,7 +11,7 @@ those measured, the confirmation runs as the spec plans them).
     python bench/time_to_answer.py --trials 12                 # on a GPU: the full-size tree
     python bench/time_to_answer.py --scale small --trials 3    # CPU smoke run (minutes)
     python bench/time_to_answer.py --set fixed.train.compile=true   # a spec override
-    python bench/time_to_answer.py --set confirm=null   # search only; confirmations estimated
+    python bench/time_to_answer.py --set confirm=null --set stop_search=null   # search only
 
 The full-size tree (18 scenes of 7761 x 8200 px -> 8,316 patches, 38-Cloud has 8,400; centred
 padding) is written once to --root and reused; it is drawn at 1/4 resolution and enlarged

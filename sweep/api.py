@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from sweep.ranking import ConfigRuns, PairedTest
+    from sweep.ranking import Comparison, ConfigRuns
+    from sweep.study.spec import Confirm
 
 def _study(name: str, storage: str) -> optuna.Study:
     from sweep.status import load
@@ -39,20 +40,38 @@ def best_trials(study: str, *, storage: str = DEFAULT_STORAGE, top: int | None =
 
 def ranked_configs(
     study: str, *, storage: str = DEFAULT_STORAGE
-) -> tuple[list[ConfigRuns], PairedTest | None]:
-    """Configs of `study` best first (sweep.ranking: confirmed ones by the mean of their runs)
-    and the paired test of #1 against #2 (None with fewer than two confirmed configs).
+) -> tuple[list[ConfigRuns], Comparison | None]:
+    """Configs of `study` best first (sweep.ranking: confirmed ones by the mean of their
+    confirmation runs) and #1 against #2 (None unless both are confirmed), with the race's
+    verdict once it is settled.
     """
-    from sweep.ranking import paired_test, rank_configs
-    from sweep.study.spec import study_threshold_rule
+    from sweep.ranking import compare, rank_configs
 
     s = _study(study, storage)
     configs = rank_configs(s)
-    test = None
-    if len(configs) > 1 and configs[0].confirmed and configs[1].confirmed:
-        test = paired_test(configs[0], configs[1], study_threshold_rule(s.user_attrs),
-                           maximize=s.direction.name == "MAXIMIZE")
-    return configs, test
+    confirm = _confirm_of(s)
+    level = confirm.level if confirm is not None else 0.95
+    verdict = None
+    if confirm is not None and configs and configs[0].confirmed:
+        from sweep.execution.confirm import race_state
+
+        state = race_state(s, confirm.settings())
+        verdict = state.verdict if state.settled and state.verdict != "alone" else None
+        if not state.settled:
+            verdict = "unsettled"
+    comparison = compare(configs, maximize=s.direction.name == "MAXIMIZE", level=level,
+                         verdict=verdict)
+    return configs, comparison
+
+
+def _confirm_of(study: optuna.Study) -> Confirm | None:
+    """The stored spec's `confirm` section, if any."""
+    from sweep.study.spec import StudySpec
+
+    stored = study.user_attrs.get("spec")
+    if stored is None:
+        return None
+    return StudySpec.from_stored(stored, f"study {study.study_name}").confirm
 
 
 def confirm_study(
@@ -62,32 +81,31 @@ def confirm_study(
     top: int | None = None,
     repeats: int | None = None,
     data: str | Path | None = None,
-) -> tuple[int, int]:
-    """Queue confirmation runs of `study`'s top configs (the spec's `confirm`, else 3 × 3) and
-    run them here, alongside any other worker, until none is left; returns (top, repeats).
-    The study's search is left where it is: its finished trials are the candidates.
+) -> Confirm:
+    """Race `study`'s top configs (the spec's `confirm`, else 3 configs × rounds of 3 runs; `top`
+    and `repeats` override) here, alongside any other worker, until the race is settled;
+    returns the settings it ran. The study's search is left where it is.
     """
     from optuna.trial import TrialState
 
     from cloudseg import ConfigError
     from sweep.execution.confirm import enqueue_confirmations, search_trials, top_trials
     from sweep.execution.workers import work
-    from sweep.study.spec import StudySpec
+    from sweep.study.spec import Confirm
 
     s = _study(study, storage)
-    stored = s.user_attrs.get("spec")
-    spec = StudySpec.from_stored(stored, f"study {study}") if stored is not None else None
-    chosen = spec.confirm if spec is not None and spec.confirm is not None else None
-    top = top or (chosen.top if chosen else 3)
-    repeats = repeats or (chosen.repeats if chosen else 3)
-    if not top_trials(s, top):
+    chosen = _confirm_of(s) or Confirm()
+    confirm = chosen.model_copy(update={k: v for k, v in (("top", top), ("repeats", repeats))
+                                        if v is not None})
+    confirm = Confirm.model_validate(confirm.model_dump())  # the overrides checked
+    if not top_trials(s, confirm.top):
         raise ConfigError(f"study {study!r} has no completed trial to confirm")
     writable = _study_rw(study, storage)
-    enqueue_confirmations(writable, top, repeats)
+    enqueue_confirmations(writable, confirm.settings())
     states = (TrialState.COMPLETE, TrialState.PRUNED)
     finished = len(search_trials(s.get_trials(deepcopy=False, states=states)))
-    work(study, storage, data=data, target=max(finished, 1), confirm=(top, repeats))
-    return top, repeats
+    work(study, storage, data=data, target=max(finished, 1), confirm=confirm)
+    return confirm
 
 
 def compare_configs(
@@ -108,7 +126,7 @@ def compare_configs(
         raise ConfigError(f"study {study!r} has no completed trial to compare")
     s = _study_rw(study, storage)
     store = _store(s, storage, artifact_dir)
-    note = "" if test is None else f"#1 vs #2: {test.verdict} ({test.reason})"
+    note = "" if test is None else test.line()
     compare_grid(s, store, configs[:top], out, note)
     attach(s, store, out)
     return out
@@ -140,10 +158,12 @@ def export_best(
     if trial is None and configs and configs[0].confirmed:  # the best confirmed config's best run
         top = configs[0]
         best = top.best_run(maximize=s.direction.name == "MAXIMIZE")
+        ci = top.interval(test.level if test is not None else 0.95)
         confirmation = {
-            "config_trial": top.origin.number, "rank": 1, "runs": [t.number for t in top.runs],
-            "values": top.values, "mean": top.mean, "sd": top.sd,
-            "paired_test": None if test is None else test.as_dict(),
+            "config_trial": top.origin.number, "rank": 1, "search_value": top.search_value,
+            "runs": [t.number for t in top.runs], "values": top.values, "mean": top.mean,
+            "sd": top.sd, "interval": None if ci is None else list(ci),
+            "comparison": None if test is None else test.as_dict(),
         }
         return export_trial(s, best, Path(dest), _store(s, storage, artifact_dir), confirmation)
     if trial is not None:

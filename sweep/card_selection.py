@@ -34,20 +34,27 @@ def confirmation_lines(confirmation: dict[str, Any] | None) -> list[str]:
     if not confirmation:
         return ["## Confirmation",
                 "Not confirmed: this config trained once, on one random training subset; its "
-                "value is a single draw (a spec's `confirm: {top, repeats}` retrains the top "
-                "configs on fresh subsets).", ""]
+                "value is a single draw, and the draw that selected it (a spec's `confirm` "
+                "races the top configs on fresh runs).", ""]
     values = ", ".join(f"{v:.4f}" for v in confirmation["values"])
-    sd = confirmation["sd"]
+    times = f"{len(confirmation['values'])} time" + ("" if len(confirmation["values"]) == 1
+                                                     else "s")
+    ci = confirmation.get("interval")
+    shown = "" if not ci else f" ({ci[0]:.4f} to {ci[1]:.4f}, 95% interval)"
     lines = ["## Confirmation",
-             f"This config (search trial {confirmation['config_trial']}) ran "
-             f"{len(confirmation['values'])} times on fresh training subsets: "
-             f"{confirmation['mean']:.4f}" + ("" if sd is None else f" ± {sd:.4f}")
-             + f" (values {values}); these weights are its best run. It ranks "
-             f"#{confirmation['rank']} by the mean."]
-    test = confirmation.get("paired_test")
+             f"This config was proposed by search trial {confirmation['config_trial']} "
+             f"({confirmation.get('search_value', float('nan')):.4f}: the draw that selected "
+             f"it, so not counted). It then ran {times}, each "
+             f"with a fresh training subset, initialisation, crops and flips: mean "
+             f"{confirmation['mean']:.4f}{shown} (values {values}). These weights are its best "
+             f"run. It ranks #{confirmation['rank']} by that mean."]
+    test = confirmation.get("comparison")
     if test:
-        verdict = ("beats the runner-up" if test["verdict"] == "beats"
-                   else "is tied with the runner-up")
-        lines.append(f"By a {test['test']}, it {verdict} ({test['reason']}).")
+        verdict = {"beats": "beats the runner-up", "tied": "is tied with the runner-up",
+                   "unsettled": "is not yet separated from the runner-up"}[test["verdict"]]
+        best = ("" if test.get("prob_best") is None
+                else f"; probability that it is the best config: {test['prob_best']:.2f}")
+        lines.append(f"By {test['test']}, it {verdict} (trial {test['runner_up']}): "
+                     f"{test['reason']}{best}.")
     lines.append("")
     return lines

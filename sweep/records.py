@@ -38,16 +38,56 @@ def metric_label(metric: str) -> str:
 
 
 def record_study(study: optuna.Study, spec: StudySpec) -> None:
-    """Name the study's metric and write its spec as the study's dashboard note."""
+    """Name the study's metric and write its dashboard note: the confirmed ranking (once
+    there is one) above the spec.
+    """
     import optuna
 
     try:
         with warnings.catch_warnings():  # set_metric_names is "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([metric_label(spec.metric)])
-        _save_note(study, study_note(spec))
+        record_ranking(study, spec)
     except Exception as exc:  # noqa: BLE001 - a note is not worth a failed run
         log.warning("could not write the dashboard note of study %s: %s", study.study_name, exc)
+
+
+def record_ranking(study: optuna.Study, spec: StudySpec) -> None:
+    """Rewrite the study's note with its confirmed ranking on top (after each confirmation
+    run, so the study page tells the confirmed story, not the best single run's).
+    """
+    try:
+        _save_note(study, ranking_section(study, spec) + study_note(spec))
+    except Exception as exc:  # noqa: BLE001 - a note is not worth a failed run
+        log.warning("could not write the ranking note of study %s: %s", study.study_name, exc)
+
+
+def ranking_section(study: optuna.Study, spec: StudySpec, top: int = 5) -> str:
+    """The confirmed ranking as Markdown: the winner marked, each config's confirmed mean and
+    interval, its search run apart, and #1 against #2; empty before any confirmation run.
+    """
+    from sweep.ranking import compare, rank_configs
+
+    configs = [c for c in rank_configs(study) if c.confirmed][:top]
+    if not configs:
+        return ""
+    level = spec.confirm.level if spec.confirm is not None else 0.95
+    rows = [f"| rank | config (search trial) | {metric_label(spec.metric)}, confirmed "
+            f"[{level:.0%} interval] | runs | search run (selected it: not counted) |",
+            "|---|---|---|---|---|"]
+    for rank, c in enumerate(configs, 1):
+        ci = c.interval(level)
+        shown = f"{c.mean:.4f}" + ("" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]")
+        mark = " **(winner)**" if rank == 1 else ""
+        rows.append(f"| {rank}{mark} | {c.origin.number} | {shown} | {c.n} | "
+                    f"{c.search_value:.4f} |")
+    comparison = compare(configs, study.direction.name == "MAXIMIZE", level)
+    verdict = [] if comparison is None else ["", comparison.line() + (
+        "" if comparison.prob_best is None
+        else f"; P(#1 is the best) = {comparison.prob_best:.2f}") + "."]
+    return "\n".join(["## Confirmed ranking", "", *rows, *verdict, "",
+                      "Confirmation runs redraw the training subset, initialisation, crops and "
+                      "flips; `sweep best` shows the same table.", "", ""])
 
 
 def study_note(spec: StudySpec) -> str:
@@ -78,8 +118,11 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def trial_note(number: int, spec: StudySpec, record: TrialRecord, pruned: bool) -> str:
-    """A trial's learning curve as a Markdown table, best epoch in bold, and its data."""
+def trial_note(number: int, spec: StudySpec, record: TrialRecord, pruned: bool,
+               confirms: tuple[int, int] | None = None) -> str:
+    """A trial's learning curve as a Markdown table, best epoch in bold, and its data;
+    `confirms` = (search trial, repeat) for a confirmation run.
+    """
     history, best = record.history, record.best_epoch
     shown = [(k, t) for k, t in COLUMNS if any(e.value(k) is not None for e in history)]
     head = "| epoch | " + " | ".join(t for _, t in shown) + " |"
@@ -94,8 +137,10 @@ def trial_note(number: int, spec: StudySpec, record: TrialRecord, pruned: bool) 
                           if k != "name" and v is not None)
     data = record.data or DataInfo()
     state = f"pruned after epoch {len(history)}" if pruned else f"best epoch {best}"
+    role = ("" if confirms is None else
+            f" (confirmation run {confirms[1]} of the config of search trial {confirms[0]})")
     lines = [
-        f"## Trial {number}: {state}",
+        f"## Trial {number}{role}: {state}",
         "",
         f"Loss `{loss.get('name')}`" + (f" ({loss_text})" if loss_text else "")
         + f"; {_or_unknown(data.n_train)} training / {_or_unknown(data.n_val)} validation "
@@ -118,8 +163,12 @@ def write_trial_note(
     trial: optuna.Trial, spec: StudySpec, record: TrialRecord, pruned: bool
 ) -> None:
     """Write `trial_note` as the trial's dashboard note; a failure is only logged."""
+    from sweep.record import load
+
+    marks = load(trial, ("confirms", "confirm_repeat"))
+    confirms = None if marks.confirms is None else (marks.confirms, marks.confirm_repeat or 0)
     try:
-        _save_note(trial, trial_note(trial.number, spec, record, pruned))
+        _save_note(trial, trial_note(trial.number, spec, record, pruned, confirms))
     except Exception as exc:  # noqa: BLE001
         log.warning("could not write the dashboard note of trial %s: %s", trial.number, exc)
 

@@ -86,7 +86,7 @@ def describe(storage: BaseStorage, study: optuna.Study) -> dict[str, Any]:
     the workers seen recently.
     """
     from sweep.execution.halt import stored_halt
-    from sweep.execution.progress import snapshot
+    from sweep.execution.progress import headline_best, snapshot
 
     snap = snapshot(study)
     ages = heartbeat_ages(storage, study)
@@ -98,6 +98,7 @@ def describe(storage: BaseStorage, study: optuna.Study) -> dict[str, Any]:
                                 "latest_failure", "confirmations")},
         "halt": stored_halt(study),
         "best": None if snap["best"] is None else (snap["best"].number, snap["best"].value),
+        "headline_best": headline_best(snap),
         "running": [
             (t.number, max(t.intermediate_values, default=0), ages.get(t.number))
             for t in snap["running"]

@@ -13,7 +13,7 @@ from rich.text import Text
 from sweep.record import load
 
 if TYPE_CHECKING:
-    from sweep.ranking import ConfigRuns, PairedTest
+    from sweep.ranking import Comparison, ConfigRuns
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -28,7 +28,7 @@ def _ago(seconds: float | None) -> str:
 def status_view(d: dict[str, Any]) -> Group:
     """Headline, then the workers seen recently and the running trials, as tables."""
     fails = ", ".join(f"{k} {v}" for k, v in sorted(d["failures"].items())) or "none"
-    best = "—" if d["best"] is None else f"{d['best'][1]:.4f} (trial {d['best'][0]})"
+    best = d["headline_best"]
     finished = d["complete"] + d["pruned"]
     parts: list[Any] = [Text(
         f"{d['name']}: {d['complete']} complete, {d['pruned']} pruned, {d['failed']} failed, "
@@ -70,23 +70,31 @@ def status_view(d: dict[str, Any]) -> Group:
 
 
 def ranked_view(
-    name: str, configs: list[ConfigRuns], metric: str, test: PairedTest | None = None
+    name: str, configs: list[ConfigRuns], metric: str, test: Comparison | None = None
 ) -> Group:
-    """Configs best first: the mean ± sd of each config's runs (search trial + confirmations),
-    its search trial's single value, and the verdict of #1 against #2.
+    """Configs best first: each config's confirmed score (the mean of its confirmation runs,
+    with its interval; the search trial that selected it is shown apart, never averaged in),
+    and #1 against #2 with the margin, its interval and the probability that #1 is best.
     """
+    level = test.level if test is not None else 0.95
     table = Table(title=f"{name}: best {len(configs)} config(s)", title_justify="left")
-    for col in ("rank", "trial", f"{metric} mean ± sd", "runs", "single run", "params"):
+    for col in ("rank", "trial", f"{metric} confirmed [{level:.0%} interval]", "runs",
+                "search run", "params"):
         table.add_column(col, overflow="fold")
     for rank, c in enumerate(configs, 1):
-        spread = f"{c.mean:.4f}" + ("" if c.sd is None else f" ± {c.sd:.4f}")
-        table.add_row(str(rank), str(c.origin.number), spread, str(len(c.runs)),
-                      f"{c.origin.value:.4f}", _params(c.origin.params))
+        if c.confirmed:
+            ci = c.interval(level)
+            score = f"{c.mean:.4f}" + ("" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]")
+        else:
+            score = "— (not confirmed)"
+        table.add_row(str(rank), str(c.origin.number), score, str(c.n),
+                      f"{c.search_value:.4f}", _params(c.origin.params))
     parts: list = [table]
     if test is not None:
-        verdict = "beats #2" if test.verdict == "beats" else "tied with #2"
-        parts.append(Text(f"#1 {verdict}: {test.reason} (paired Wilcoxon signed-rank, IoU per "
-                          "validation scene)"))
+        best = ("" if test.prob_best is None
+                else f"; P(#1 is the best) = {test.prob_best:.2f}")
+        parts.append(Text(f"{test.line()}{best} ({test.level:.0%} Welch interval over "
+                          "confirmation runs; search runs excluded: they selected the configs)"))
     return Group(*parts)
 
 

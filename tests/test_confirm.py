@@ -15,14 +15,17 @@ import yaml
 from optuna.trial import TrialState
 
 from sweep.execution.confirm import confirms, enqueue_confirmations, top_trials
+from sweep.execution.racing import RaceSettings
 from sweep.execution.target import retry_killed, run_to_target
 from sweep.storage import open_storage
+from sweep.study.spec import Confirm
 
 # A worker process with a cheap objective (no training): the protocol is what is tested.
 WORKER = textwrap.dedent("""
     import sys, time, optuna
     from sweep.execution.target import run_to_target
     from sweep.storage import open_storage
+    from sweep.study.spec import Confirm
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]),
                               sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))
@@ -31,7 +34,7 @@ WORKER = textwrap.dedent("""
         time.sleep(0.05)
         return x
     run_to_target(study, objective, 6, poll_s=0.1, shown_storage="test",
-                  confirm=(2, 3), log=lambda line: None)
+                  confirm=Confirm(top=2, repeats=3, max_runs=3), log=lambda line: None)
 """)
 
 
@@ -74,8 +77,8 @@ def test_queueing_is_idempotent_and_picks_distinct_params(tmp_path):
     study.add_trial(optuna.trial.create_trial(  # failed into a worst value: never a candidate
         params={"x": 0.4}, distributions=dist, value=0.95, user_attrs={"failure": "oom"}))
     assert [t.number for t in top_trials(study, 2)] == [0, 3]  # trial 1 repeats trial 0's params
-    assert enqueue_confirmations(study, 2, 2) == 4
-    assert enqueue_confirmations(study, 2, 2) == 0
+    assert enqueue_confirmations(study, RaceSettings(2, 2, 4)) == 4  # the first round
+    assert enqueue_confirmations(study, RaceSettings(2, 2, 4)) == 0
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted((confirms(t), t.user_attrs["confirm_repeat"]) for t in waiting) == [
         (0, 1), (0, 2), (3, 1), (3, 2)]
@@ -85,7 +88,7 @@ def test_a_killed_confirmation_is_retried_as_the_same_confirmation(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     study.add_trial(optuna.trial.create_trial(params={"x": 0.3}, distributions=dist, value=0.3))
-    enqueue_confirmations(study, 1, 1)
+    enqueue_confirmations(study, RaceSettings(1, 1, 2))
 
     def killed(trial):
         trial.suggest_float("x", 0, 1)  # the enqueued params, as a real objective suggests
@@ -98,10 +101,11 @@ def test_a_killed_confirmation_is_retried_as_the_same_confirmation(tmp_path):
     retry = study.get_trials(states=(TrialState.WAITING,))
     assert len(retry) == 1 and confirms(retry[0]) == 0
     assert retry[0].user_attrs["confirm_repeat"] == 1
-    assert enqueue_confirmations(study, 1, 1) == 0  # the retry is that confirmation
+    assert enqueue_confirmations(study, RaceSettings(1, 1, 2)) == 0  # the retry is that one
 
     run_to_target(study, lambda t: t.suggest_float("x", 0, 1), 1, poll_s=0.05,
-                  shown_storage="test", confirm=(1, 1), log=lambda line: None)
+                  shown_storage="test", confirm=Confirm(top=1, repeats=1, max_runs=2),
+                  log=lambda line: None)
     assert _holders(study) == [(0, 1)]
     assert study.trials[-1].params == {"x": 0.3}
 
@@ -133,7 +137,9 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
     assert confirmation.state == TrialState.COMPLETE and confirms(confirmation) == 0
     assert sorted(confirmation.intermediate_values) == [1, 2]  # pruned at 1 if it were search
     assert confirmation.params == {"optim.lr": 0.005}
-    assert confirmation.user_attrs["subset_seed"] != 0  # a fresh training subset
+    seed = confirmation.user_attrs["subset_seed"]
+    assert seed != 0  # a fresh training subset, and a fresh initialisation, crops and flips
+    assert confirmation.user_attrs["config"]["train"]["seed"] == seed
     from sweep.execution.runner import summarise
 
     summary = summarise("confirmed", url)
@@ -148,10 +154,12 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
     dest = export_best("confirmed", tmp_path / "bundle", storage=url)
     record = json.loads((dest / "metrics.json").read_text())
     assert record["trial"] == confirmation.number
-    assert record["confirmation"]["runs"] == [0, confirmation.number]
-    assert record["confirmation"]["values"] == [-1.0, confirmation.value]
+    assert record["confirmation"]["runs"] == [confirmation.number]  # the search run left out
+    assert record["confirmation"]["values"] == [confirmation.value]
+    assert record["confirmation"]["search_value"] == -1.0
     assert record["threshold"]["rule"] == "official"
     assert record["threshold"]["value"] == 12 / 255
     assert yaml.safe_load((dest / "config.yaml").read_text())["train"]["threshold"] == 12 / 255
     card = (dest / "MODEL_CARD.md").read_text()
-    assert "ran 2 times on fresh training subsets" in card and "## Threshold" in card
+    assert "It then ran 1 time, each with a fresh training subset" in card
+    assert "## Threshold" in card

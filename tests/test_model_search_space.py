@@ -38,7 +38,8 @@ def label(config: ModelConfig) -> str:
 
 @pytest.mark.parametrize("config", space_models(), ids=label)
 def test_every_model_search_choice_trains_one_step_on_four_bands(config):
-    """At the smallest side the model takes (the spec's crop is checked against every model when the spec loads)."""
+    """At the smallest side the model takes (the spec's crop is checked against every model
+    when the spec loads)."""
     torch.manual_seed(0)
     model = build_model(config)
     loss_fn = build_loss(SPEC.fixed.loss)

@@ -1,66 +1,75 @@
-"""`sweep best` ranks configs by the mean of their runs, and the paired test of #1 against #2
-is the Wilcoxon signed-rank test: checked against its definition (every sign assignment of
-the ranked differences enumerated) on hand-made per-scene scores."""
+"""`sweep best` ranks configs by the mean of their confirmation runs only (the search run that
+selected a config is shown apart), with a t interval, and #1 against #2 is Welch's test: checked
+against an independent implementation (scipy's ttest_ind) and the textbook formulas."""
 
 from __future__ import annotations
 
-import itertools
+import math
+import statistics
 
 import optuna
 import pytest
+from scipy import stats
 
-from sweep.ranking import ConfigRuns, paired_test, rank_configs
+from sweep.ranking import ConfigRuns, compare, prob_best, rank_configs
 
 DIST = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
-def _trial(number: int, value: float, scenes: dict[str, float] | None = None, **attrs):
-    metrics = {"scene_ious": {"fixed": scenes}} if scenes else {}
-    t = optuna.trial.create_trial(params={"x": number / 10}, distributions=DIST, value=value,
-                                  user_attrs={"metrics": metrics, **attrs})
+def _trial(number: int, value: float, **attrs):
+    t = optuna.trial.create_trial(params={"x": number / 1000}, distributions=DIST, value=value,
+                                  user_attrs=attrs)
     t.number = number
     return t
 
 
-def _exact_two_sided_p(diffs: list[float]) -> float:
-    """Wilcoxon signed-rank, from the definition: W+ = sum of the ranks of |d| with d > 0;
-    under H0 every sign assignment is equally likely (no ties, no zeros here)."""
-    ranks = {i: r for r, i in enumerate(sorted(range(len(diffs)), key=lambda i: abs(diffs[i])),
-                                        1)}
-    w_plus = sum(ranks[i] for i, d in enumerate(diffs) if d > 0)
-    n, total = len(diffs), len(diffs) * (len(diffs) + 1) / 2
-    extreme = min(w_plus, total - w_plus)
-    count = sum(1 for signs in itertools.product((0, 1), repeat=n)
-                if min(s := sum(r for r, on in zip(range(1, n + 1), signs, strict=True) if on),
-                       total - s) <= extreme)
-    return count / 2**n
+def _config(origin: int, search: float, runs: list[float]) -> ConfigRuns:
+    return ConfigRuns(_trial(origin, search),
+                      tuple(_trial(100 + 10 * origin + i, v, confirms=origin)
+                            for i, v in enumerate(runs)))
 
 
-def test_paired_test_matches_the_definition_and_says_beats_only_when_significant():
-    a = {f"s{i}": v for i, v in enumerate([0.80, 0.75, 0.90, 0.60, 0.85, 0.70, 0.95])}
-    b = {f"s{i}": v for i, v in enumerate([0.70, 0.76, 0.80, 0.52, 0.70, 0.58, 0.93])}
-    first = ConfigRuns(_trial(0, 0.8, a), (_trial(0, 0.8, a),))
-    second = ConfigRuns(_trial(1, 0.7, b), (_trial(1, 0.7, b),))
-    result = paired_test(first, second, "fixed")
-    want = _exact_two_sided_p([a[s] - b[s] for s in sorted(a)])
-    assert result.p_value == pytest.approx(want) and want < 0.05
-    assert result.verdict == "beats" and result.n_scenes == 7
-
-    reverse = paired_test(second, first, "fixed")  # the worse one never "beats"
-    assert reverse.verdict == "tied"
+def test_the_confirmed_mean_leaves_the_selecting_run_out_and_its_interval_is_a_t_interval():
+    c = _config(0, 0.90, [0.70, 0.74, 0.72, 0.76])
+    assert c.mean == pytest.approx(0.73) and c.search_value == 0.90
+    sd = statistics.stdev([0.70, 0.74, 0.72, 0.76])
+    half = stats.t.ppf(0.975, 3) * sd / math.sqrt(4)
+    lo, hi = c.interval()
+    assert lo == pytest.approx(0.73 - half) and hi == pytest.approx(0.73 + half)
+    assert _config(1, 0.8, [0.7]).interval() is None  # one run gives no interval
 
 
-def test_too_few_scenes_are_tied_and_say_why():
-    a, b = {"s0": 0.9, "s1": 0.8, "s2": 0.7}, {"s0": 0.5, "s1": 0.4, "s2": 0.3}
-    result = paired_test(ConfigRuns(_trial(0, .8, a), (_trial(0, .8, a),)),
-                         ConfigRuns(_trial(1, .4, b), (_trial(1, .4, b),)), "fixed")
-    assert result.verdict == "tied" and "3 scenes cannot give p < 0.05" in result.reason
+def test_welch_matches_scipy_and_the_formula_and_says_beats_only_outside_the_interval():
+    a, b = [0.80, 0.78, 0.82, 0.79, 0.81], [0.70, 0.74, 0.69, 0.73]
+    first, second = _config(0, 0.85, a), _config(1, 0.9, b)
+    result = compare([first, second])
+    reference = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    assert result.p_value == pytest.approx(reference.pvalue)
+    va, vb = statistics.variance(a) / 5, statistics.variance(b) / 4
+    df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 3)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    assert result.interval == pytest.approx((diff - half, diff + half))
+    assert result.verdict == "beats" and result.diff == pytest.approx(diff)
+    assert result.prob_best > 0.99
+
+    close = compare([_config(0, 0.8, [0.72, 0.70, 0.74]), _config(1, 0.8, [0.71, 0.73, 0.69])])
+    assert close.verdict == "tied" and "tied within ±" in close.reason
+    assert compare([_config(0, 0.8, [0.7]), _config(1, 0.8, [0.6])]).verdict == "unsettled"
 
 
-def test_configs_rank_by_the_mean_of_their_runs(tmp_path):
+def test_prob_best_is_a_probability_over_the_confirmed_configs():
+    configs = [_config(0, 0.8, [0.71, 0.72, 0.70]), _config(1, 0.8, [0.70, 0.71, 0.69]),
+               _config(2, 0.8, [0.60, 0.61, 0.59])]
+    p = prob_best(configs)
+    assert 0.5 < p < 1.0
+    assert prob_best(configs) == p  # seeded: the same answer every time
+
+
+def test_configs_rank_by_the_mean_of_their_confirmation_runs(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
     for x, value, attrs in (
-        (0.1, 0.76, {}),                       # 0: lucky single draw
+        (0.1, 0.76, {}),                       # 0: a lucky single draw
         (0.2, 0.65, {}),                       # 1
         (0.1, 0.55, {"confirms": 0}),          # 2: confirmations of 0
         (0.1, 0.50, {"confirms": 0}),
@@ -72,7 +81,7 @@ def test_configs_rank_by_the_mean_of_their_runs(tmp_path):
                                                   value=value, user_attrs=attrs))
     configs = rank_configs(study)
     assert [c.origin.number for c in configs] == [1, 0, 6]  # confirmed by mean, then the rest
-    assert [t.number for t in configs[0].runs] == [1, 4, 5]
-    assert configs[0].mean == pytest.approx(0.65) and configs[0].sd == pytest.approx(0.01)
-    assert configs[1].mean == pytest.approx((0.76 + 0.55 + 0.50) / 3)
+    assert [t.number for t in configs[0].runs] == [4, 5]
+    assert configs[0].mean == pytest.approx(0.65) and configs[0].sd == pytest.approx(0.01 * 2**.5)
+    assert configs[1].mean == pytest.approx((0.55 + 0.50) / 2)  # the search's 0.76 left out
     assert configs[2].sd is None and configs[1].best_run().number == 0

@@ -23,7 +23,7 @@ from tests.sweep_helpers import tiny_spec_dict, write_spec
 SHIPPED = sorted(p.stem for p in STUDIES_DIRS[1].glob("*.yaml"))
 CPU_SCALE = (
     "budget.epochs=2", "budget.crop=64", "budget.batches_per_epoch=1",
-    "budget.max_val_patches=2", "confirm=null", "execution.trial_threads=1",
+    "budget.max_val_patches=2", "confirm=null", "stop_search=null", "execution.trial_threads=1",
     "fixed.train.num_workers=1", "fixed.data.on_device=never",
 )
 

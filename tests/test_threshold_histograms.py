@@ -78,9 +78,15 @@ def test_the_tuned_threshold_is_the_brute_force_best():
                                      ones[:3], k)) for sc in ("s0", "s1", "s2")])
                 for k in range(1, BINS)]
     for scores, flag in ((pooled, False), (by_scene, True)):
-        threshold, value = hist.best("iou", by_scene=flag)
+        # every edge, then (the default) only those on predict's 1/255 file grid
+        threshold, value = hist.best("iou", by_scene=flag, step=1)
         k = int(np.argmax(scores)) + 1
         assert threshold == k / BINS and abs(value - scores[k - 1]) < 1e-12
+        threshold, value = hist.best("iou", by_scene=flag)
+        on_grid = [(scores[j - 1], -j) for j in range(2, BINS, 2)]
+        k = -max(on_grid)[1]
+        assert threshold == k / BINS and abs(value - scores[k - 1]) < 1e-12
+        assert (threshold * 255) == round(threshold * 255)  # j/255: what a _prob.tif holds
 
 
 def test_epoch_figures_at_each_rule_equal_pixel_counts():

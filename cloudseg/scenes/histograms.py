@@ -92,12 +92,16 @@ class ThresholdHistograms:
         """`metric` at threshold k/bins averaged over scenes (the 38-Cloud figure)."""
         return mean_over_scenes(self.at(k)[s] for s in sorted(self.per_scene))[metric]
 
-    def best(self, metric: str = "iou", by_scene: bool = False) -> tuple[float, float]:
-        """(threshold, value) maximising `metric`, pooled or averaged over scenes; the lowest
-        such edge wins a tie.
+    def best(self, metric: str = "iou", by_scene: bool = False, step: int = 2
+             ) -> tuple[float, float]:
+        """(threshold, value) maximising `metric`, pooled or averaged over scenes, among the
+        edges that are multiples of `step`; the lowest such edge wins a tie. The default step 2
+        keeps the threshold on the 1/255 grid that `cloudseg predict`'s probability files store
+        (v = ceil(255·p)), so thresholding a file at it gives exactly the mask predict wrote.
         """
         scores = self._curve(metric, by_scene)
-        k = int(np.argmax(scores)) + 1
+        edges = np.arange(step, self.bins, step)  # k = step, 2·step, ... < bins
+        k = int(edges[int(np.argmax(scores[edges - 1]))])
         return k / self.bins, float(scores[k - 1])
 
     def _curve(self, metric: str, by_scene: bool) -> np.ndarray:

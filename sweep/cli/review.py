@@ -15,16 +15,16 @@ def confirm(
     top: int | None = typer.Option(
         None, "--top", min=1, help="Configs to confirm (default: the spec's, else 3)."),
     repeats: int | None = typer.Option(
-        None, "--repeats", min=1, help="Fresh-subset runs per config (default: the "
-        "spec's, else 3)."),
+        None, "--repeats", min=1, help="Fresh runs per config and racing round (default: "
+        "the spec's, else 3)."),
     storage: str = STORAGE,
     data: Path | None = typer.Option(
         None, "--data", envvar="CLOUDSWEEP_DATA",
         help="38-Cloud root (default: the path the study was created with)."),
 ) -> None:
-    """Retrain the study's top configs on fresh training subsets (not pruned, not counted
-    toward --trials) and wait for them, running them here when no other worker does; then
-    `sweep best` ranks by the mean of each config's runs.
+    """Race the study's top configs: rounds of fresh runs (not pruned, not counted toward
+    --trials) until the leader beats the rest or the run budget is spent, run here and by any
+    other worker; then `sweep best` ranks by the mean of each config's confirmation runs.
     """
     with errors():
         from sweep.api import confirm_study, ranked_configs
@@ -33,10 +33,9 @@ def confirm(
         from sweep.tables import ranked_view, show
 
         name = study or latest_study(read_storage(storage))
-        top, repeats = confirm_study(name, storage=storage, top=top, repeats=repeats,
-                                     data=data)
+        ran = confirm_study(name, storage=storage, top=top, repeats=repeats, data=data)
         configs, test = ranked_configs(name, storage=storage)
-        show(ranked_view(name, configs[:top], "value", test))
+        show(ranked_view(name, configs[:ran.top], "value", test))
 
 
 @app.command()

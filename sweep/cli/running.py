@@ -46,9 +46,9 @@ def run(
             spec, trials, storage=storage, data=data, workers=workers, timeout=timeout,
             hooks=hooks, progress=progress,
         )
-        best = "none yet" if summary.best_number is None else (
-            f"trial {summary.best_number}, {spec.metric} {summary.best_value:.4f}"
-        )
+        best = "none yet" if summary.best_number is None else f"{spec.metric} {summary.headline}"
+        if summary.search_stopped:
+            typer.echo(summary.search_stopped)
         typer.echo(
             f"{summary.study}: {summary.complete + summary.pruned}/{summary.target} finished "
             f"({summary.pruned} pruned, {summary.failed} failed); best: {best}"

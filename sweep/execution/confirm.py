@@ -1,9 +1,10 @@
-"""Confirmation runs: retrain the study's top configs on fresh training subsets.
+"""Confirmation runs: retrain the study's top configs, in racing rounds (sweep.execution.racing).
 
 A study trains each config once, on one random 50 % subset, and the best of those single draws
-is partly luck. Once the study's target is reached, each of the `top` best configs is queued
-`repeats` more times with the same params (Optuna's `enqueue_trial`): ordinary trials any
-worker picks up, each drawing a fresh subset (the subset seed follows the trial number), never
+is partly luck. Once the search is done, the `top` best configs race: each round queues
+`repeats` more runs of every config still in the race with the same params (Optuna's
+`enqueue_trial`): ordinary trials any worker picks up, each redrawing every random choice a user
+would meet (training subset, initialisation, crops and flips all follow the trial number), never
 pruned and not counted toward the target. A confirmation carries the user attributes
 `confirms` (the number of the trial it confirms) and `confirm_repeat` (1..repeats).
 
@@ -18,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sweep.record import TrialRecord, failure_of, load, to_attrs
+from sweep.execution.racing import RaceSettings, RaceState, race
+from sweep.record import FailureKind, TrialRecord, failure_of, load, to_attrs
 
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that hold a (origin, repeat)
 
@@ -71,29 +73,59 @@ def _held(study: Any, states: tuple[str, ...] = HOLDING) -> dict[tuple[int, int]
     return {k: sorted(v) for k, v in held.items()}
 
 
-def _missing(study: Any, top: int, repeats: int) -> list[tuple[Any, int]]:
-    """(origin trial, repeat) pairs never queued. A failed confirmation counts as queued: it is
-    retried like any trial (stale worker, killed) or stays failed, never queued again.
+def race_state(study: Any, settings: RaceSettings) -> RaceState:
+    """The race of the study's top configs, from the confirmation runs stored so far. A run
+    counts toward its config's budget once it ended (complete or failed) with no retry of it
+    waiting or running; its value counts when it completed cleanly.
     """
+    from optuna.trial import TrialState
+
+    contenders = [t.number for t in top_trials(study, settings.top)]
+    ended: dict[int, set[int]] = {c: set() for c in contenders}
+    busy: dict[int, set[int]] = {c: set() for c in contenders}
+    values: dict[int, dict[int, float]] = {c: {} for c in contenders}
+    for t in study.get_trials(deepcopy=False):
+        origin = confirms(t)
+        if origin not in ended or failure_of(t) == FailureKind.DUPLICATE:
+            continue
+        if t.state in (TrialState.WAITING, TrialState.RUNNING):
+            busy[origin].add(_repeat(t))
+            continue
+        ended[origin].add(_repeat(t))
+        if t.state == TrialState.COMPLETE and failure_of(t) is None and t.value is not None:
+            values[origin][_repeat(t)] = float(t.value)
+    attempts = {c: len(ended[c] - busy[c]) for c in contenders}
+    ordered = {c: [v for _, v in sorted(vs.items())] for c, vs in values.items()}
+    return race(contenders, ordered, attempts, settings,
+                maximize=study.direction.name == "MAXIMIZE")
+
+
+def _missing(study: Any, settings: RaceSettings) -> list[tuple[Any, int]]:
+    """(origin trial, repeat) pairs the race wants and that were never queued. A failed
+    confirmation counts as queued: it is retried like any trial (stale worker, killed) or stays
+    failed (and counts toward its config's budget), never queued again.
+    """
+    state = race_state(study, settings)
+    by_number = {t.number: t for t in top_trials(study, settings.top)}
     ever = _held(study, (*HOLDING, "FAIL"))
-    return [(origin, repeat) for origin in top_trials(study, top)
-            for repeat in range(1, repeats + 1) if (origin.number, repeat) not in ever]
+    return [(by_number[origin], repeat) for origin, wanted in state.wanted.items()
+            for repeat in range(1, wanted + 1) if (origin, repeat) not in ever]
 
 
-def enqueue_confirmations(study: Any, top: int, repeats: int) -> int:
-    """Queue what is missing of `repeats` confirmations for each of the `top` trials; returns
-    how many were queued (0 when all are queued or done).
+def enqueue_confirmations(study: Any, settings: RaceSettings) -> int:
+    """Queue the confirmation runs the race wants now and that are not queued yet; returns how
+    many were queued (0 while a round is running, or once the race is settled).
     """
-    missing = _missing(study, top, repeats)
+    missing = _missing(study, settings)
     for origin, repeat in missing:
         marks = TrialRecord(confirms=origin.number, confirm_repeat=repeat)
         study.enqueue_trial(origin.params, user_attrs=to_attrs(marks))
     return len(missing)
 
 
-def confirmations_done(study: Any, top: int, repeats: int) -> bool:
-    """Every confirmation queued and none waiting or running."""
-    return not _missing(study, top, repeats) and pending(study) == (0, 0)
+def confirmations_done(study: Any, settings: RaceSettings) -> bool:
+    """The race is settled and no confirmation is waiting or running."""
+    return race_state(study, settings).settled and pending(study) == (0, 0)
 
 
 def check_not_duplicate(trial: Any) -> None:

@@ -123,19 +123,25 @@ class Objective:
         seed = subset_seed(spec, origin_number(self.storage, trial))
         save(trial, TrialRecord(subset_seed=seed))
         params = suggest(trial, spec.space, spec.fixed, self.context)
+        confirming = confirms(trial) is not None  # a confirmation runs its whole budget
+        # A confirmation run redraws everything a user retraining the config would meet: the
+        # subset (above), and the initialisation, crops and flips (train.seed).
+        redraw = {"train.seed": seed} if confirming else {}
         try:
-            config = trial_config(spec, params, self.data_root, seed, self.share)
+            config = trial_config(spec, {**params, **redraw}, self.data_root, seed, self.share)
         except ConfigError as err:
             return self._failed(trial, TrialFailure(FailureKind.BUG, str(err)))
         save(trial, TrialRecord(config=config.to_dict()))
         history: list[dict[str, Any]] = []
         pruned = []
-        confirming = confirms(trial) is not None  # a confirmation runs its whole budget
+        last_epoch = config.train.epochs
 
         def on_epoch(epoch: int, record: dict[str, Any]) -> bool:
             history.append(record)
             trial.report(float(record[metric]), epoch)
-            if not confirming and trial.should_prune():
+            # Never asked after the last epoch: a trial that trained its whole budget is
+            # complete (pruning it then would only throw its checkpoint away).
+            if not confirming and epoch < last_epoch and trial.should_prune():
                 pruned.append(epoch)
                 return True
             return False

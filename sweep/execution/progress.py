@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from sweep.ranking import ConfigRuns
+
 
 def snapshot(study: optuna.Study) -> dict[str, Any]:
     """Counts, best and running trials of a study, from one read of its trials."""
@@ -54,9 +56,29 @@ def snapshot(study: optuna.Study) -> dict[str, Any]:
         "latest_failure": {k: (t.number, load(t, ("failure_message",)).failure_message or "")
                            for k, t in latest.items()},
         "best": best,
+        "confirmed": _confirmed_leader(trials, study.direction.name == "MAXIMIZE"),
         "running": [t for t in trials if t.state == TrialState.RUNNING],
         "trials": trials,
     }
+
+
+def _confirmed_leader(trials: list[FrozenTrial], maximize: bool) -> ConfigRuns | None:
+    """The config ranked first by its confirmation runs, once there is one."""
+    from sweep.ranking import rank_trials
+
+    ranked = rank_trials(trials, maximize)
+    return ranked[0] if ranked and ranked[0].confirmed else None
+
+
+def headline_best(snap: dict[str, Any]) -> str:
+    """The best figure a headline shows: the confirmed leader once there is one (the mean of
+    its confirmation runs), else the best single run.
+    """
+    leader, best = snap.get("confirmed"), snap["best"]
+    if leader is not None:
+        single = "" if best is None else f"; best single run {best.value:.4f} (trial {best.number})"
+        return f"{leader.describe()} confirmed, config of trial {leader.origin.number}{single}"
+    return "—" if best is None else f"{best.value:.4f} (trial {best.number}, a single run)"
 
 
 def _ended_after(trial: FrozenTrial, other: FrozenTrial | None) -> bool:
@@ -70,8 +92,7 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
     """The live view's lines and running-trials table for one `snapshot`."""
     finished = snap["complete"] + snap["pruned"]
     fails = ", ".join(f"{k} {v}" for k, v in sorted(snap["failures"].items())) or "none"
-    best = snap["best"]
-    best_text = f"{best.value:.4f} (trial {best.number})" if best else "—"
+    best_text = headline_best(snap)
     head = Text.assemble(
         (f"{name} ", "bold"),
         f"{finished}/{target} finished · {snap['pruned']} pruned · {snap['failed']} failed ",

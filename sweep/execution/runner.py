@@ -62,6 +62,8 @@ class RunSummary:
     best_value: float | None
     lost_workers: tuple[int, ...] = ()  # exit codes of local workers that ended early
     confirmations: int = 0  # complete confirmation runs (not counted in `complete`)
+    headline: str = ""  # the best figure: the confirmed leader's once there is one
+    search_stopped: str | None = None  # why the search ended before its target (stop_search)
 
 
 def resolve_data_root(spec: StudySpec, data: str | Path | None) -> Path:
@@ -248,19 +250,14 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
     if path is not None and not path.exists():
         return False
     import optuna
-    from optuna.trial import TrialState
 
-    from sweep.execution.confirm import confirmations_done, search_trials
+    from sweep.execution.workers import study_done
 
     try:  # read-only: asked before the inputs are validated, so it must create nothing
         study = optuna.load_study(study_name=spec.name, storage=read_storage(storage))
     except (KeyError, StorageError):
         return False
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    if len(search_trials(study.get_trials(deepcopy=False, states=states))) < target:
-        return False
-    return spec.confirm is None or confirmations_done(
-        study, spec.confirm.top, spec.confirm.repeats)
+    return study_done(study, target, spec.confirm, spec.stop_search)
 
 
 def _wait(procs: list[subprocess.Popen[bytes]]) -> list[int]:
@@ -307,11 +304,14 @@ def summarise(study_name: str, storage_url: str) -> RunSummary:
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
     from sweep.execution.confirm import search_trials
+    from sweep.execution.progress import headline_best, snapshot
+    from sweep.execution.settle import stored_stop
 
     trials = study.get_trials(deepcopy=False)
     search = search_trials(trials)
     count = {s: sum(t.state == s for t in search) for s in TrialState}
     best = _best(study)
+    stopped = stored_stop(study)
     return RunSummary(
         study=study_name,
         storage=storage_url,
@@ -323,6 +323,8 @@ def summarise(study_name: str, storage_url: str) -> RunSummary:
         best_value=best.value if best else None,
         confirmations=sum(t.state == TrialState.COMPLETE for t in trials) - count[
             TrialState.COMPLETE],
+        headline=headline_best(snapshot(study)),
+        search_stopped=None if stopped is None else stopped.line(),
     )
 
 

@@ -34,6 +34,7 @@ from sweep.execution.confirm import (
 )
 from sweep.execution.halt import RunHalted, check_halt, stored_halt
 from sweep.execution.lineage import lineage
+from sweep.execution.settle import check_settled, probe
 from sweep.record import FailureKind, TrialRecord, failure_of, load, save, to_attrs
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
     import optuna
     from optuna.trial import FrozenTrial, TrialState
+
+    from sweep.study.spec import Confirm, StopSearch
 
 FINISHED = ("COMPLETE", "PRUNED")
 HOLDING = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # states that take a slot
@@ -72,8 +75,9 @@ def slots_taken_before(study: optuna.Study, number: int) -> int:
 class TargetedObjective:
     """Wraps an objective: a trial beyond the target ends as surplus before it trains."""
 
-    def __init__(self, objective: Callable[[Any], float], target: int) -> None:
-        self.objective, self.target = objective, target
+    def __init__(self, objective: Callable[[Any], float], target: int,
+                 stop_rule: StopSearch | None = None) -> None:
+        self.objective, self.target, self.stop_rule = objective, target, stop_rule
 
     def __call__(self, trial: optuna.Trial) -> float:
         """The objective's value, or a surplus failure once the target's slots are taken
@@ -86,17 +90,26 @@ class TargetedObjective:
                 save(trial, TrialRecord(failure=FailureKind.DUPLICATE, failure_message=str(dup)))
                 raise
             return self.objective(trial)
-        if slots_taken_before(trial.study, trial.number) >= self.target:
-            save(trial, TrialRecord(failure=FailureKind.SURPLUS,
-                                    failure_message=f"target of {self.target} trials reached"))
+        stopped = check_settled(trial.study, self.stop_rule)
+        if stopped is not None or slots_taken_before(trial.study, trial.number) >= self.target:
+            why = (stopped.line() if stopped is not None
+                   else f"target of {self.target} trials reached")
+            save(trial, TrialRecord(failure=FailureKind.SURPLUS, failure_message=why))
             trial.study.stop()
-            raise Surplus(f"trial {trial.number} is beyond the target of {self.target}")
+            raise Surplus(f"trial {trial.number} is beyond the search: {why}")
         return self.objective(trial)
 
 
-def _stop_when_slots_taken(target: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+def _between_trials(target: int, confirm: Confirm | None, stop_rule: StopSearch | None
+                    ) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """After each trial: queue the settle rule's probe when due, and stop taking trials once
+    the target's slots are taken or the search is settled.
+    """
     def callback(study: optuna.Study, _trial: FrozenTrial) -> None:
-        if len(search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))) >= target:
+        if stop_rule is not None and confirm is not None:
+            probe(study, stop_rule, confirm)
+        held = len(search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING))))
+        if held >= target or check_settled(study, stop_rule) is not None:
             study.stop()
 
     return callback
@@ -169,21 +182,26 @@ def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
     threading.excepthook = hook
 
 
-def _next_step(study: optuna.Study, target: int, confirm: tuple[int, int] | None) -> str:
-    """"run" a trial, "wait" (others hold the remaining slots or the last confirmations) or
-    "done": the search has `target` finished trials and, with `confirm`, every confirmation
-    run is queued and finished.
+def _next_step(study: optuna.Study, target: int, confirm: Confirm | None,
+               stop_rule: StopSearch | None) -> str:
+    """"run" a trial, "wait" (others hold the remaining slots, or the race's runs) or "done":
+    the search has `target` finished trials (or was stopped as settled: sweep.execution.settle)
+    and, with `confirm`, the race of its top configs is settled (sweep.execution.racing).
     """
     trials = search_trials(study.get_trials(deepcopy=False, states=_states(HOLDING)))
     done = sum(t.state.name in FINISHED for t in trials)
     waiting = sum(t.state.name == "WAITING" for t in trials)
-    if done >= target:
+    if done >= target or check_settled(study, stop_rule) is not None:
         if confirm is None:
             return "done"
-        enqueue_confirmations(study, *confirm)
+        enqueue_confirmations(study, confirm.settings())  # the race's next round, if due
         waiting, running = pending(study)
-        if not waiting:
-            return "wait" if running else "done"
+        if waiting:
+            return "run"
+        return "wait" if running else "done"
+    if stop_rule is not None and confirm is not None:
+        probe(study, stop_rule, confirm)  # the leader's first round: the noise the rule needs
+    if pending(study)[0]:
         return "run"
     return "wait" if len(trials) >= target and not waiting else "run"
 
@@ -199,19 +217,21 @@ def run_to_target(
     catch: tuple[type[Exception], ...] = (),
     callbacks: Sequence[Callable] = (),
     log: Callable[[str], None] = print,
-    confirm: tuple[int, int] | None = None,
+    confirm: Confirm | None = None,
+    stop_rule: StopSearch | None = None,
     halt_after: int | None = None,
     artifact_dir: str | None = None,
 ) -> None:
     """Run trials until `target` are finished study-wide, exactly; see the module docstring.
-    With `confirm` = (top, repeats), then run the confirmation trials (sweep.execution.confirm)
-    until none is left, with the other workers. Raises RunHalted once `halt_after` trials in a
-    row failed the same way (sweep.execution.halt; `artifact_dir` holds their tracebacks).
+    With `confirm` (a spec's section), then race the top configs (sweep.execution.confirm) with
+    the other workers until the race is settled; `stop_rule` may end the search early. Raises
+    RunHalted once `halt_after` trials in a row failed the same way (sweep.execution.halt;
+    `artifact_dir` holds their tracebacks).
     """
     import optuna
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    wrapped = TargetedObjective(objective, target)
+    wrapped = TargetedObjective(objective, target, stop_rule)
     _quiet_heartbeat_errors(log)
     lost_since: float | None = None
     while deadline is None or time.monotonic() < deadline:
@@ -221,7 +241,7 @@ def run_to_target(
                 optuna.storages.fail_stale_trials(study)
             if (halt := check_halt(study, halt_after, artifact_dir)) is not None:
                 raise RunHalted(study.study_name, halt)
-            step = _next_step(study, target, confirm)
+            step = _next_step(study, target, confirm, stop_rule)
             lost_since = None
             if step == "done":
                 return
@@ -231,7 +251,7 @@ def run_to_target(
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             study.optimize(
                 wrapped, timeout=left, catch=(*catch, Surplus, Duplicate), gc_after_trial=False,
-                callbacks=[retry_killed, _stop_when_slots_taken(target),
+                callbacks=[retry_killed, _between_trials(target, confirm, stop_rule),
                            _stop_when_halted(halt_after, artifact_dir), *callbacks],
             )
         except Exception as err:

@@ -29,7 +29,12 @@ from sweep.hooks import decode_hooks, encode_hooks
 STORAGE_ENV = "SWEEP_STORAGE"  # also what `sweep worker` reads
 
 if TYPE_CHECKING:
-    from optuna.trial import TrialState
+    from collections.abc import Callable
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    from sweep.study.spec import Confirm, StopSearch, StudySpec
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
@@ -72,22 +77,18 @@ def load_study_attrs(study_name: str, storage_url: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def study_done(
-    study_name: str, storage_url: str, target: int, confirm: tuple[int, int] | None = None
-) -> bool:
-    """`target` search trials finished and, with `confirm` = (top, repeats), every confirmation
-    run of the top configs queued and finished.
+def study_done(study: optuna.Study, target: int, confirm: Confirm | None = None,
+               stop_rule: StopSearch | None = None) -> bool:
+    """The search has `target` finished trials (or was stopped as settled) and, with `confirm`,
+    the race of its top configs is settled with no run left to do.
     """
-    import optuna
-
     from sweep.execution.confirm import confirmations_done, search_trials
-    from sweep.storage import open_storage
+    from sweep.execution.settle import stored_stop
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
     finished = search_trials(study.get_trials(deepcopy=False, states=finished_states()))
-    if len(finished) < target:
+    if len(finished) < target and (stop_rule is None or stored_stop(study) is None):
         return False
-    return confirm is None or confirmations_done(study, *confirm)
+    return confirm is None or confirmations_done(study, confirm.settings())
 
 
 def work(
@@ -100,10 +101,10 @@ def work(
     hooks: Mapping[str, Any] | None = None,
     worker_index: int = 0,
     artifact_dir: str | Path | None = None,
-    confirm: tuple[int, int] | None = None,
+    confirm: Confirm | None = None,
 ) -> None:
     """Run trials of `study_name` until `target` finished trials exist (or `timeout` seconds),
-    then its confirmation runs: (top, repeats) from `confirm`, else the spec's `confirm`.
+    then race its top configs: `confirm`, else the spec's `confirm`.
     """
     import optuna
 
@@ -119,9 +120,9 @@ def work(
     attrs = load_study_attrs(study_name, storage_url)
     spec = StudySpec.from_stored(attrs["spec"], f"study {study_name}")  # checked at creation
     target = int(target or attrs["target"])
-    if confirm is None and spec.confirm is not None:
-        confirm = (spec.confirm.top, spec.confirm.repeats)
-    if study_done(study_name, storage_url, target, confirm):
+    confirm = confirm or spec.confirm
+    if study_done(optuna.load_study(study_name=study_name, storage=open_storage(storage_url)),
+                  target, confirm, spec.stop_search):
         return  # nothing to do: exit 0 (compose does not restart it)
     warm_up(spec.model_names)
     ex = spec.execution
@@ -151,19 +152,31 @@ def work(
     )
     # Exact study-wide target across workers and machines, and storage-outage tolerance
     # (sweep.execution.target); Optuna's optimize loop with heartbeats runs underneath.
-    post_trial = build_hooks(study, hooks, storage_url)
+    post_trial = [*build_hooks(study, hooks, storage_url), _ranking_note(spec)]
     try:
         run_to_target(
             study, LoggedObjective.for_stdout(objective), target,
             poll_s=min(5.0, float(ex.heartbeat_interval)), shown_storage=redact(storage_url),
             timeout=timeout, catch=(TrialFailure,),
             callbacks=post_trial, log=lambda line: print(line, file=sys.stderr),
-            confirm=confirm, halt_after=ex.max_consecutive_failures,
+            confirm=confirm, stop_rule=spec.stop_search, halt_after=ex.max_consecutive_failures,
             artifact_dir=str(artifact_dir or attrs["artifact_dir"]),
         )
     finally:
         close_hooks(post_trial)
         close_spare()  # the trial process started ahead for a next trial
+
+
+def _ranking_note(spec: StudySpec) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """After each confirmation run: the study's dashboard note shows the confirmed ranking."""
+    from sweep.execution.confirm import confirms
+    from sweep.records import record_ranking
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if confirms(trial) is not None:
+            record_ranking(study, spec)
+
+    return callback
 
 
 def visible_gpus() -> list[str]:

@@ -31,6 +31,7 @@ from sweep.study.space import ParamSpec, check_space
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
 
+    from sweep.execution.racing import RaceSettings
     from sweep.study.seeding import TrialSeeded
 
 # "scene-iou" scores the best epoch by IoU per whole validation scene averaged over scenes (the
@@ -81,12 +82,34 @@ class Execution(_Frozen):
 
 
 class Confirm(_Frozen):
-    """Once the target is reached, retrain the `top` configs on `repeats` fresh training
-    subsets each (same budget, not pruned): one draw of a 50 % subset is a noisy score.
+    """Once the search is done, the `top` configs race (sweep.execution.racing): rounds of
+    `repeats` fresh runs each (same budget, not pruned, every random draw new) until the leader
+    beats the rest at `level`, or each config left has `max_runs` runs (default 3 rounds).
     """
 
     top: int = Field(3, ge=1, le=50)
-    repeats: int = Field(3, ge=1, le=50)
+    repeats: int = Field(3, ge=1, le=50)  # (two runs are the fewest that give an interval)
+    max_runs: int | None = Field(None, ge=2, le=500)
+    level: float = Field(0.95, gt=0.5, lt=1)
+
+    def settings(self) -> RaceSettings:
+        """The race these settings run."""
+        from sweep.execution.racing import RaceSettings
+
+        runs = self.max_runs if self.max_runs is not None else 3 * self.repeats
+        return RaceSettings(self.top, self.repeats, max(runs, self.repeats), self.level)
+
+
+class StopSearch(_Frozen):
+    """End the search before its target once the answer is settled: after `min_trials` search
+    trials the leader's config gets its first confirmation round (the run-to-run noise sd is
+    measured from it), and once none of the last `patience` complete search trials came within
+    one noise sd of the leader's search value, no further search trial starts
+    (sweep.execution.settle). Needs `confirm`.
+    """
+
+    patience: int = Field(10, ge=1)
+    min_trials: int = Field(10, ge=2)
 
 
 # What a trial's value is measured at: 0.5 (the loss's own boundary, cloudseg's
@@ -120,6 +143,7 @@ class StudySpec(_Frozen):
     # pydantic takes the float literal (0.5 and no other number); typing's Literal does not
     threshold: Literal[0.5, "official", "tuned"] = 0.5  # type: ignore[valid-type]
     confirm: Confirm | None = None  # off unless the spec asks
+    stop_search: StopSearch | None = None  # off unless the spec asks (needs confirm)
     fixed: RunConfig = RunConfig()  # partial: only the fields it sets are shared by every trial
     space: dict[str, ParamSpec] = {}
     source: str = Field("<spec>", exclude=True)
@@ -237,6 +261,13 @@ def _check_grid(spec: StudySpec, src: str) -> None:
             )
 
 
+def _check_stop_search(spec: StudySpec, src: str) -> None:
+    if spec.stop_search is not None and spec.confirm is None:
+        raise SpecError(f"{src}: stop_search: measures the run-to-run noise with confirmation "
+                        "runs; add a `confirm` section or turn it off (stop_search: null, or "
+                        "--set stop_search=null)")
+
+
 def _check_metric(spec: StudySpec, src: str) -> None:
     train = spec.fixed.train
     if "val_metric" in train.model_fields_set:
@@ -283,6 +314,7 @@ def parse_spec(data: Any, source: str, default_name: str | None = None) -> Study
     spec = StudySpec.from_stored(data, source)
     _check_grid(spec, source)
     _check_metric(spec, source)
+    _check_stop_search(spec, source)
     try:
         check_space(spec.space, spec.fixed, source)
     except ConfigError as err:  # cloudseg's own checks; the message names file and field
