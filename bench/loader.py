@@ -7,7 +7,10 @@
   (c) memcpy: a plain copy of the same bytes (images + masks) out of the cache.
 
 Prints patches/s and the ratios (b)/(a) (target >= 20x) and (b)/(c) (target >= 50%), and (b)
-against 2,000 patches/s. Usage: python bench/loader.py [--data DIR] [--patches N] [--workers W]
+against 2,000 patches/s. (d) is a trial's training loader as the shipped studies make it
+(augmented, `--crop`, batch 16) with `--workers` loader workers against none, pinned too when
+CUDA is there: the line that decides the studies' `train.num_workers`.
+Usage: python bench/loader.py [--data DIR] [--patches N] [--workers W] [--crop C]
 The data and cache are written under /tmp/cloudseg-bench unless --data is given; rerunning reuses
 them. Full 384x384 patches, no crop, no augmentation: the bytes every epoch has to move.
 """
@@ -76,6 +79,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--naive-limit", type=int, default=256, help="patches timed for (a)")
+    p.add_argument("--crop", type=int, default=256, help="(d)'s crop (model-search's; 0: none)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="patches timed per pass (default: the whole cache)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per loader (best of)")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -100,15 +107,23 @@ def main() -> None:
     naive = rate(DataLoader(NaiveTiffDataset(cache.records), **kw), args.naive_limit)
     ds = PatchDataset(cache)
 
-    def best_of(make, repeats: int = 3) -> float:
-        rate(make(), len(cache))  # warm: page cache, memmap faults, worker start-up path
-        return max(rate(make(), len(cache)) for _ in range(repeats))
+    limit = min(args.limit or len(cache), len(cache))
+
+    def best_of(make) -> float:
+        rate(make(), limit)  # warm: page cache, memmap faults, worker start-up path
+        return max(rate(make(), limit) for _ in range(args.repeats))
 
     loader_kw = {"shuffle": True, "num_workers": args.workers}
     batched_w = best_of(lambda: ds.loader(args.batch, **loader_kw))
     batched_0 = best_of(lambda: ds.loader(args.batch, **(loader_kw | {"num_workers": 0})))
     collate_0 = best_of(lambda: DataLoader(ds, **(kw | {"num_workers": 0})))
     copy = memcpy_rate(cache, args.batch)
+
+    trial = PatchDataset(cache, crop=args.crop or None, augment=True, random_crop=True, seed=0)
+    pins = (False, True) if torch.cuda.is_available() else (False,)
+    trial_rates = {(w, pin): best_of(lambda w=w, pin=pin: trial.loader(
+        16, shuffle=True, drop_last=True, num_workers=w, pin_memory=pin))
+        for w in (args.workers, 0) for pin in pins}
 
     best = max(batched_w, batched_0)
     gib = cache.images[0].nbytes / 2**30
@@ -117,9 +132,17 @@ def main() -> None:
     print(f"(b) PatchDataset.loader, 0 workers        : {batched_0:8.0f} patches/s")
     print(f"    PatchDataset + default collate, 0 wkr : {collate_0:8.0f} patches/s (reference)")
     print(f"(c) memcpy of the same bytes              : {copy:8.0f} patches/s")
+    for (w, pin), r in trial_rates.items():
+        label = f"{w} workers{', pinned' if pin else ''}"
+        print(f"(d) trial loader (augment, crop {args.crop or 384}, batch 16), {label:<18}: "
+              f"{r:8.0f} patches/s")
     print(f"(b)/(a) = {best / naive:.1f}x   (target >= 20x)")
     print(f"(b)/(c) = {best / copy:.0%}    (target >= 50%)")
     print(f"(b) = {best:.0f} patches/s = {best * gib:.2f} GiB/s (target >= 2,000 patches/s)")
+    faster = max(trial_rates, key=trial_rates.__getitem__)
+    print(f"faster trial loader: {faster[0]} workers "
+          f"({trial_rates[(0, False)] / trial_rates[(args.workers, False)]:.1f}x of "
+          f"{args.workers} workers with none)")
 
 if __name__ == "__main__":
     main()

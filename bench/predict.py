@@ -8,13 +8,22 @@ background; the naive loop reads, predicts and writes serially on one thread. A 
 
     python bench/predict.py --model vanilla-unet --base-width 8 --scenes 2 --scene-size 1600
     python bench/predict.py --model unet-resnet34 --scenes 3 --scene-size 4000 --batch 64  # GPU
+    python bench/predict.py --memory  # peak memory of one full 38-Cloud scene (7,600 x 7,700)
+
+`--memory` runs `predict` once on one scene of `--memory-size` (default a full 38-Cloud scene,
+drawn coarse: the pixels do not matter) and prints its peak resident memory above the process
+before it (sampled every 2 ms; the bands, one float32 canvas, the no-data mask and the outputs)
+and the peak of numpy's own allocations (tracemalloc).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import threading
 import time
+import tracemalloc
 from collections import defaultdict
 from pathlib import Path
 
@@ -90,6 +99,48 @@ def model_only(bundle: Path, device: str, batch: int, n: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory(args: argparse.Namespace, device: str) -> None:
+    """Peak memory of one `predict` on one scene of `args.memory_size`."""
+    h, w = args.memory_size
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = write_synthetic(tmp / "data", train_scenes=1, test_scenes=1, scene_size=(h, w),
+                               coarse=8, workers=2)
+        config = RunConfig(model=model_config(args.model, args.base_width),
+                           train=TrainConfig(device=device))
+        bundle = save_bundle(tmp / "bundle", build_model(config.model), config)
+        run = dict(device=device, batch_size=args.batch or default_batch_size(device))
+        base = rss_bytes()
+        peak, done = [base], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.002):
+                peak[0] = max(peak[0], rss_bytes())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        tracemalloc.start()
+        sampler.start()
+        try:
+            result = predict_scenes(bundle, root, tmp / "out", workers=args.workers, **run)
+        finally:
+            done.set()
+            sampler.join()
+        _, numpy_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    mib = 2**20
+    print(f"device: {result.device}  model: {args.model}  scene: {h} x {w} px  "
+          f"patches: {result.patches}  {result.seconds:.1f} s")
+    print(f"predict peak memory: {(peak[0] - base) / 1e9:.2f} GB above the process before it "
+          f"({(peak[0] - base) / mib:.0f} MiB; process peak {peak[0] / mib:.0f} MiB); "
+          f"numpy allocations peak {numpy_peak / mib:.0f} MiB")
+
+
 def scene_shape(path: Path) -> tuple[int, int]:
     with open_raster(path) as src:
         return src.height, src.width
@@ -108,11 +159,18 @@ def main() -> None:
         "--workers", type=int, default=None,
         help="patch-reading threads of predict (default: the device's, see default_workers)"
     )
+    ap.add_argument("--memory", action="store_true",
+                    help="print predict's peak memory on one scene of --memory-size instead")
+    ap.add_argument("--memory-size", type=int, nargs=2, default=(7600, 7700),
+                    metavar=("H", "W"), help="the scene of --memory (default a full 38-Cloud one)")
     args = ap.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     batch = args.batch or default_batch_size(device)
     args.workers = args.workers or default_workers(device == "cuda")
+    if args.memory:
+        memory(args, device)
+        return
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -5,7 +5,10 @@
    `make demo` finds them) against the sum of its trials' fit times (`fit_seconds`).
    Target: <= 1.15x. It is split into the one-time start-up (process start, the forkserver's
    torch import, study set-up, up to the first trial's end less its fit), the per-trial cost
-   of the trials after the first, and what follows the last trial.
+   of the trials after the first, and what follows the last trial; and where the device
+   waits: the start-up to the first training step, and the mean gap from one trial's last
+   step to the next trial's first (after a pruned trial: goal <= 0.1 s; after a complete one,
+   which draws its images: goal <= 0.3 s), from each trial's `fit_started_at`.
 2. Pruning: the same study, same sampler seed and trial count, with the spec's pruner and with
    `pruner: none`: epochs trained and best validation IoU. Targets: pruning saves >= 40% of
    the epochs, and the best IoU stays within 0.01. The two studies draw different
@@ -83,13 +86,31 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def gaps(trials: list[optuna.trial.FrozenTrial]) -> dict[str, list[float]]:
+    """Seconds from each trial's end of training to the next trial's first step (its fit's
+    start, `fit_started_at`), by the state of the trial that ended: what a trial's images,
+    storage writes, the sampler and the next trial's set-up leave the device idle for.
+    """
+    out: dict[str, list[float]] = {"PRUNED": [], "COMPLETE": []}
+    timed = [t for t in trials if t.user_attrs.get("fit_started_at") is not None]
+    for before, after in zip(timed, timed[1:], strict=False):
+        end = before.user_attrs["fit_started_at"] + before.user_attrs["fit_seconds"]
+        out[before.state.name].append(after.user_attrs["fit_started_at"] - end)
+    return out
+
+
 def measure(folder: Path, name: str, started: float, wall: float) -> dict[str, float]:
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'sweeps.db'}")
     trials = study.get_trials(states=FINISHED)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     first, rest = trials[0], trials[1:]
     assert first.datetime_complete is not None and trials[-1].datetime_complete is not None
+    between = gaps(sorted(study.get_trials(states=FINISHED), key=lambda t: t.number))
     return {
+        # launch → the first trial's first training step
+        "first_step": first.user_attrs.get("fit_started_at", float("nan")) - started,
+        "gap_pruned": _mean(between["PRUNED"]), "gap_complete": _mean(between["COMPLETE"]),
+        "n_gap_pruned": len(between["PRUNED"]), "n_gap_complete": len(between["COMPLETE"]),
         # launch → the first trial's end, less its fit: process start, imports, study set-up
         "startup": first.datetime_complete.timestamp() - started
         - first.user_attrs.get("fit_seconds", 0.0),
@@ -179,6 +200,10 @@ def main() -> None:
     print(f"  one-time start-up {a['startup']:.2f} s (process, imports, study set-up, the first "
           f"trial's overhead); each later trial: pruned {a['pruned_each']:.3f} s, complete "
           f"{a['complete_each']:.3f} s (with its images); after the last trial {a['tail']:.2f} s")
+    print(f"  start-up to the first training step {a['first_step']:.2f} s; mean gap from a "
+          f"trial's last step to the next one's first: after a pruned trial "
+          f"{a['gap_pruned']:.3f} s (n={a['n_gap_pruned']}, goal <= 0.1 s), after a complete "
+          f"one {a['gap_complete']:.3f} s (n={a['n_gap_complete']}, goal <= 0.3 s)")
     print(f"  without the one-time start-up: (wall - start-up) / sum of fit = "
           f"{(a['wall'] - a['startup']) / a['fit']:.2f}x")
     print(f"  floor of the start-up: a fresh `python -c 'import torch, torch._dynamo'` takes "

@@ -83,6 +83,7 @@ _LAZY = {
     "resolve_loss_params": "cloudseg.losses",
     # data
     "PatchDataset": "cloudseg.data",
+    "PatchCache": "cloudseg.data",
     "compute_stats": "cloudseg.data",
     "subset_moments": "cloudseg.data",
     "find_layout": "cloudseg.data",
@@ -95,6 +96,7 @@ _LAZY = {
     "nodata_mask": "cloudseg.normalisation",
     # training
     "build_run": "cloudseg.training.build",
+    "open_run_cache": "cloudseg.training.build",
     "BuiltRun": "cloudseg.training.build",
     "run_training": "cloudseg.training.build",
     "fit": "cloudseg.training.loop",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from cloudseg import FitResult, RunConfig
+    from cloudseg import FitResult, PatchCache, RunConfig
 # prediction colours: true positive white, false positive red, false negative blue, TN black
 TP, FP, FN = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.1, 0.4, 1.0)
 
@@ -156,22 +156,26 @@ def confusion_colours(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) ->
     return out
 
 
-def study_panel(config: RunConfig) -> list:
+def study_panel(config: RunConfig, cache: PatchCache | None = None) -> list:
     """The study's hard-case panel (cloudseg.data.panel): a function of the data and the split
-    only, so every trial of a study draws the same patches.
+    only, so every trial of a study draws the same patches. `cache`: `config`'s, when open.
     """
     from cloudseg import ConfigError, open_cache, panel_for, split_by_scene
 
     d = config.data
     if d.root is None:
         raise ConfigError("study panel: the run config has no data.root")
-    cache = open_cache(d.root, cache_dir=d.cache_dir, include_additional=d.include_additional)
+    if cache is None:
+        cache = open_cache(d.root, cache_dir=d.cache_dir,
+                           include_additional=d.include_additional)
     return panel_for(cache, split_by_scene(cache.records, d.val_fraction, d.split_seed).val)
 
 
-def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) -> Path:
+def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None,
+                cache: PatchCache | None = None) -> Path:
     """The study's hard-case panel (the same for every trial): false colour, ground truth,
-    prediction at `threshold` (default the bundle's) coloured by TP/FP/FN.
+    prediction at `threshold` (default the bundle's) coloured by TP/FP/FN. `cache`: the
+    bundle's data, when the caller has it open (a trial: the cache it trained on).
     """
     import torch
 
@@ -180,9 +184,10 @@ def overlay_png(bundle_dir: Path, path: Path, threshold: float | None = None) ->
     model, cfg = load_bundle(bundle_dir)
     if cfg.data.root is None:
         raise ConfigError(f"{bundle_dir}: its config.yaml has no data.root to draw patches from")
-    cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
-                       include_additional=cfg.data.include_additional)
-    picks = np.asarray([p.row for p in study_panel(cfg)], dtype=np.int64)
+    if cache is None:
+        cache = open_cache(cfg.data.root, cache_dir=cfg.data.cache_dir,
+                           include_additional=cfg.data.include_additional)
+    picks = np.asarray([p.row for p in study_panel(cfg, cache)], dtype=np.int64)
     threshold = cfg.train.threshold if threshold is None else threshold
     # Whole patches, not the training crop: a centred crop of a scene-edge patch can be all
     # no-data, and the models are fully convolutional.
@@ -216,10 +221,12 @@ def has_images(stopped_early: bool, best_checkpoint: object) -> bool:
     return not stopped_early and best_checkpoint is not None
 
 
-def render_trial_images(result: FitResult, out_dir: Path) -> dict[str, str]:
+def render_trial_images(result: FitResult, out_dir: Path,
+                        cache: PatchCache | None = None) -> dict[str, str]:
     """In the trial process (it has the data and the device): the overlay of the best
     checkpoint on the study's panel, its masks, and the checkpoint's path. The worker draws
-    the learning curve meanwhile, from the history it has (`learning_curve_png`).
+    the learning curve meanwhile, from the history it has (`learning_curve_png`). `cache`:
+    the one the trial trained on (not opened again).
     """
     if not has_images(result.stopped_early, result.best_checkpoint):
         return {}
@@ -230,7 +237,8 @@ def render_trial_images(result: FitResult, out_dir: Path) -> dict[str, str]:
                  else None)
     checkpoint = {"checkpoint": str(Path(result.best_checkpoint) / "model.safetensors")}
     try:
-        overlay = overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png", threshold)
+        overlay = overlay_png(Path(result.best_checkpoint), out_dir / "overlay.png", threshold,
+                              cache)
     except Exception as exc:  # noqa: BLE001 - an image is a courtesy, never a failed trial
         import logging
 

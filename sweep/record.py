@@ -101,6 +101,7 @@ class Timings(_Frozen):
 
     fit_seconds: float | None = None
     images_per_s: float | None = None
+    fit_started_at: float | None = None  # Unix time the fit began (its first step follows)
 
 
 class DataInfo(_Frozen):

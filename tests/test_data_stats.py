@@ -134,3 +134,35 @@ def test_patch_sums_are_kept_beside_the_cache_and_reused(tmp_path):
 def test_subset_moments_of_nothing_say_so(synthetic_cache):
     got = subset_moments(synthetic_cache, [])
     assert math.isinf(got.pos_weight) and all(math.isnan(m) for m in got.band_mean)
+
+
+def test_prepare_packs_the_sums_and_an_older_cache_gets_them_when_opened(synthetic_cache,
+                                                                         from_files):
+    """The sums (and panel traits) are written while packing, before the COMPLETE marker (so
+    a sweep's first trial never computes them); a cache packed without them gets them on its
+    next open.
+    """
+    from cloudseg.data import open_cache
+    from cloudseg.data.cache import COMPLETE
+
+    kept = synthetic_cache.path / FILENAME
+    assert kept.stat().st_mtime_ns <= (synthetic_cache.path / COMPLETE).stat().st_mtime_ns
+    with np.load(kept) as stored:
+        packed = {k: stored[k] for k in stored.files}
+    images, gts = from_files
+    valid = images.any(axis=1)
+    assert packed["valid"].tolist() == valid.sum(axis=(1, 2)).tolist()
+    assert packed["cloud"].tolist() == ((gts == 255) & valid).sum(axis=(1, 2)).tolist()
+    wide = images.astype(np.int64)
+    assert packed["square"].tolist() == (wide * wide).sum(axis=(2, 3)).tolist()
+    # and the hard-case panel's traits, so choosing a study's panel reads no pixels
+    from dataclasses import astuple
+
+    from cloudseg.data.sums import patch_traits
+    assert packed["traits"].tolist() == [list(astuple(patch_traits(i, g)))
+                                         for i, g in zip(images, gts, strict=True)]
+    kept.unlink()  # as a cache packed before the sums were kept
+    again = open_cache(synthetic_cache.root, cache_dir=synthetic_cache.path.parent)
+    assert again.path == synthetic_cache.path and kept.is_file()
+    with np.load(kept) as stored:
+        assert all(np.array_equal(stored[k], packed[k]) for k in packed)

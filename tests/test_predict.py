@@ -278,3 +278,30 @@ def test_background_read_and_write_errors_name_the_file(synthetic_root, tmp_path
     out_file.write_text("")
     with pytest.raises(CloudsegError, match="not-a-folder"):
         predict_with_model(BoxFilter(), cfg, synthetic_root, out_file, device="cpu")
+
+
+def test_the_blend_canvas_is_one_array_and_averages_exactly_as_two():
+    """One scene-sized accumulator (the weight totals are a row vector times a column vector)
+    gives the weighted average a weight canvas gives, and a missing window is refused.
+    """
+    from cloudseg.errors import LayoutError
+    from cloudseg.scenes.stitch import BlendCanvas, window_spots
+
+    rng = np.random.default_rng(0)
+    shape, window, overlap = (200, 230), 64, 24
+    spots = window_spots(shape, window, overlap)
+    preds = rng.random((len(spots), window, window), dtype=np.float32)
+    weights = blend_weights(window, overlap)
+    total, norm = np.zeros(shape), np.zeros(shape)
+    canvas = BlendCanvas(shape, window, overlap)
+    for (y, x), p in zip(spots, preds, strict=True):
+        total[y : y + window, x : x + window] += p * weights
+        norm[y : y + window, x : x + window] += weights
+        canvas.add(y, x, p)
+    arrays = [v for v in vars(canvas).values() if isinstance(v, np.ndarray) and v.ndim == 2]
+    assert [a.shape for a in arrays] == [(window, window), shape]  # weights + one canvas
+    np.testing.assert_allclose(canvas.result(), total / norm, rtol=1e-5)
+    short = BlendCanvas(shape, window, overlap)
+    short.add(*spots[0], preds[0])
+    with pytest.raises(LayoutError, match="1 of"):
+        short.result()

@@ -217,7 +217,8 @@ def test_every_module_the_forkserver_preloads_exists():
 @pytest.mark.parametrize("model", ["vanilla-unet", "unet"])
 def test_a_trial_imports_nothing_the_forkserver_did_not(model, synthetic_root):
     """After the forkserver's preload for `model`, a whole trial (build, one epoch, the bundle
-    and its images) imports no module itself: each import would cost every trial (torch's
+    and its images: `run_trial`, what a trial process runs) opens the cache once and imports
+    no module itself: each import would cost every trial (torch's
     and smp's seconds, numpy's lazy submodules 20 ms); smp is preloaded only for smp's models.
     """
     from sweep.execution.trial_process import preload_for
@@ -229,8 +230,11 @@ import sys, tempfile
 from pathlib import Path
 for name in {preload!r}:
     __import__(name)
-from cloudseg import RunConfig, run_training
-from sweep.artifacts import render_trial_images
+import cloudseg.data.cache as cache_module
+from cloudseg import RunConfig
+from sweep.execution.trial_process import run_trial
+opens, fingerprint = [], cache_module.fingerprint
+cache_module.fingerprint = lambda *a, **k: opens.append(1) or fingerprint(*a, **k)
 config = RunConfig().with_overrides({{
     "model.name": {model!r}, "model.base_width": 4 if {model!r} == "vanilla-unet" else None,
     "model.encoder": "resnet18" if {model!r} == "unet" else "resnet34",
@@ -239,10 +243,18 @@ config = RunConfig().with_overrides({{
     "train.device": "cpu", "train.normalisation": "band-stats",
 }}, "test")
 out = Path(tempfile.mkdtemp())
+from cloudseg import open_run_cache
+open_run_cache(config)  # packed already, as `sweep run` leaves it
+opens.clear()
 before = set(sys.modules)
-render_trial_images(run_training(config, out_dir=out), out)
+files = run_trial(config, out, [], True, lambda result: None)
 print(sorted(set(sys.modules) - before))
+print(len(opens), sorted(files))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    imported, opened = out.strip().splitlines()[-2:]
+    assert imported == "[]"
+    # the cache is opened once per trial (its fingerprint stats every training file), and
+    # the overlay was drawn from it
+    assert opened == "1 ['checkpoint', 'overlay', 'overlay_masks']"

@@ -2,7 +2,8 @@
 shares through the page cache, instead of decoding five TIFFs per sample per epoch.
 
 On disk, `<cache_dir>/<fingerprint>/` holds images.npy (N,4,384,384) uint16, masks.npy
-(N,384,384) uint8 {0,1}, index.json and a COMPLETE marker written last. A build happens under a
+(N,384,384) uint8 {0,1}, index.json, moments.npz (per-patch sums, computed while packing:
+cloudseg.data.moments) and a COMPLETE marker written last. A build happens under a
 file lock in a temporary folder that is renamed into place, so two processes preparing at once
 leave one valid cache and a crash leaves nothing that is ever used.
 """
@@ -23,6 +24,7 @@ from filelock import FileLock
 from cloudseg.data.index import PatchRecord, index_dataset
 from cloudseg.data.layout import BANDS, GT, PATCH_SIZE, DatasetLayout, PatchId, find_layout
 from cloudseg.data.progress import parallel_map
+from cloudseg.data.sums import PatchSums, ensure_sums, has_sums
 from cloudseg.data.tiff import read_band
 from cloudseg.errors import CacheError
 
@@ -118,7 +120,16 @@ def open_cache(root: str | Path, cache_dir: str | Path | None = None, progress: 
     layout = find_layout(root)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(layout.root)
     cache = _usable(cache_dir / fingerprint(layout, include_additional)[:20])
-    return cache or prepare_cache(root, cache_dir, progress, include_additional)
+    if cache is None:
+        return prepare_cache(root, cache_dir, progress, include_additional)
+    return _with_sums(cache, progress)
+
+
+def _with_sums(cache: PatchCache, progress: bool) -> PatchCache:
+    """`cache`, its per-patch sums computed first when it was packed before they were kept."""
+    if not has_sums(cache.path):
+        ensure_sums(cache.path, cache.images, cache.masks, progress)
+    return cache
 
 
 def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progress: bool = False,
@@ -131,7 +142,7 @@ def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progres
     fp = fingerprint(layout, include_additional)
     final = cache_dir / fp[:20]
     if not force and (cache := _usable(final)):
-        return cache
+        return _with_sums(cache, progress)
     # The tree is validated before anything is written: a rejected tree leaves no folder or lock.
     records = index_dataset(layout.root, "train", include_additional, progress)
     try:
@@ -143,7 +154,7 @@ def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progres
                          "choose another with --cache or CLOUDSEG_CACHE_DIR") from None
     try:
         if not force and (cache := _usable(final)):
-            return cache  # another process built it while this one was indexing
+            return _with_sums(cache, progress)  # another process built it meanwhile
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
         try:
             tmp.chmod(0o755)
@@ -171,11 +182,14 @@ def _build(out: Path, root: Path, records: list[PatchRecord], fp: str, progress:
         for b, band in enumerate(BANDS):
             read_band(files[band], out=images[i, b])
         np.minimum(read_band(files[GT]), 1, out=masks[i])
+        sums.add(i, images[i], masks[i])  # from the pixels just decoded, still in cache
 
+    sums = PatchSums(n)
     for _ in parallel_map(pack, range(n), n, "pack patches", progress):
         pass
     images.flush()
     masks.flush()
+    sums.save(out)
     meta = {
         "version": CACHE_VERSION, "root": str(root), "fingerprint": fp, "n": n,
         "records": [{"scene": r.id.scene, "row": r.id.row, "col": r.id.col, "idx": r.id.idx,

@@ -2,6 +2,10 @@
 balance and band mean/std over any subset of patches cost a sum over rows, not a pass over
 its pixels (on 38-Cloud a half subset is 2.5·10⁹ values: seconds of every trial's start).
 
+`cloudseg prepare` computes them while it packs (cloudseg.data.sums), so the first sweep after
+a prepare starts as fast as later ones; a cache packed before that gets them once, in
+parallel, when first opened.
+
 The figures are those of `compute_stats` (valid pixels only: not all four bands 0), from exact
 integer sums (std's variance is exact until its one division).
 """
@@ -9,17 +13,19 @@ integer sums (std's variance is exact until its one division).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cloudseg.data.cache import PatchCache
 from cloudseg.data.layout import BANDS
+from cloudseg.data.sums import FILENAME, ensure_sums
 
-FILENAME = "moments.npz"
+if TYPE_CHECKING:
+    from cloudseg.data.cache import PatchCache
+
+__all__ = ["FILENAME", "SubsetMoments", "patch_sums", "subset_moments"]
 
 
 @dataclass(frozen=True)
@@ -37,40 +43,11 @@ class SubsetMoments:
         return self.background_pixels / self.cloud_pixels if self.cloud_pixels else math.inf
 
 
-def patch_sums(cache: PatchCache) -> dict[str, np.ndarray]:
+def patch_sums(cache: PatchCache, progress: bool = False) -> dict[str, np.ndarray]:
     """Per row: `valid` and `cloud` pixel counts, band `sum` and `square` sums (int64), read
-    from beside the cache, or computed once and kept there.
+    from beside the cache, or computed once (in parallel) and kept there.
     """
-    path = Path(cache.path) / FILENAME
-    if path.is_file():
-        with np.load(path) as stored:
-            sums = {k: stored[k] for k in stored.files}
-        if len(sums["valid"]) == len(cache):
-            return sums
-    sums = _compute(cache)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, valid=sums["valid"], cloud=sums["cloud"], sum=sums["sum"],
-                 square=sums["square"])
-        os.replace(tmp, path)  # another process computing the same sums writes the same file
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache: recomputed next time, same result
-    return sums
-
-
-def _compute(cache: PatchCache) -> dict[str, np.ndarray]:
-    n = len(cache)
-    valid, cloud = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    band_sum, band_square = np.zeros((n, len(BANDS)), np.int64), np.zeros((n, len(BANDS)), np.int64)
-    for row in range(n):
-        image, mask = cache.images[row], cache.masks[row]
-        keep = image.any(axis=0)
-        pixels = image[:, keep].astype(np.int64)  # (4, valid pixels)
-        valid[row] = pixels.shape[1]
-        cloud[row] = int(np.count_nonzero(mask[keep]))
-        band_sum[row] = pixels.sum(axis=1)
-        band_square[row] = (pixels * pixels).sum(axis=1)  # ≤ 147,456 · 65,535²: fits int64
-    return {"valid": valid, "cloud": cloud, "sum": band_sum, "square": band_square}
+    return ensure_sums(cache.path, cache.images, cache.masks, progress)
 
 
 def subset_moments(cache: PatchCache, rows: Sequence[int] | np.ndarray) -> SubsetMoments:

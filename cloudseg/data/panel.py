@@ -4,9 +4,10 @@ Random validation patches are mostly easy (clear sea, solid cloud) and every mod
 right; the patches that tell models apart are cloud edges, thin (dim) clouds, bright clear
 ground (snow, sand, bright cities) that a weak model calls cloud, bright clouds, and a scene's
 no-data border. `choose_panel` ranks the validation patches by each of those traits and takes
-the top ones, never a patch that is mostly no-data. It is a function of the data and the split
-alone (ties broken by row), so every process that asks gets the same panel; the result is kept
-beside the packed cache, so a study computes it once.
+the top ones, never a patch that is mostly no-data. Each patch's traits are measured while
+`prepare` packs it (cloudseg.data.sums), so choosing is a sort, not a pass over the pixels. It
+is a function of the data and the split alone (ties broken by row), so every process that asks
+gets the same panel; the result is kept beside the packed cache, so a study computes it once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from cloudseg.data.cache import PatchCache
+from cloudseg.data.sums import Traits, ensure_sums
 
 MIN_VALID = 0.5  # never a patch that is mostly no-data
-STRIDE = 4  # traits are measured on every 4th pixel: the same ranking, 16 times less work
 # (trait, picks): cloud edges first, they separate models most often.
 TRAITS = (("cloud edges", 2), ("thin clouds", 1), ("bright clear ground", 1),
           ("bright clouds", 1), ("no-data border", 1))
@@ -39,35 +38,7 @@ class PanelPatch:
     reason: str  # the trait it was picked for
 
 
-@dataclass(frozen=True)
-class _Traits:
-    valid: float  # share of pixels that hold data
-    cloud: float  # share of valid pixels that are cloud
-    edges: float  # share of valid pixels on a cloud/clear boundary
-    cloud_brightness: float  # mean visible DN of cloud pixels (0 when none)
-    clear_brightness: float  # mean visible DN of clear pixels (0 when none)
-
-
-def _traits(image: np.ndarray, mask: np.ndarray) -> _Traits:
-    full_valid = float(image.any(axis=0).mean())  # exact: the no-data rule is a hard one
-    img, gt = image[:, ::STRIDE, ::STRIDE], mask[::STRIDE, ::STRIDE].astype(bool)
-    valid = img.any(axis=0)
-    n = max(int(valid.sum()), 1)
-    cloud, clear = gt & valid, ~gt & valid
-    boundary = np.zeros_like(gt)
-    boundary[:-1] |= gt[:-1] != gt[1:]
-    boundary[:, :-1] |= gt[:, :-1] != gt[:, 1:]
-    visible = img[:3].astype(np.float64).mean(axis=0)
-    return _Traits(
-        valid=full_valid,
-        cloud=float(cloud.sum() / n),
-        edges=float((boundary & valid).sum() / n),
-        cloud_brightness=float(visible[cloud].mean()) if cloud.any() else 0.0,
-        clear_brightness=float(visible[clear].mean()) if clear.any() else 0.0,
-    )
-
-
-def _score(trait: str, t: _Traits) -> float | None:
+def _score(trait: str, t: Traits) -> float | None:
     """How strongly a patch shows `trait` (higher is harder); None when it does not qualify."""
     if trait == "cloud edges":
         return t.edges if t.edges > 0 else None
@@ -87,7 +58,8 @@ def choose_panel(
 ) -> list[PanelPatch]:
     """Up to `size` validation patches, a few per trait (TRAITS), each patch at most once."""
     rows = [int(r) for r in val_rows if cache.records[int(r)].nonempty]
-    traits = {r: _traits(np.asarray(cache.images[r]), np.asarray(cache.masks[r])) for r in rows}
+    table = ensure_sums(cache.path, cache.images, cache.masks)["traits"]  # made while packing
+    traits = {r: Traits(*(float(v) for v in table[r])) for r in rows}
     usable = [r for r in rows if traits[r].valid >= MIN_VALID]
     chosen: list[PanelPatch] = []
     taken: set[int] = set()

@@ -10,10 +10,11 @@ cloudseg.scenes.geotiff).
 
 Reading (PackBits TIFFs, `workers` threads, `cloudseg.scenes.reader`), the model (batch i on the
 device while batch i-1 is blended) and writing (one background thread, `cloudseg.scenes.background`)
-overlap, so the device is not left waiting on one CPU thread. Memory: for a 7,700² Landsat scene
-about 0.5 GB of bands and 0.5 GB of float accumulators; at most two scenes' bands (look-ahead
-across a scene boundary) and three scenes' accumulators (one being predicted, two being encoded
-and written) exist at once.
+overlap, so the device is not left waiting on one CPU thread. Memory: for a 7,600 x 7,700
+Landsat scene 472 MiB of bands, one 236 MiB float32 canvas (`BlendCanvas`) and a 59 MiB no-data
+mask (`bench/predict.py --memory`: 0.97 GB peak above the process on the CPU); at most two
+scenes' bands (look-ahead across a scene boundary) and three scenes' canvases (one being
+predicted, two being encoded and written) exist at once.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ needs the scene size: only the whole-scene gt knows it).
 
 A network with zero padding is least reliable near the borders of its input window, so
 predicting the grid patch by patch leaves seams. `window_offsets` + `blend_weights` +
-`BlendCanvas` instead slide a window with `overlap` pixels of overlap and average the
-predictions with weights that ramp linearly to ~0 at each window border: every seam pixel is then
-dominated by a window whose centre covers it. overlap=0 reproduces the plain patch grid.
+`BlendCanvas` (one scene-sized accumulator) instead slide a window with `overlap` pixels of
+overlap and average the predictions with weights that ramp linearly to ~0 at each window
+border: every seam pixel is then dominated by a window whose centre covers it. overlap=0
+reproduces the plain patch grid.
 """
 
 from __future__ import annotations
@@ -112,33 +113,68 @@ def blend_weights(window: int = PATCH, overlap: int = 0) -> np.ndarray:
     check_overlap(overlap, window)
     if overlap == 0:
         return np.ones((window, window), np.float32)
-    i = np.arange(window, dtype=np.float64) + 0.5
-    ramp = np.minimum(1.0, np.minimum(i, window - i) / overlap)
+    ramp = BlendCanvas._ramp(window, overlap)
     return np.outer(ramp, ramp).astype(np.float32)
 
 
 class BlendCanvas:
-    """Weighted average of overlapping window predictions over an (H, W) canvas."""
+    """Weighted average of the window predictions over an (H, W) canvas, in one float32 array.
+
+    The windows are those of `window_spots(shape, window, overlap)`, a product of row and
+    column offsets, and the weights `blend_weights` an outer product of one ramp, so each
+    pixel's weight total is a product of a row total and a column total: two vectors, not a
+    second scene-sized array, and the average is divided in place (no third one). For a
+    full 38-Cloud scene that is 236 MiB of accumulators instead of 709 MiB.
+    """
 
     def __init__(self, shape: tuple[int, int], window: int = PATCH, overlap: int = 0) -> None:
         self.window = window
-        self.weights = blend_weights(window, overlap)
         self.flat = overlap == 0
+        self.ramp = self._ramp(window, overlap)  # float64; the weights are its outer product
+        self.weights = blend_weights(window, overlap)
         self.total = np.zeros(shape, np.float32)
-        self.norm = np.zeros(shape, np.float32)
+        self.row_norm = self._norm(shape[0], window, overlap)
+        self.col_norm = self._norm(shape[1], window, overlap)
+        self.expected = len(window_offsets(shape[0], window, overlap)) * len(
+            window_offsets(shape[1], window, overlap))
+        self.added = 0
+
+    @staticmethod
+    def _ramp(window: int, overlap: int) -> np.ndarray:
+        if overlap == 0:
+            return np.ones(window, np.float64)
+        i = np.arange(window, dtype=np.float64) + 0.5
+        return np.minimum(1.0, np.minimum(i, window - i) / overlap)
+
+    def _norm(self, length: int, window: int, overlap: int) -> np.ndarray:
+        norm = np.zeros(length, np.float64)
+        for start in window_offsets(length, window, overlap):
+            norm[start : start + window] += self.ramp
+        return norm
 
     def add(self, y: int, x: int, prediction: np.ndarray) -> None:
-        """Add one window's prediction at (y, x), weighted by the blend ramp."""
+        """Add one window's prediction at (y, x) (one of the canvas's window spots), weighted
+        by the blend ramp.
+        """
         s = self.window
+        self.added += 1
         if self.flat:  # all weights 1: p * 1 == p exactly, so skip the product
             self.total[y : y + s, x : x + s] += prediction
-            self.norm[y : y + s, x : x + s] += 1.0
             return
         self.total[y : y + s, x : x + s] += prediction * self.weights
-        self.norm[y : y + s, x : x + s] += self.weights
 
-    def result(self) -> np.ndarray:
-        """The blended canvas; a pixel no window covered is an error."""
-        if not np.all(self.norm > 0):
-            raise LayoutError("blend", ["some pixels were covered by no window"])
-        return self.total / self.norm
+    def result(self, rows: int = 512) -> np.ndarray:
+        """The blended canvas, divided in place (`rows` rows at a time, to bound the
+        temporary): the canvas is used up. A window missing is an error.
+        """
+        if self.added != self.expected or not (np.all(self.row_norm > 0)
+                                               and np.all(self.col_norm > 0)):
+            raise LayoutError("blend", [f"{self.added} of {self.expected} windows were added: "
+                                        "some pixels were covered by no window"])
+        if self.flat and np.all(self.row_norm == 1) and np.all(self.col_norm == 1):
+            return self.total  # the plain patch grid: every pixel seen once, weight 1
+        for top in range(0, self.total.shape[0], rows):
+            block = np.multiply.outer(self.row_norm[top : top + rows], self.col_norm)
+            np.divide(self.total[top : top + rows], block, out=self.total[top : top + rows],
+                      casting="same_kind")
+        return self.total

@@ -96,17 +96,18 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     out_dir: str | Path | None = None,
     progress: Any = False,
+    cache: PatchCache | None = None,
 ) -> FitResult:
     """Train one model as `config` says: `build_run`, then `fit` (which writes the bundles to
     `out_dir`). `progress`: False (silent), True (cache building messages only) or a rich
     Progress / callable passed to `fit` for the step bar.
 
     The returned FitResult.config is the resolved config (data root, numeric pos_weight, band
-    statistics), ready to be written as the config.yaml of a bundle.
+    statistics), ready to be written as the config.yaml of a bundle. `cache`: see `build_run`.
     """
     from cloudseg.training.loop import fit
 
-    run = build_run(config, progress=progress is True)
+    run = build_run(config, progress=progress is True, cache=cache)
     result = fit(
         run.model, run.loss_fn, run.train_loader, run.val_loader, run.config,
         callbacks=callbacks, checkpoint_dir=out_dir,
@@ -116,11 +117,25 @@ def run_training(
     return replace(result, extras={**result.extras, **run.data.as_dict()})
 
 
-def build_run(config: RunConfig, *, progress: bool = False) -> BuiltRun:
-    """Data, split, subset, statistics, model, loss and loaders for `config`; `progress` prints
-    the cache-building messages. Every config problem is a ConfigError before any training.
+def open_run_cache(config: RunConfig, *, progress: bool = False) -> PatchCache:
+    """The packed cache `config` trains on (data.root, else $CLOUDSWEEP_DATA; data.cache_dir),
+    built first when missing. Opening costs a stat of every training file (the fingerprint)
+    and reading the index: whoever needs it several times (a trial: training, then its
+    overlay) opens it once and passes it on.
     """
     from cloudseg.data import open_cache
+
+    d = config.data
+    return open_cache(resolve_data_root(config).expanduser().absolute(), cache_dir=d.cache_dir,
+                      progress=progress, include_additional=d.include_additional)
+
+
+def build_run(config: RunConfig, *, progress: bool = False,
+              cache: PatchCache | None = None) -> BuiltRun:
+    """Data, split, subset, statistics, model, loss and loaders for `config`; `progress` prints
+    the cache-building messages. `cache`: the one `open_run_cache(config)` returns, when the
+    caller has it open already. Every config problem is a ConfigError before any training.
+    """
     from cloudseg.losses import build_loss
     from cloudseg.models import build_model
     from cloudseg.training.loop import seed_everything
@@ -128,9 +143,7 @@ def build_run(config: RunConfig, *, progress: bool = False) -> BuiltRun:
     _check_sizes(config)
     root = resolve_data_root(config).expanduser().absolute()
     config = config.with_overrides({"data.root": str(root)}, "resolved config")
-    dcfg = config.data
-    cache = open_cache(root, cache_dir=dcfg.cache_dir, progress=progress,
-                       include_additional=dcfg.include_additional)
+    cache = cache if cache is not None else open_run_cache(config, progress=progress)
     train_idx, val_idx = _split(cache, config, root)
     config, pos_weight = _statistics(config, cache, train_idx)
 

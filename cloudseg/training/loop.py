@@ -68,7 +68,7 @@ def fit(
     that picks the best epoch). `val_extents[i]` (y0, y1, x0, x1), the part of the i-th item
     inside its scene, limits the counts to it (`train.ignore_nodata: padding`).
     """
-    t_fit = time.perf_counter()
+    t_fit, started_at = time.perf_counter(), time.time()
     tcfg = config.train
     seed_everything(tcfg.seed)
     setup = select_device(tcfg)
@@ -104,6 +104,7 @@ def fit(
         best_checkpoint=None if checkpoint is None else checkpoint.best_dir,
         last_checkpoint=None if checkpoint is None else checkpoint.save_last(history[-1]),
         extras={"device": setup.describe(), "steps_per_epoch": steps,
+                "fit_started_at": started_at,  # wall clock: where a sweep's gaps are measured
                 "compiled": trainer.net is not model},
     )
 

@@ -220,7 +220,8 @@ def result_record(payload: dict[str, Any]) -> TrialRecord:
         config=payload["config"], best_epoch=payload["best_epoch"], metrics=payload["metrics"],
         history=_curve(payload["history"]),
         timings=Timings(fit_seconds=payload["fit_seconds"],
-                        images_per_s=payload["images_per_s"]),
+                        images_per_s=payload["images_per_s"],
+                        fit_started_at=payload.get("fit_started_at")),
         peak_memory_mb=payload["peak_memory_mb"], data=DataInfo.model_validate(data),
         **split,
     )

@@ -172,15 +172,8 @@ def _child(conn: Connection, parent_pid: int) -> None:
     os.environ.clear()
     os.environ.update(env)  # the forkserver's environment may predate the worker's
     try:  # (torch threads and loader workers: the config's train.threads and num_workers)
-        from cloudseg import run_training
-
-        result = run_training(config, callbacks=[_PipeCallback(conn)], out_dir=out_dir)
-        conn.send(("result", _payload(result)))  # the worker stores it while we draw
-        files: dict[str, str] = {}
-        if artifacts:
-            from sweep.artifacts import render_trial_images
-
-            files = render_trial_images(result, Path(out_dir))
+        files = run_trial(config, Path(out_dir), [_PipeCallback(conn)], artifacts,
+                          lambda result: conn.send(("result", _payload(result))))
         conn.send(("files", files))
     except BaseException as err:  # noqa: BLE001 - everything is reported, nothing escapes
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -191,6 +184,24 @@ def _child(conn: Connection, parent_pid: int) -> None:
         conn.close()
 
 
+def run_trial(config: RunConfig, out_dir: Path, callbacks: list, artifacts: bool,
+              on_result: Callable[[FitResult], None]) -> dict[str, str]:
+    """A trial process's work: open the data once (training and the overlay share it: its
+    fingerprint and index grow with the data set), train, hand the result on (the worker
+    stores it while the images are drawn), then draw them; returns the image files.
+    """
+    from cloudseg import open_run_cache, run_training
+
+    cache = open_run_cache(config)
+    result = run_training(config, callbacks=callbacks, out_dir=out_dir, cache=cache)
+    on_result(result)
+    if not artifacts:
+        return {}
+    from sweep.artifacts import render_trial_images
+
+    return render_trial_images(result, out_dir, cache)
+
+
 def _payload(result: FitResult) -> dict[str, Any]:
     return {
         "config": result.config.to_dict(),
@@ -198,6 +209,7 @@ def _payload(result: FitResult) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "metrics": result.best_record.metrics(),  # + scene_iou when measured
         "fit_seconds": result.fit_seconds,
+        "fit_started_at": result.extras.get("fit_started_at"),
         "peak_memory_mb": result.peak_memory_mb,
         "images_per_s": result.images_per_s,
         "stopped_early": result.stopped_early,
