@@ -146,3 +146,88 @@ def test_an_injected_enospc_is_one_line_exit_4(monkeypatch, capsys, tmp_path, so
     code, err = sweep_main(monkeypatch, capsys, "status")
     assert code == 4
     assert f"{tmp_path / 'x.bin'}: no space left on the device" in one_error_line(err)
+
+
+def _stored(path: Path) -> dict:
+    from sweep.storage import read_storage, stored_attrs
+
+    return stored_attrs(read_storage(f"sqlite:///{path}"), STUDY) or {}
+
+
+def test_a_changed_space_on_resume_is_refused_naming_it_before_anything_is_written(
+        tmp_path, sound_db, synthetic_root):
+    from sweep.errors import SpecError
+    from sweep.execution.runner import create_study
+    from sweep.study.spec import StudySpec
+
+    shutil.copyfile(sound_db, tmp_path / "sweeps.db")
+    before = _stored(tmp_path / "sweeps.db")
+    changed = tiny_spec_dict(STUDY)
+    changed["space"]["loss.name"] = {"type": "categorical", "choices": ["bce", "weighted-bce"]}
+    changed["budget"] = {**changed["budget"], "epochs": 5}
+    spec = StudySpec.from_stored(changed, "tiny.yaml")
+    with pytest.raises(SpecError) as refused:
+        create_study(spec, 9, "sqlite:///sweeps.db", synthetic_root)
+    message = str(refused.value)
+    assert "space.loss.name.choices: ['bce', 'dice', 'weighted-bce'] -> ['bce', 'weighted-bce']" \
+        in message
+    assert "budget.epochs: 2 -> 5" in message and "\n" not in message
+    assert _stored(tmp_path / "sweeps.db") == before  # neither spec nor target rewritten
+
+
+def test_sampler_pruner_execution_and_trial_timeout_may_change_on_resume():
+    from sweep.study.resume import spec_conflicts
+    from sweep.study.spec import StudySpec
+
+    old = StudySpec.from_stored(tiny_spec_dict(STUDY), "a").to_dict()
+    new = tiny_spec_dict(STUDY, sampler={"name": "tpe", "seed": 3},
+                         pruner={"name": "none"}, description="again")
+    new["budget"] = {**new["budget"], "trial_timeout": 999}
+    new["execution"] = {**new["execution"], "grace_period": 30}
+    assert spec_conflicts(old, StudySpec.from_stored(new, "b").to_dict()) == []
+    new["metric"] = "dice"
+    assert spec_conflicts(old, StudySpec.from_stored(new, "b").to_dict()) == [
+        "metric: 'iou' -> 'dice'"]
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "0"])
+def test_a_worker_refuses_a_meaningless_timeout_and_changes_nothing(
+        monkeypatch, capsys, tmp_path, sound_db, value):
+    shutil.copyfile(sound_db, tmp_path / "sweeps.db")
+    before = (tmp_path / "sweeps.db").read_bytes()
+    code, err = sweep_main(monkeypatch, capsys, "worker", "--study", STUDY, f"--timeout={value}")
+    assert code == 2
+    assert f"--timeout {float(value)}: expected a number of seconds > 0" in one_error_line(err)
+    assert (tmp_path / "sweeps.db").read_bytes() == before
+
+
+def test_run_refuses_a_meaningless_timeout_first():
+    from cloudseg import ConfigError
+    from sweep.execution.runner import run_study
+    from sweep.study.spec import StudySpec
+
+    spec = StudySpec.from_stored(tiny_spec_dict(STUDY), "tiny.yaml")
+    with pytest.raises(ConfigError, match=r"--timeout -5.0: expected a number of seconds > 0"):
+        run_study(spec, 3, storage="sqlite:///never.db", timeout=-5.0, workers=2)
+    assert not Path("never.db").exists()
+
+
+def test_a_grid_smaller_than_the_target_is_refused_in_one_line(monkeypatch, capsys, tmp_path,
+                                                              synthetic_root):
+    spec = tiny_spec_dict("grid2", data=str(synthetic_root), sampler={"name": "grid", "seed": 0})
+    spec["space"] = {"loss.name": {"type": "categorical", "choices": ["dice", "bce"]}}
+    path = write_spec(tmp_path, spec)
+    code, err = sweep_main(monkeypatch, capsys, "run", "--study", str(path), "--trials", "4",
+                           "--workers", "2", "--no-progress")
+    assert code == 2
+    assert "--trials 4: the grid of" in one_error_line(err) and "has 2 point(s)" in err
+    assert not (tmp_path / "sweeps.db").exists()
+
+
+def test_an_empty_space_is_a_spec_error(tmp_path):
+    from sweep.errors import SpecError
+    from sweep.study.spec import load_spec
+
+    path = write_spec(tmp_path, tiny_spec_dict("empty", space={}))
+    with pytest.raises(SpecError, match=r"empty\.yaml: space: empty; a study searches"):
+        load_spec(str(path))
