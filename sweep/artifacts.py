@@ -263,6 +263,10 @@ def download(store: FileSystemArtifactStore, artifact_id: str, dest: Path) -> Pa
     except FileExistsError:
         raise
     except Exception as err:  # ArtifactNotFound, OSError, ...
+        from sweep.sqlite_file import disk_full_error, is_disk_full
+
+        if is_disk_full(err):  # the destination's disk, not the store
+            raise disk_full_error(err, dest) from None
         where = getattr(store, "folder", None) or type(store).__name__
         raise ExportError(
             f"artifact {artifact_id} cannot be read from the artifact store {where} ({err}); "

@@ -139,8 +139,9 @@ def is_disk_full(err: BaseException) -> bool:
     return isinstance(cause, sqlite3.Error | OSError) and any(m in text for m in _FULL_MARKERS)
 
 
-def disk_full_error(err: BaseException, path: Path | str | None) -> DiskFullError:
-    """The one line for a full disk: what could not be written, and where."""
+def disk_full_error(err: BaseException | None, path: Path | str | None,
+                    then: str = "free some space and rerun (a study resumes where it stopped)"
+                    ) -> DiskFullError:
+    """The one line for a full disk: what could not be written, where, and what to do."""
     where = path if path is not None else getattr(err, "filename", None) or "a file"
-    return DiskFullError(f"{where}: no space left on the device; free some space and rerun "
-                         "(the study resumes where it stopped)")
+    return DiskFullError(f"{where}: no space left on the device; {then}")

@@ -231,3 +231,139 @@ def test_an_empty_space_is_a_spec_error(tmp_path):
     path = write_spec(tmp_path, tiny_spec_dict("empty", space={}))
     with pytest.raises(SpecError, match=r"empty\.yaml: space: empty; a study searches"):
         load_spec(str(path))
+
+
+# ---- hostile study names --------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../../escaped-study", "/tmp/abs", ".hidden", "a/b", ""])
+def test_a_study_name_that_is_no_safe_folder_gets_no_default_export_dir(name):
+    from sweep.errors import ExportError
+    from sweep.export import default_destination
+
+    with pytest.raises(ExportError, match="not a safe folder name"):
+        default_destination(name)
+
+
+def test_best_export_of_a_hostile_study_name_writes_nothing_outside(monkeypatch, capsys,
+                                                                     tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = optuna.create_study(study_name="../../escaped-study", storage=url,
+                                direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    code, err = sweep_main(monkeypatch, capsys, "best", "--study", "../../escaped-study",
+                           "--export")
+    assert code == 2
+    assert "'../../escaped-study': its name is not a safe folder name" in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+    assert not (tmp_path / "exports").exists()
+    assert default_ok("loss-search_v2.1")
+
+
+def default_ok(name: str) -> bool:
+    from sweep.export import default_destination
+
+    return default_destination(name) == Path("exports") / name
+
+
+# ---- exports that died half-way, or ran out of space ------------------------------------------
+def test_the_next_export_removes_stale_temporary_folders_and_keeps_a_live_one(tmp_path):
+    import fcntl
+    import os
+
+    from sweep.export_swap import clean_stale
+
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    dead = tmp_path / ".bundle.export-dead1"
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"x" * 1000)
+    live = tmp_path / ".bundle.export-live1"
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # an export in progress in another process
+        assert clean_stale(dest) == [dead]
+        assert live.is_dir() and dest.is_dir() and not dead.exists()
+    finally:
+        os.close(fd)
+
+
+def test_a_death_between_the_two_renames_is_repaired_by_the_next_export(tmp_path):
+    from sweep.export_swap import clean_stale
+
+    dest = tmp_path / "bundle"
+    old = tmp_path / ".bundle.old-1234abcd"  # the fallback's DIR -> .DIR.old-X happened
+    old.mkdir()
+    (old / "model.safetensors").write_text("old")
+    clean_stale(dest)
+    assert (dest / "model.safetensors").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_the_fallback_swap_never_leaves_the_folder_missing_when_the_rename_fails(
+        tmp_path, monkeypatch):
+    import os
+
+    import sweep.export_swap as swap
+    from sweep.errors import ExportError
+
+    monkeypatch.setattr(swap, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if ".export-" in str(src):
+            raise OSError(errno.EEXIST, "File exists", str(dst))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(swap.os, "rename", rename)
+    dest, tmp = tmp_path / "bundle", tmp_path / ".bundle.export-1"
+    dest.mkdir()
+    tmp.mkdir()
+    (dest / "model.safetensors").write_text("old")
+    with pytest.raises(ExportError, match="could not be replaced"):
+        swap.swap_into_place(tmp, dest)
+    assert (dest / "model.safetensors").read_text() == "old"
+
+
+class _OneFileStore:
+    def open_reader(self, artifact_id):
+        import io
+
+        return io.BytesIO(b"weights")
+
+
+class _Trial:
+    number = 1
+    value = 0.5
+    params: dict = {}
+    user_attrs = {"artifacts": {"checkpoint": "ckpt"}, "config": {}}
+
+
+class _Study:
+    study_name = "s"
+    user_attrs: dict = {}
+
+
+def test_an_export_out_of_space_names_the_destination_and_keeps_the_old_bundle(
+        tmp_path, monkeypatch):
+    import optuna.artifacts
+
+    import sweep.export as export
+    from sweep.errors import DiskFullError
+
+    def full(*, artifact_store, artifact_id, file_path):
+        Path(file_path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(optuna.artifacts, "download_artifact", full)
+    dest = tmp_path / "out" / "bundle"
+    dest.mkdir(parents=True)
+    (dest / "model.safetensors").write_text("old")
+    with pytest.raises(DiskFullError) as failure:
+        export.export_trial(_Study(), _Trial(), dest, store=_OneFileStore())
+    assert failure.value.exit_code == 4
+    assert str(failure.value).startswith(f"{dest}: no space left on the device; nothing was "
+                                         "replaced")
+    assert "artifact store" not in str(failure.value)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["bundle"]  # no temporary left
+    assert (dest / "model.safetensors").read_text() == "old"
