@@ -106,11 +106,24 @@ def fault_error(err: BaseException) -> StorageError | DiskFullError | None:
     last resort before calling an error a bug); None for any other error.
     """
     path = _OPENED.get("path")
-    if is_disk_full(err):
-        if isinstance(err, OSError) and err.filename:
-            return disk_full_error(err, err.filename)
-        return disk_full_error(err, path if path is not None else None)
-    return damage_error(err, path)
+    for seen in _chain(err):  # Optuna wraps SQLAlchemy's error (StorageInternalError)
+        if is_disk_full(seen):
+            if isinstance(seen, OSError) and seen.filename:
+                return disk_full_error(seen, seen.filename)
+            return disk_full_error(seen, path)
+        damaged = damage_error(seen, path)
+        if damaged is not None:
+            return damaged
+    return None
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = err
+    while seen is not None and seen not in out and len(out) < 20:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
 
 
 def damage_error(err: BaseException, path: Path | None) -> StorageError | None:

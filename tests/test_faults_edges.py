@@ -367,3 +367,113 @@ def test_an_export_out_of_space_names_the_destination_and_keeps_the_old_bundle(
     assert "artifact store" not in str(failure.value)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["bundle"]  # no temporary left
     assert (dest / "model.safetensors").read_text() == "old"
+
+
+# ---- full disks -------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk (root only); skips where mounting is impossible."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_database_disk_is_an_environment_fault_not_an_outage(small_disk):
+    from sweep.execution.target import is_storage_outage
+    from sweep.sqlite_file import fault_error
+    from sweep.storage import open_storage
+
+    path = small_disk / "sweeps.db"
+    study = optuna.create_study(study_name="full", storage=open_storage(f"sqlite:///{path}"))
+    with pytest.raises(Exception) as full:  # noqa: PT011 - whatever Optuna wraps it in
+        for i in range(10_000):
+            study.set_user_attr(f"k{i}", "x" * 30_000)
+    assert not is_storage_outage(full.value)  # no 300 s of "unreachable" retries
+    fault = fault_error(full.value)
+    assert fault is not None and fault.exit_code == 4
+    assert str(fault).startswith(f"{path}: no space left on the device")
+
+
+def test_a_full_artifact_disk_stops_the_trial_with_one_line(small_disk, tmp_path):
+    from sweep.artifacts import artifact_store, upload_trial_files
+    from sweep.errors import DiskFullError
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'a.db'}")
+    trial = study.ask()
+    big = tmp_path / "checkpoint.bin"
+    big.write_bytes(b"\1" * (2 * 2**20))
+    store = artifact_store(small_disk / "artifacts")
+    with pytest.raises(DiskFullError, match=r"artifact folder .*disk/artifacts: no space left"):
+        upload_trial_files(trial, store, {"checkpoint": str(big)})
+
+
+def test_prepare_on_a_full_cache_disk_refuses_before_writing(small_disk, synthetic_root):
+    from cloudseg import DiskFullError
+    from cloudseg.data import prepare_cache
+
+    with pytest.raises(DiskFullError, match=r"cache folder .*: no space left .* it needs 20 MiB"):
+        prepare_cache(synthetic_root, small_disk / "cache")
+    assert [p.name for p in (small_disk / "cache").iterdir()] == [".lock"]
+
+
+def test_prepare_that_fills_the_disk_while_reserving_leaves_no_partial_build(
+        small_disk, synthetic_root, monkeypatch):
+    """The free-space check passed (another writer filled the disk after it): the arrays'
+    blocks are reserved before a byte goes through the memmap, so ENOSPC, not SIGBUS."""
+    import collections
+
+    import cloudseg.data.cache as cache_mod
+    from cloudseg import DiskFullError
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda _p: usage(2**40, 0, 2**40))
+    with pytest.raises(DiskFullError, match="while reserving the cache"):
+        cache_mod.prepare_cache(synthetic_root, small_disk / "cache")
+    assert [p.name for p in (small_disk / "cache").iterdir()] == [".lock"]
+
+
+def test_prepare_through_sweep_run_is_exit_4(monkeypatch, capsys, tmp_path, synthetic_root):
+    import cloudseg.data.cache as cache_mod
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "posix_fallocate", full)
+    spec = write_spec(tmp_path, tiny_spec_dict("fullcache", data=str(synthetic_root)))
+    monkeypatch.setenv("CLOUDSEG_CACHE_DIR", str(tmp_path / "cache"))
+    code, err = sweep_main(monkeypatch, capsys, "run", "--study", str(spec), "--trials", "2",
+                           "--workers", "2", "--no-progress")
+    assert code == 4
+    assert "no space left on the device while reserving the cache" in one_error_line(err)
+    assert not (tmp_path / "sweeps.db").exists()
+
+
+def test_an_injected_full_database_is_not_an_outage_either():
+    """The same decision where no small filesystem can be mounted (CI without root)."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from sweep.execution.target import is_storage_outage
+    from sweep.sqlite_file import fault_error
+
+    try:
+        try:
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError(
+                "database or disk is full"))
+        except OperationalError as err:
+            raise StorageInternalError("An exception is raised during the commit.") from err
+    except StorageInternalError as wrapped:
+        assert not is_storage_outage(wrapped)
+        fault = fault_error(wrapped)
+    assert fault is not None and fault.exit_code == 4
+    assert is_storage_outage(OperationalError("SELECT", {}, sqlite3.OperationalError(
+        "unable to open database file")))

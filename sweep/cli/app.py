@@ -79,13 +79,13 @@ def errors() -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as err:
+        if _DEBUG["on"] or debug_enabled():
+            raise
         from sweep.sqlite_file import fault_error
 
         fault = fault_error(err)  # a damaged database or a full disk met deep inside a library
         if fault is not None:
             typer.echo(f"error: {one_line(fault)}", err=True)
             raise typer.Exit(fault.exit_code) from None
-        if _DEBUG["on"] or debug_enabled():
-            raise
         typer.echo(bug_line(err, "sweep --debug"), err=True)
         raise typer.Exit(1) from None

@@ -144,8 +144,12 @@ def is_storage_outage(err: BaseException) -> bool:
     from optuna.exceptions import UpdateFinishedTrialError
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+    from sweep.sqlite_file import is_disk_full
+
     seen: BaseException | None = err
     while seen is not None:
+        if is_disk_full(seen):  # "database or disk is full": no wait will free the disk
+            return False
         if isinstance(seen, OperationalError | InterfaceError | UpdateFinishedTrialError):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
