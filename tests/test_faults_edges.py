@@ -477,3 +477,29 @@ def test_an_injected_full_database_is_not_an_outage_either():
     assert fault is not None and fault.exit_code == 4
     assert is_storage_outage(OperationalError("SELECT", {}, sqlite3.OperationalError(
         "unable to open database file")))
+
+
+# ---- a worker thawed after its trial was taken over -------------------------------------------
+def test_a_thawed_worker_whose_trial_was_failed_as_stale_logs_one_line_and_goes_on(tmp_path):
+    from optuna.trial import TrialState
+
+    from sweep.execution.target import run_to_target
+    from sweep.storage import open_storage
+
+    study = optuna.create_study(study_name="thaw",
+                                storage=open_storage(f"sqlite:///{tmp_path / 't.db'}"))
+    frozen_once = []
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if not frozen_once:  # SIGSTOP past the grace period: another worker fails it as stale
+            frozen_once.append(trial.number)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return x
+
+    lines: list[str] = []
+    run_to_target(study, objective, 2, poll_s=0.01, shown_storage="t.db", log=lines.append)
+    assert lines == ["this worker was stopped past the heartbeat grace period and its trial was "
+                     "failed as stale (and retried) by another worker; going on"]
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.COMPLETE) == 2 and states[0] == TrialState.FAIL

@@ -158,6 +158,19 @@ def is_storage_outage(err: BaseException) -> bool:
     return False
 
 
+def _taken_over(err: BaseException) -> bool:
+    """Optuna's tell of a trial that another worker failed as stale meanwhile (this worker was
+    frozen, SIGSTOP, past the grace period): "Cannot tell a FAIL trial", under the
+    AssertionError that Optuna's own clean-up then raises.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _quiet_heartbeat_errors(log: Callable[[str], None]) -> None:
     """Optuna's heartbeat thread dies on a lost connection with a traceback: say it in a line."""
     import threading
@@ -239,6 +252,10 @@ def run_to_target(
                            _stop_when_halted(halt_after, artifact_dir), *callbacks],
             )
         except Exception as err:
+            if _taken_over(err):
+                log("this worker was stopped past the heartbeat grace period and its trial was "
+                    "failed as stale (and retried) by another worker; going on")
+                continue
             if not is_storage_outage(err):
                 raise
             now = time.monotonic()
