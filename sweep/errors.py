@@ -46,3 +46,7 @@ class EnvironmentFault(SweepError):
 
 class DiskFullError(EnvironmentFault, _CloudsegDiskFull):
     """No space left on the device of the file named in the message."""
+
+
+class StorageUnreachable(StorageError, EnvironmentFault):
+    """The database server gave no answer within the connect timeout: exit code 4."""

@@ -59,6 +59,31 @@ def check_sqlite_file(path: Path, shown: str, *, writable: bool = True,
                            "journal next to the database)")
 
 
+def is_read_only(path: Path) -> bool:
+    """Whether this process cannot write `path` or its folder (permissions, a read-only mount):
+    readers then open it read-only (`read_only_uri`).
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        mounted_ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        mounted_ro = False
+    return mounted_ro or not os.access(path, os.W_OK) or not os.access(folder, os.W_OK)
+
+
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that opens `path` without writing anything: `mode=ro`, and `immutable=1`
+    where the folder cannot be written (SQLite could not make the WAL index there; and no one
+    can be writing the database).
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        frozen = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+    except OSError:
+        frozen = True
+    return f"file:{path.resolve()}?mode=ro" + ("&immutable=1" if frozen else "")
+
+
 def _header_problem(head: bytes, size: int) -> str | None:
     """A file shorter than its header says (truncated): cheap, without opening it."""
     if len(head) < 100:

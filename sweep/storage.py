@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
 from sweep.connections import CONNECT_TIMEOUT_ENV, connect_timeout, server_engine_kwargs
-from sweep.errors import StorageError
-from sweep.sqlite_file import check_sqlite_file, remember
+from sweep.errors import StorageError, StorageUnreachable
+from sweep.sqlite_file import check_sqlite_file, is_read_only, read_only_uri, remember
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 BUSY_TIMEOUT_S = 60
@@ -97,6 +97,7 @@ def check_storage_url(url: str, *, writable: bool = True) -> None:
         if "timeout" in first.lower():
             first += (f" (no answer from {parsed.host}:{parsed.port or 'default port'} within "
                       f"{connect_timeout():g} s; set {CONNECT_TIMEOUT_ENV} to wait longer)")
+            raise StorageUnreachable(f"storage {shown!r}: cannot connect: {first}") from None
         raise StorageError(f"storage {shown!r}: cannot connect: {first}") from None
     finally:
         engine.dispose()
@@ -241,14 +242,27 @@ def read_storage(url: str) -> RDBStorage:
         raise StorageError(
             f"storage {redact(url)!r}: holds no studies (an empty database); run `sweep run` first"
         )
+    if path is not None and is_read_only(path):  # a read-only file, folder or mount
+        return _open_read_only(path)
     return open_storage(url)
+
+
+def _open_read_only(path: Path) -> RDBStorage:
+    import optuna
+    from optuna.storages import RDBStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    remember(path)
+    return RDBStorage(f"sqlite:///{read_only_uri(path)}&uri=true", skip_compatibility_check=True,
+                      engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
 
 
 def _has_optuna_schema(url: str) -> bool:
     """Whether the database already holds Optuna's tables, asked without creating anything."""
     path = sqlite_path(url)
-    if path is not None:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)  # the file exists: nothing is made
+    if path is not None:  # the file exists: nothing is made
+        con = (sqlite3.connect(read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
+               if is_read_only(path) else sqlite3.connect(path, timeout=BUSY_TIMEOUT_S))
         try:
             return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                                "name = 'version_info'").fetchone() is not None

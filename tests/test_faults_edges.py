@@ -503,3 +503,65 @@ def test_a_thawed_worker_whose_trial_was_failed_as_stale_logs_one_line_and_goes_
                      "failed as stale (and retried) by another worker; going on"]
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states.count(TrialState.COMPLETE) == 2 and states[0] == TrialState.FAIL
+
+
+# ---- read-only databases, silent hosts ----------------------------------------------------------
+def test_status_and_best_read_a_database_on_a_read_only_mount(monkeypatch, capsys, small_disk,
+                                                              sound_db):
+    import subprocess
+
+    shutil.copyfile(sound_db, small_disk / "sweeps.db")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    monkeypatch.chdir(small_disk)
+    for args in (["status"], ["best"]):
+        code, err = sweep_main(monkeypatch, capsys, *args)
+        assert code == 0, err
+    assert [p.name for p in small_disk.iterdir()] == ["sweeps.db"]
+    code, err = sweep_main(monkeypatch, capsys, "worker", "--study", STUDY)
+    assert code == 2 and "is not writable" in one_error_line(err)
+
+
+@pytest.fixture
+def counting_silent_host():
+    """A port that accepts connections and never answers; yields (port, accepted list)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except (TimeoutError, OSError):
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], held
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_one_worker_run_against_a_silent_host_waits_one_timeout_like_status(
+        monkeypatch, capsys, tmp_path, synthetic_root, counting_silent_host):
+    pytest.importorskip("psycopg")
+    port, held = counting_silent_host
+    monkeypatch.setenv("SWEEP_CONNECT_TIMEOUT", "1")
+    url = f"postgresql+psycopg://u@127.0.0.1:{port}/optuna"
+    code, err = sweep_main(monkeypatch, capsys, "status", "--storage", url)
+    assert code == 4 and "within 1 s" in one_error_line(err)
+    by_status = len(held)
+    spec = write_spec(tmp_path, tiny_spec_dict(STUDY, data=str(synthetic_root)))
+    code, err = sweep_main(monkeypatch, capsys, "run", "--study", str(spec), "--trials", "2",
+                           "--workers", "1", "--no-progress", "--storage", url)
+    assert code == 4 and "within 1 s" in one_error_line(err)
+    assert len(held) - by_status == by_status  # one connect attempt, not two

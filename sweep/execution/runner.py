@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudseg import ConfigError
-from sweep.errors import StorageError, WorkerError
+from sweep.errors import StorageError, StorageUnreachable, WorkerError
 from sweep.storage import (
     DEFAULT_STORAGE,
     artifact_dir_for,
@@ -274,6 +274,8 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
 
     try:  # read-only: asked before the inputs are validated, so it must create nothing
         study = optuna.load_study(study_name=spec.name, storage=read_storage(storage))
+    except StorageUnreachable:
+        raise  # a silent server: fail now, not after a second connect timeout in `prepare`
     except (KeyError, StorageError):
         return False
     states = (TrialState.COMPLETE, TrialState.PRUNED)
