@@ -36,6 +36,16 @@ class CacheError(CloudsegError):
     """The packed patch cache is missing, stale or unusable."""
 
 
+class EnvironmentFault(CloudsegError):
+    """The machine, not the input, stopped the command (a full disk): exit code 4."""
+
+    exit_code = 4
+
+
+class DiskFullError(EnvironmentFault):
+    """No space left on the device that a file was being written to; the message names it."""
+
+
 class TrainingError(CloudsegError):
     """Base for failures during fit that a sweep classifies."""
 

@@ -257,12 +257,22 @@ def upload_trial_files(
     """Upload each file as an artifact of `trial`; returns name → artifact id."""
     from optuna.artifacts import upload_artifact
 
+    from sweep.sqlite_file import disk_full_error, is_disk_full
+
     ids = {}
     for name, file_path in files.items():
         if Path(file_path).is_file():
-            ids[name] = upload_artifact(
-                artifact_store=store, file_path=file_path, study_or_trial=trial
-            )
+            try:
+                ids[name] = upload_artifact(
+                    artifact_store=store, file_path=file_path, study_or_trial=trial
+                )
+            except OSError as err:  # the artifact folder's disk: stops the worker, one line
+                if not is_disk_full(err):
+                    raise
+                where = getattr(store, "folder", None) or type(store).__name__
+                raise disk_full_error(err, f"artifact folder {where}",
+                                      "free some space and rerun"
+                                      ) from None
     return ids
 
 
@@ -278,6 +288,10 @@ def download(store: FileSystemArtifactStore, artifact_id: str, dest: Path) -> Pa
     except FileExistsError:
         raise
     except Exception as err:  # ArtifactNotFound, OSError, ...
+        from sweep.sqlite_file import disk_full_error, is_disk_full
+
+        if is_disk_full(err):  # the destination's disk, not the store
+            raise disk_full_error(err, dest) from None
         where = getattr(store, "folder", None) or type(store).__name__
         raise ExportError(
             f"artifact {artifact_id} cannot be read from the artifact store {where} ({err}); "

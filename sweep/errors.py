@@ -1,5 +1,6 @@
-"""The sweep layer's errors: one family, so the CLI maps every one of them to one line and exit
-code 2 in one place (sweep.cli.errors). Messages name the file, field or value at fault.
+"""The sweep layer's errors: one family, so the CLI maps every one of them to one line and an
+exit code in one place (sweep.cli.app.errors: 2 bad input, 3 a halted run, 4 the environment).
+Messages name the file, field or value at fault.
 
     SweepError    the base: something the sweep layer refuses or cannot do
     SpecError     a study spec (or a value it leads to) is invalid; also a cloudseg ConfigError,
@@ -7,11 +8,14 @@ code 2 in one place (sweep.cli.errors). Messages name the file, field or value a
     StorageError  the storage URL cannot be opened or used, or stayed unreachable
     WorkerError   a worker process, or the workers of a run, ended without finishing
     ExportError   a trial cannot be exported, or the export cannot be written
+    EnvironmentFault  the machine stopped the command, not the input (exit code 4)
+    DiskFullError     no space left where a file was being written (names the path)
 """
 
 from __future__ import annotations
 
 from cloudseg import CloudsegError, ConfigError
+from cloudseg import DiskFullError as _CloudsegDiskFull
 
 
 class SweepError(CloudsegError):
@@ -32,3 +36,17 @@ class WorkerError(SweepError):
 
 class ExportError(SweepError):
     """A trial cannot be exported, or its bundle cannot be written where asked."""
+
+
+class EnvironmentFault(SweepError):
+    """The machine, not the input, stopped the command (a full disk): exit code 4."""
+
+    exit_code = 4
+
+
+class DiskFullError(EnvironmentFault, _CloudsegDiskFull):
+    """No space left on the device of the file named in the message."""
+
+
+class StorageUnreachable(StorageError, EnvironmentFault):
+    """The database server gave no answer within the connect timeout: exit code 4."""

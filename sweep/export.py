@@ -15,17 +15,17 @@ import contextlib
 import json
 import os
 import platform
-import shutil
-import tempfile
-import uuid
+import re
 from importlib import metadata
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import ExportError
+from sweep.errors import DiskFullError, ExportError
+from sweep.export_swap import fsync_tree, swap_into_place, temporary_bundle
 from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
 from sweep.record import TrialRecord, failure_of, load, stored_form
+from sweep.sqlite_file import disk_full_error, is_disk_full
 
 if TYPE_CHECKING:
     import optuna
@@ -62,6 +62,20 @@ def _versions() -> dict[str, str]:
 
 
 # ---- the destination --------------------------------------------------------------------------
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a spec's `name`: one path component
+
+
+def default_destination(study: str) -> Path:
+    """`exports/<study>`, for a study name that is one safe path component; a name that would
+    lead elsewhere (`../x`, `/abs`, a hidden or empty one) is refused: give --export DIR.
+    """
+    if not SAFE_NAME.fullmatch(study) or len(study) > 255:
+        raise ExportError(f"study {study!r}: its name is not a safe folder name (letters, digits, "
+                          "_ . - and no leading dot or slash), so there is no exports/<study> "
+                          "for it; give the folder: --export DIR")
+    return Path("exports") / study
+
+
 def check_destination(dest: Path) -> None:
     """`dest` may be absent, an empty folder or a bundle; anything else is not ours to replace."""
     if not dest.exists() and not dest.is_symlink():
@@ -76,31 +90,6 @@ def check_destination(dest: Path) -> None:
             f"{dest}: not replaced: it holds files an export does not write ({shown}); export "
             "to a new or empty folder, or to an earlier export's folder"
         )
-
-
-def _swap_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished bundle `tmp` to `dest`, replacing a bundle there as a whole. A reader
-    sees the old bundle, no folder for an instant, or the new bundle: never a mix of the two.
-    """
-    error: OSError | None = None
-    for _ in range(10):  # another export into the same folder may win a race: try again
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-            try:
-                os.rename(dest, old)
-            except FileNotFoundError:
-                old = None
-        try:
-            os.rename(tmp, dest)
-        except OSError as err:  # a concurrent export put its bundle there first
-            error = err
-            continue
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        return
-    raise ExportError(f"{dest}: could not be replaced: {error}")
 
 
 # ---- the bundle -------------------------------------------------------------------------------
@@ -136,12 +125,7 @@ def export_trial(
     `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test;
     `extra` adds entries to metrics.json (a final fit's `test` figures, which the card shows).
     """
-    from cloudseg import check_bundle, file_sha256
-    from sweep.artifacts import download
-    from sweep.study.spec import study_threshold_rule
-
     record = load(trial)
-    ids = record.artifacts.by_name()
     if record.artifacts.checkpoint is None:
         raise ExportError(
             f"trial {trial.number} of {study.study_name!r} has no checkpoint artifact"
@@ -150,41 +134,55 @@ def export_trial(
     check_destination(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent))
-    except OSError as err:
+        with temporary_bundle(dest) as tmp:
+            _write_bundle(study, trial, record, tmp, store, confirmation, extra)
+            swap_into_place(tmp, dest)
+    except (OSError, DiskFullError) as err:
+        if isinstance(err, DiskFullError) or is_disk_full(err):
+            raise disk_full_error(None, dest, "nothing was replaced (a bundle there is kept); "
+                                  "free some space and export again") from None
         raise ExportError(f"{dest.parent}: cannot write the export there "
                           f"({err.strerror or err})") from None
-    try:
-        config = record.run_config(f"trial {trial.number} config")
-        threshold = bundle_threshold(config, record, study_threshold_rule(study.user_attrs))
-        train = config.train.model_copy(update={"threshold": threshold["value"]})
-        config = config.model_copy(update={"train": train})  # predict's masks use it
-        (tmp / "config.yaml").write_text(config.to_yaml())
-        weights = download(store, record.artifacts.checkpoint, tmp / "model.safetensors")
-        digest = file_sha256(weights)
-        recorded = record.weights_sha256
-        if recorded and recorded != digest:
-            raise ExportError(
-                f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
-                f"{record.artifacts.checkpoint} has sha256 {digest[:12]}..., the trial recorded "
-                f"{recorded[:12]}...: the artifact store was changed"
-            )
-        images = {}
-        for name, file in IMAGES:
-            if name in ids:
-                download(store, ids[name], tmp / file)
-                images[name] = file
-        metrics = bundle_metrics(study, trial, record, config, digest)
-        metrics.update(threshold=threshold, confirmation=confirmation, **(extra or {}))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
-        check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a plain mkdir gives
-        _swap_into_place(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _write_bundle(study: optuna.Study, trial: FrozenTrial, record: TrialRecord, tmp: Path,
+                  store: FileSystemArtifactStore, confirmation: dict[str, Any] | None,
+                  extra: dict[str, Any] | None = None) -> None:
+    """Write and check the bundle in `tmp`, flushed to the disk."""
+    from cloudseg import check_bundle, file_sha256
+    from sweep.artifacts import download
+    from sweep.study.spec import study_threshold_rule
+
+    ids = record.artifacts.by_name()
+    checkpoint = record.artifacts.checkpoint
+    assert checkpoint is not None  # checked by export_trial
+    config = record.run_config(f"trial {trial.number} config")
+    threshold = bundle_threshold(config, record, study_threshold_rule(study.user_attrs))
+    train = config.train.model_copy(update={"threshold": threshold["value"]})
+    config = config.model_copy(update={"train": train})  # predict's masks use it
+    (tmp / "config.yaml").write_text(config.to_yaml())
+    weights = download(store, checkpoint, tmp / "model.safetensors")
+    digest = file_sha256(weights)
+    recorded = record.weights_sha256
+    if recorded and recorded != digest:
+        raise ExportError(
+            f"trial {trial.number} of {study.study_name!r}: the stored checkpoint artifact "
+            f"{checkpoint} has sha256 {digest[:12]}..., the trial recorded "
+            f"{recorded[:12]}...: the artifact store was changed"
+        )
+    images = {}
+    for name, file in IMAGES:
+        if name in ids:
+            download(store, ids[name], tmp / file)
+            images[name] = file
+    metrics = bundle_metrics(study, trial, record, config, digest)
+    metrics.update(threshold=threshold, confirmation=confirmation, **(extra or {}))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
+    check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a plain mkdir gives
+    fsync_tree(tmp)
 
 
 def bundle_metrics(

@@ -12,7 +12,6 @@ A database server: see sweep.connections (no idle pool, connect timeout, full-se
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
 from sweep.connections import CONNECT_TIMEOUT_ENV, connect_timeout, server_engine_kwargs
-from sweep.errors import StorageError
+from sweep.errors import StorageError, StorageUnreachable
+from sweep.sqlite_file import check_sqlite_file, is_read_only, read_only_uri, remember
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 BUSY_TIMEOUT_S = 60
@@ -63,8 +63,10 @@ def artifact_dir_for(url: str) -> Path:
     return (path.parent if path else Path(".")) / "artifacts"
 
 
-def check_storage_url(url: str) -> None:
-    """Raise StorageError if the URL cannot work, without creating or changing anything."""
+def check_storage_url(url: str, *, writable: bool = True) -> None:
+    """Raise StorageError if the URL cannot work, without creating or changing anything: for
+    SQLite, a folder, a foreign or damaged file, or (with `writable`) one that cannot be written.
+    """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -80,13 +82,7 @@ def check_storage_url(url: str) -> None:
     if parsed.get_backend_name() == "sqlite":
         if path is None:
             raise StorageError(f"storage {shown!r}: in-memory SQLite cannot be shared; use a file")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise StorageError(f"storage {shown!r}: folder {folder} does not exist")
-        if path.exists() and not _is_sqlite_file(path):
-            raise StorageError(f"storage {shown!r}: {path} is not an SQLite database")
-        if not os.access(path if path.exists() else folder, os.W_OK):
-            raise StorageError(f"storage {shown!r}: {path} is not writable")
+        check_sqlite_file(path, shown, writable=writable, busy_timeout=BUSY_TIMEOUT_S)
         return
     try:
         engine = create_engine(url, **server_engine_kwargs(url))
@@ -101,16 +97,10 @@ def check_storage_url(url: str) -> None:
         if "timeout" in first.lower():
             first += (f" (no answer from {parsed.host}:{parsed.port or 'default port'} within "
                       f"{connect_timeout():g} s; set {CONNECT_TIMEOUT_ENV} to wait longer)")
+            raise StorageUnreachable(f"storage {shown!r}: cannot connect: {first}") from None
         raise StorageError(f"storage {shown!r}: cannot connect: {first}") from None
     finally:
         engine.dispose()
-
-
-def _is_sqlite_file(path: Path) -> bool:
-    if path.stat().st_size == 0:
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -145,6 +135,7 @@ def open_storage(
     path = sqlite_path(url)
     if path is not None:
         engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        remember(path)
         _enable_wal(path)
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -242,23 +233,36 @@ def read_storage(url: str) -> RDBStorage:
     Raises StorageError when there is no database at a SQLite URL rather than creating one.
     """
     path = sqlite_path(url)
-    if path is not None and not path.is_file():
+    if path is not None and not path.exists():
         raise StorageError(
             f"storage {redact(url)!r}: no such database {path}; run `sweep run` first"
         )
-    check_storage_url(url)
+    check_storage_url(url, writable=False)
     if not _has_optuna_schema(url):  # opening it would write the whole schema into it
         raise StorageError(
             f"storage {redact(url)!r}: holds no studies (an empty database); run `sweep run` first"
         )
+    if path is not None and is_read_only(path):  # a read-only file, folder or mount
+        return _open_read_only(path)
     return open_storage(url)
+
+
+def _open_read_only(path: Path) -> RDBStorage:
+    import optuna
+    from optuna.storages import RDBStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    remember(path)
+    return RDBStorage(f"sqlite:///{read_only_uri(path)}&uri=true", skip_compatibility_check=True,
+                      engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
 
 
 def _has_optuna_schema(url: str) -> bool:
     """Whether the database already holds Optuna's tables, asked without creating anything."""
     path = sqlite_path(url)
-    if path is not None:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)  # the file exists: nothing is made
+    if path is not None:  # the file exists: nothing is made
+        con = (sqlite3.connect(read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
+               if is_read_only(path) else sqlite3.connect(path, timeout=BUSY_TIMEOUT_S))
         try:
             return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                                "name = 'version_info'").fetchone() is not None

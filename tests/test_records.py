@@ -9,7 +9,8 @@ import optuna
 import pytest
 
 from sweep.errors import ExportError
-from sweep.export import _swap_into_place, check_destination
+from sweep.export import check_destination
+from sweep.export_swap import swap_into_place
 from sweep.mirror.payload import trial_payload
 from sweep.mirror.upload import with_media
 from sweep.model_card import all_cloud_baseline
@@ -109,7 +110,7 @@ def test_export_leaves_foreign_folders_alone_and_swaps_whole(tmp_path):
     new = tmp_path / ".bundle.export-1"
     new.mkdir()
     (new / "model.safetensors").write_text("new")
-    _swap_into_place(new, dest)
+    swap_into_place(new, dest)
     assert sorted(p.name for p in dest.iterdir()) == ["model.safetensors"]
     assert (dest / "model.safetensors").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "empty", "file", "mine"]

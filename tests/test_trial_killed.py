@@ -18,9 +18,9 @@ from tests.sweep_helpers import tiny_spec_dict, trial_threads
 
 def test_a_trial_process_killed_by_a_signal_fails_as_killed_naming_it(synthetic_root, tmp_path):
     from sweep.execution.objective import trial_config
-    from sweep.study.spec import parse_spec
+    from sweep.study.spec import StudySpec
 
-    spec = parse_spec(tiny_spec_dict(name="kill", space={}), "kill.yaml")
+    spec = StudySpec.from_stored(tiny_spec_dict(name="kill", space={}), "kill.yaml")
     config = trial_config(spec, {}, synthetic_root, 0)
 
     def kill_the_child(epoch, record):  # the trial is alive and training: SIGKILL it

@@ -10,6 +10,7 @@ leave one valid cache and a crash leaves nothing that is ever used.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from cloudseg.data.layout import BANDS, GT, PATCH_SIZE, DatasetLayout, PatchId, 
 from cloudseg.data.progress import parallel_map
 from cloudseg.data.sums import PatchSums, ensure_sums, has_sums
 from cloudseg.data.tiff import read_band
-from cloudseg.errors import CacheError
+from cloudseg.errors import CacheError, DiskFullError
 
 CACHE_VERSION = 1
 COMPLETE = "COMPLETE"
@@ -174,8 +175,12 @@ def prepare_cache(root: str | Path, cache_dir: str | Path | None = None, progres
 def _build(out: Path, root: Path, records: list[PatchRecord], fp: str, progress: bool) -> None:
     n = len(records)
     shape = (n, len(BANDS), PATCH_SIZE, PATCH_SIZE)
+    sizes = {"images.npy": 2 * int(np.prod(shape)), "masks.npy": n * PATCH_SIZE * PATCH_SIZE}
+    _check_free_space(out, sum(sizes.values()))
     images = np.lib.format.open_memmap(out / "images.npy", "w+", np.uint16, shape)
     masks = np.lib.format.open_memmap(out / "masks.npy", "w+", np.uint8, (n, *shape[2:]))
+    for name, size in sizes.items():  # a write into a hole the disk cannot fill is SIGBUS:
+        _reserve(out / name, size + 4096)  # every block is allocated before one is written
 
     def pack(i: int) -> None:
         files = records[i].files
@@ -202,3 +207,31 @@ def _build(out: Path, root: Path, records: list[PatchRecord], fp: str, progress:
         fh.write(fp)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _full(out: Path, detail: str) -> DiskFullError:
+    return DiskFullError(f"cache folder {out.parent}: {detail}; free some space or choose "
+                         "another folder with --cache or CLOUDSEG_CACHE_DIR (nothing was kept)")
+
+
+def _check_free_space(out: Path, needed: int) -> None:
+    """Refuse to start a build the disk cannot hold (the arrays are written through a memmap)."""
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise _full(out, f"no space left on the device for the cache: it needs "
+                    f"{needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free")
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocate `size` bytes of `path` on the disk now (ENOSPC here, not SIGBUS later)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return  # a filesystem without fallocate: the free-space check must do
+            raise
+        raise _full(path.parent, "no space left on the device while reserving the cache") from None
+    finally:
+        os.close(fd)

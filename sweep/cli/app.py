@@ -62,8 +62,10 @@ def _options(
 def errors() -> Iterator[None]:
     """The one place errors become exit codes. Sweep's family (spec, storage, worker, export)
     and cloudseg's → `error: <one line>` and the error's exit code (2 for bad input, 3 for a
-    run that stopped because its trials kept failing); Ctrl-C → exit code 130; anything else
-    is a bug → one line saying so (the traceback with --debug) and exit code 1.
+    run that stopped because its trials kept failing, 4 for the environment: a full disk); a
+    damaged SQLite file or a full disk met inside Optuna or SQLAlchemy likewise; Ctrl-C → exit
+    code 130; anything else is a bug → one line saying so (the traceback with --debug) and
+    exit code 1.
     """
     try:
         yield
@@ -79,5 +81,11 @@ def errors() -> Iterator[None]:
     except Exception as err:
         if _DEBUG["on"] or debug_enabled():
             raise
+        from sweep.sqlite_file import fault_error
+
+        fault = fault_error(err)  # a damaged database or a full disk met deep inside a library
+        if fault is not None:
+            typer.echo(f"error: {one_line(fault)}", err=True)
+            raise typer.Exit(fault.exit_code) from None
         typer.echo(bug_line(err, "sweep --debug"), err=True)
         raise typer.Exit(1) from None

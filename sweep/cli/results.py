@@ -58,14 +58,17 @@ def best(
         from sweep.tables import ranked_view, show
 
         name = study or latest_study(read_storage(storage))
+        if export is not None:  # a name that is no safe folder is refused before anything
+            from sweep.export import default_destination
+
+            folder = Path(export) if export else default_destination(name)
         configs, test = ranked_configs(name, storage=storage)
         if not configs:
             raise SweepError(f"study {name!r} has no completed trial yet")
         metric = load(read_storage(storage), name).user_attrs.get("spec", {}).get("metric")
         show(ranked_view(name, configs[:top], metric or "value", test))
         if export is not None:
-            dest = export_best(name, Path(export or f"exports/{name}"), storage=storage,
-                               trial=trial)
+            dest = export_best(name, folder, storage=storage, trial=trial)
             shown = json.loads((dest / "metrics.json").read_text())["trial"]
             typer.echo(f"exported trial {shown} to {dest}")
 

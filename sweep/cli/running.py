@@ -96,10 +96,11 @@ def worker(
     """
     with errors():
         from sweep.execution.join import join_or_create
-        from sweep.execution.runner import summarise
+        from sweep.execution.runner import check_timeout, summarise
         from sweep.execution.workers import work
         from sweep.storage import redact
 
+        check_timeout(timeout)
         name = join_or_create(study, storage, trials=trials, data=data, overrides=overrides,
                               resume=resume)
         work(name, storage, data=data, target=trials, timeout=timeout, artifact_dir=artifact_dir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import os
 import signal
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudseg import ConfigError
-from sweep.errors import StorageError, WorkerError
+from sweep.errors import StorageError, StorageUnreachable, WorkerError
 from sweep.storage import (
     DEFAULT_STORAGE,
     artifact_dir_for,
@@ -104,10 +105,23 @@ def measure_pos_weight(spec: StudySpec, root: Path) -> float | None:
     return ratio if ratio > 0 and ratio != float("inf") else 1.0
 
 
+def check_timeout(timeout: float | None) -> None:
+    """`--timeout T`: a number of seconds > 0 (not negative, nan or inf), or none."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout {timeout}: expected a number of seconds > 0 "
+                          "(leave it out to run until the target)")
+
+
 def prepare(spec: StudySpec, trials: int, storage: str, data: str | Path | None) -> Path:
     """All checks that must pass before the storage is touched; returns the data root."""
     if trials < 1:
         raise ConfigError(f"--trials must be a positive number of finished trials (got {trials})")
+    from sweep.study.spec import grid_size
+
+    points = grid_size(spec)
+    if points is not None and trials > points:
+        raise ConfigError(f"--trials {trials}: the grid of {spec.source} has {points} point(s) "
+                          f"and a grid point never runs twice; give --trials {points} or fewer")
     check_storage_url(storage)
     root = resolve_data_root(spec, data)
     from cloudseg import open_cache, split_by_scene
@@ -138,6 +152,11 @@ def create_study(spec: StudySpec, trials: int, storage_url: str, root: Path, *,
     existing = stored_attrs(storage, spec.name) or {}
     if not overwrite and "spec" in existing:
         return optuna.load_study(study_name=spec.name, storage=storage)
+    if "spec" in existing:  # a rerun: refused before anything is written when the space,
+        from sweep.study.resume import check_resumable  # the fixed config... differ
+
+        stored = StudySpec.from_stored(existing["spec"], spec.source).to_dict()
+        check_resumable(spec.name, stored, spec.to_dict(), spec.source)
     from sweep.execution.halt import clear_halt
 
     weight = (existing["measured_pos_weight"] if "measured_pos_weight" in existing
@@ -184,6 +203,7 @@ def run_study(
     """
     from sweep.execution import workers as worker_mod
 
+    check_timeout(timeout)
     per_gpu = spec.execution.trials_per_gpu
     if workers is None:
         workers = worker_mod.default_worker_count(per_gpu)
@@ -255,6 +275,8 @@ def _finished_already(spec: StudySpec, storage: str, target: int) -> bool:
 
     try:  # read-only: asked before the inputs are validated, so it must create nothing
         study = optuna.load_study(study_name=spec.name, storage=read_storage(storage))
+    except StorageUnreachable:
+        raise  # a silent server: fail now, not after a second connect timeout in `prepare`
     except (KeyError, StorageError):
         return False
     return study_done(study, target, spec.confirm, spec.stop_search)

@@ -157,11 +157,28 @@ def is_storage_outage(err: BaseException) -> bool:
     from optuna.exceptions import UpdateFinishedTrialError
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+    from sweep.sqlite_file import is_disk_full
+
     seen: BaseException | None = err
     while seen is not None:
+        if is_disk_full(seen):  # "database or disk is full": no wait will free the disk
+            return False
         if isinstance(seen, OperationalError | InterfaceError | UpdateFinishedTrialError):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _taken_over(err: BaseException) -> bool:
+    """Optuna's tell of a trial that another worker failed as stale meanwhile (this worker was
+    frozen, SIGSTOP, past the grace period): "Cannot tell a FAIL trial", under the
+    AssertionError that Optuna's own clean-up then raises.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -255,6 +272,10 @@ def run_to_target(
                            _stop_when_halted(halt_after, artifact_dir), *callbacks],
             )
         except Exception as err:
+            if _taken_over(err):
+                log("this worker was stopped past the heartbeat grace period and its trial was "
+                    "failed as stale (and retried) by another worker; going on")
+                continue
             if not is_storage_outage(err):
                 raise
             now = time.monotonic()

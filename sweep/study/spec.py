@@ -320,7 +320,21 @@ def parse_spec(data: Any, source: str, default_name: str | None = None) -> Study
     except ConfigError as err:  # cloudseg's own checks; the message names file and field
         raise SpecError(str(err)) from None
     _check_input_sizes(spec, source)
+    if not spec.space:
+        raise SpecError(f"{source}: space: empty; a study searches at least one parameter "
+                        "(every trial would train the same config): add one, or use "
+                        "`cloudseg train` for a single run")
     return spec
+
+
+def grid_size(spec: StudySpec) -> int | None:
+    """How many distinct points a grid spec has (the product of its values); None otherwise."""
+    if spec.sampler.name != "grid":
+        return None
+    size = 1
+    for param in spec.space.values():
+        size *= len(param.grid_values() or [])
+    return size
 
 
 def available_studies() -> list[str]:
