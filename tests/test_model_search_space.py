@@ -1,7 +1,7 @@
 """Every model model-search can draw builds and trains one step on the CPU with the four bands:
 one contract test over the choices the shipped spec lists (each architecture with each encoder
-its condition allows, each from-scratch U-Net at each width), so a choice no trial could train
-fails here, not in trial 17."""
+family its condition allows, each encoder with the first architecture, each from-scratch U-Net
+at each width), so a choice no trial could train fails here, not in trial 17."""
 
 from __future__ import annotations
 
@@ -14,13 +14,25 @@ from sweep.study.spec import load_spec
 SPEC = load_spec("model-search")
 
 
+# ResNets of one family share their stages (34 and 50 differ in depth and block, not in what
+# a decoder sees: 50 has 4x the channels, tested with unet, the spec's first choice): every
+# architecture is tested with one encoder of each family, every encoder with unet.
+FAMILY = {"resnet18": "resnet", "resnet34": "resnet", "resnet50": "resnet"}
+
+
 def space_models() -> list[ModelConfig]:
     names = SPEC.space["model.name"].choices or []
     encoder, width = SPEC.space["model.encoder"], SPEC.space["model.base_width"]
+    encoders = list(encoder.choices or [])
     configs = []
     for name in names:
         if name in encoder.when["model.name"]:
-            configs += [ModelConfig(name=name, encoder=e) for e in encoder.choices or []]
+            seen: set[str] = set()
+            for e in encoders:
+                family = FAMILY.get(e, e)
+                if name == names[0] or family not in seen:
+                    configs.append(ModelConfig(name=name, encoder=e))
+                    seen.add(family)
         else:
             configs += [ModelConfig(name=name, base_width=w) for w in width.choices or []]
     return configs
@@ -29,7 +41,9 @@ def space_models() -> list[ModelConfig]:
 def test_the_space_lists_every_architecture_with_encoders_or_widths():
     configs = space_models()
     assert {c.name for c in configs} == set(SPEC.space["model.name"].choices)
-    assert len(configs) == 8 * 5 + 3 * 3
+    encoders = {c.encoder for c in configs if c.base_width is None}
+    assert encoders == set(SPEC.space["model.encoder"].choices)  # every encoder choice
+    assert len(configs) == 5 + 7 * 3 + 3 * 3
 
 
 def label(config: ModelConfig) -> str:
