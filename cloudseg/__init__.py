@@ -75,6 +75,9 @@ _LAZY = {
     # registries: what models and losses exist, and their checks
     "MODELS": "cloudseg.models",
     "PAPER_WIDTH": "cloudseg.models",
+    "IN_CHANNELS": "cloudseg.models",
+    "CLASSES": "cloudseg.models",
+    "smp_class_name": "cloudseg.models",
     "build_model": "cloudseg.models",
     "check_encoder": "cloudseg.models",
     "check_input_size": "cloudseg.models",

@@ -54,6 +54,14 @@ _SMP = {
 }
 
 
+def smp_class_name(name: str) -> str | None:
+    """The smp class behind architecture `name` (`"unet"` → `"Unet"`); None for the
+    from-scratch U-Nets. An unknown name is the registry's ConfigError listing the choices.
+    """
+    MODELS.get(name)
+    return next((cls for cls, (ours, _, _) in _SMP.items() if ours == name), None)
+
+
 def model_imports(name: str) -> tuple[str, ...]:
     """The packages that building model `name` imports beyond torch, so that a process which
     will build it can import them ahead (smp's: seconds, for timm and torchvision).

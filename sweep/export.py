@@ -1,5 +1,7 @@
 """Best trials → a self-contained bundle: config.yaml (runnable by `cloudseg train`, loadable by
-`cloudseg.training.checkpoint.load_bundle`), model.safetensors, metrics.json and MODEL_CARD.md.
+`cloudseg.training.checkpoint.load_bundle`), model.safetensors, metrics.json, README.md (the model
+card, with the Hugging Face Hub's metadata) and, for smp architectures, config.json (what
+`segmentation_models_pytorch.from_pretrained(folder)` reads).
 
 Exports are atomic and idempotent: the bundle is written to a temporary folder beside the
 destination, checked (`check_bundle`: config, weights and metrics.json belong together) and
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import DiskFullError, ExportError
 from sweep.export_swap import fsync_tree, swap_into_place, temporary_bundle
-from sweep.model_card import CARD_FILE, all_cloud_baseline, model_card, scene_baseline
+from sweep.hub_card import CARD_FILE, HUB_CONFIG_FILE, hub_card, smp_config
+from sweep.model_card import all_cloud_baseline, model_card, scene_baseline
 from sweep.record import TrialRecord, failure_of, load, stored_form
 from sweep.sqlite_file import disk_full_error, is_disk_full
 
@@ -37,8 +40,9 @@ if TYPE_CHECKING:
 PACKAGES = ("cloudsweep", "torch", "segmentation-models-pytorch", "optuna", "numpy", "rasterio")
 IMAGES = (("curve", "learning_curve.png"), ("overlay", "overlay.png"))
 # Everything an export writes: a folder holding only these (or nothing) may be replaced.
-BUNDLE_FILES = frozenset({"config.yaml", "model.safetensors", "metrics.json", CARD_FILE}
-                         | {file for _, file in IMAGES})
+# MODEL_CARD.md: the card's name before it became the Hub's README.md.
+BUNDLE_FILES = frozenset({"config.yaml", "model.safetensors", "metrics.json", CARD_FILE,
+                          HUB_CONFIG_FILE, "MODEL_CARD.md"} | {file for _, file in IMAGES})
 
 
 def ranked_trials(study: optuna.Study, top: int | None = None) -> list[FrozenTrial]:
@@ -179,7 +183,12 @@ def _write_bundle(study: optuna.Study, trial: FrozenTrial, record: TrialRecord, 
     metrics = bundle_metrics(study, trial, record, config, digest)
     metrics.update(threshold=threshold, confirmation=confirmation, **(extra or {}))
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (tmp / CARD_FILE).write_text(model_card(study, trial, config, metrics, images))
+    body = model_card(study, trial, config, metrics, images)
+    hub_card(f"{study.study_name}-trial-{trial.number}", config, metrics, body).save(
+        tmp / CARD_FILE)
+    hub_config = smp_config(config)
+    if hub_config is not None:
+        (tmp / HUB_CONFIG_FILE).write_text(json.dumps(hub_config, indent=2) + "\n")
     check_bundle(tmp)  # never put a bundle in place that load_bundle would refuse
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a plain mkdir gives
     fsync_tree(tmp)

@@ -1,4 +1,4 @@
-"""MODEL_CARD.md of an exported bundle: the facts of the run, from the trial's records.
+"""The model card (README.md) of an exported bundle: the facts of the run, from the trial's records.
 
 What a user of the weights needs and what the study knows: the input contract (band order,
 dtype, normalisation statistics, patch size, threshold), the resolved loss parameters (as
@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from cloudseg import ConfigError
 from sweep.card_selection import confirmation_lines, threshold_lines
 from sweep.final.card import test_lines
+from sweep.hub_card import load_lines
 from sweep.record import failure_of
 from sweep.records import metric_label
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from cloudseg import ModelConfig, RunConfig
 
-CARD_FILE = "MODEL_CARD.md"
 BANDS = ("red", "green", "blue", "nir")  # channel order of every input (cloudseg.data.BANDS)
 
 
@@ -187,7 +187,9 @@ def model_card(
     metrics: dict[str, Any],
     images: dict[str, str],
 ) -> str:
-    """MODEL_CARD.md of an exported trial: what it is, how it was chosen, how well it does."""
+    """The card's text (README.md below the Hub metadata, `sweep.hub_card`): what the trial is,
+    how it was chosen, how well it does.
+    """
     val = metrics.get("validation") or {}
     data = metrics.get("data") or {}
     scenes = metrics.get("scenes") or {}
@@ -275,12 +277,11 @@ def model_card(
         parts += ["## Validation overlay (the weights above)",
                   f"![overlay]({images['overlay']})", ""]
     parts += [
+        *load_lines(config),
         "## Reproduce",
         "```",
         "cloudseg train config.yaml   # retrain from this config",
         "```",
-        "Load the weights with `cloudseg.load_bundle(\"<this folder>\")`; it refuses "
-        "a folder whose config.yaml, model.safetensors and metrics.json do not belong together.",
         "",
         "## Identity and provenance",
         _table([("study", study.study_name), ("trial", trial.number),

@@ -160,6 +160,6 @@ def test_confirmations_are_not_pruned_and_not_counted(tmp_path, synthetic_root):
     assert record["threshold"]["rule"] == "official"
     assert record["threshold"]["value"] == 12 / 255
     assert yaml.safe_load((dest / "config.yaml").read_text())["train"]["threshold"] == 12 / 255
-    card = (dest / "MODEL_CARD.md").read_text()
+    card = (dest / "README.md").read_text()
     assert "It then ran 1 time, each with a fresh training subset" in card
     assert "## Threshold" in card

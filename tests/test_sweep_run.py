@@ -169,10 +169,10 @@ def test_export_reproduces_the_trial_metrics(finished, tmp_path):
     best = best_trials("tiny", storage=finished["url"], top=1)[0]
     dest = export_best("tiny", tmp_path / "export", storage=finished["url"])
     assert {p.name for p in dest.iterdir()} >= {
-        "config.yaml", "model.safetensors", "metrics.json", "MODEL_CARD.md",
+        "config.yaml", "model.safetensors", "metrics.json", "README.md",
         "learning_curve.png", "overlay.png",
     }
-    card = (dest / "MODEL_CARD.md").read_text()
+    card = (dest / "README.md").read_text()
     assert f"trial {best.number}" in card and "optuna" in card and "learning_curve.png" in card
 
     model, cfg = load_bundle(dest)
@@ -335,7 +335,7 @@ def test_model_card_states_the_facts_of_the_run(finished, tmp_path):
     for number in _complete_numbers(finished):
         trial = study.trials[number]
         dest = export_best("tiny", tmp_path / str(number), storage=finished["url"], trial=number)
-        card = (dest / "MODEL_CARD.md").read_text()
+        card = (dest / "README.md").read_text()
         config = trial.user_attrs["config"]
         if config["loss"]["name"] == "weighted-bce":  # pos_weight as training used it
             assert f"| loss.pos_weight | {config['loss']['pos_weight']:.4f} |" in card
@@ -353,6 +353,25 @@ def test_model_card_states_the_facts_of_the_run(finished, tmp_path):
                                             (val["tp"] + val["fn"] + val["fp"] + val["tn"]))
         assert f"| IoU | {val['iou']:.4f} | {base['iou']:.4f} |" in card
         assert "## Not tested" in card and "test split" in card
+        _check_hub_bundle(dest, trial, metrics)
+
+
+def _check_hub_bundle(dest, trial, metrics):
+    """The export's README.md carries the Hub's metadata (tests/test_hub_bundle.py loads an smp
+    bundle with smp.from_pretrained); the shared study's complete trials are from-scratch U-Nets."""
+    import yaml
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(dest / "README.md").data.to_dict()
+    assert data["license"] == "apache-2.0" and data["pipeline_tag"] == "image-segmentation"
+    assert data["datasets"] == ["38-Cloud"]
+    results = data["model-index"][0]["results"][0]
+    ious = [m["value"] for m in results["metrics"] if m["name"].startswith("IoU")]
+    assert ious == [pytest.approx(metrics["validation"]["iou"], abs=1e-6)]
+    assert "Cloud-Net: An End-to-end Cloud Detection" in (dest / "README.md").read_text()
+    assert trial.params["model.name"] == "vanilla-unet"
+    assert data["library_name"] == "pytorch" and not (dest / "config.json").exists()
+    assert "encoder" not in yaml.safe_load((dest / "config.yaml").read_text())["model"]
 
 
 def test_cloudseg_train_of_the_export_reproduces_the_trial_value(finished, tmp_path, capsys):

@@ -160,8 +160,10 @@ def check_bundle(directory: str | Path) -> RunConfig:
             raise ConfigError(f"{weights}: unreadable training config in its metadata: {err}") \
                 from None
         mine, theirs = _flat(config.to_dict()), _flat(trained.to_dict())
+        free = FREE_FIELDS | ({"model.encoder"} if not MODELS.get(config.model.name)
+                              .uses_encoder else set())  # a from-scratch model has none
         differ = sorted(k for k in mine.keys() | theirs.keys()
-                        if k not in FREE_FIELDS and mine.get(k) != theirs.get(k))
+                        if k not in free and mine.get(k) != theirs.get(k))
         if differ:
             shown = "; ".join(f"{k}: {_short(mine.get(k))} in {CONFIG_FILE}, "
                               f"{_short(theirs.get(k))} in the weights" for k in differ[:3])
