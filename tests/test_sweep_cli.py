@@ -191,3 +191,12 @@ def test_a_finished_command_freezes_the_heap_so_exit_skips_collecting_it(monkeyp
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_shell_completion_is_on():
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    out = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="sweep")
+    assert out.exit_code == 0 and "_sweep_completion" in out.stdout, out.output

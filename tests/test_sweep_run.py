@@ -207,6 +207,33 @@ def test_status_and_best_commands(finished, monkeypatch):
     assert (finished["folder"] / "exports" / "tiny" / "model.safetensors").is_file()
 
 
+def test_status_and_best_as_json_read_sweep_storage(finished, tmp_path, monkeypatch):
+    """stdout is one JSON document and nothing else (the export's line goes to stderr); the
+    storage comes from $SWEEP_STORAGE, as for every command that takes --storage."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no sweeps.db here: only the variable finds the study
+    runner = CliRunner(env={"SWEEP_STORAGE": finished["url"]})
+    s = finished["summary"]
+    status = runner.invoke(app, ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    (study,) = json.loads(status.stdout)["studies"]
+    assert (study["study"], study["complete"], study["pruned"], study["failed"]) == (
+        "tiny", s.complete, s.pruned, s.failed)
+    assert study["best"]["trial"] == s.best_number and study["failures"]["bug"] >= 1
+    best = runner.invoke(app, ["best", "--json", "--top", "2", "--export", "out"])
+    assert best.exit_code == 0, best.output
+    document = json.loads(best.stdout)
+    assert document["format"] == 1 and document["study"] == "tiny"
+    assert [c["rank"] for c in document["configs"]] == [1, 2]
+    assert document["configs"][0]["trial"] == s.best_number
+    assert "exported trial" in best.stderr and (tmp_path / "out" / "README.md").is_file()
+
+
 def test_dashboard_serves_the_study_and_its_artifacts(finished):
     import gzip
     import json

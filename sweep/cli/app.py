@@ -18,11 +18,13 @@ app = typer.Typer(
     name="sweep",
     help="Hyperparameter sweeps for cloud segmentation (38-Cloud), on Optuna.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
 )
 
-STORAGE = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna RDB URL (SQLite file default).")
+# Every command that takes --storage reads $SWEEP_STORAGE when the option is not given.
+STORAGE = typer.Option(DEFAULT_STORAGE, "--storage", envvar="SWEEP_STORAGE",
+                       help="Optuna RDB URL (SQLite file default).")
 
 
 class WandbMode(StrEnum):

@@ -17,6 +17,7 @@ from sweep.errors import SweepError
 def status(
     study: str | None = typer.Option(None, "--study", help="One study (default: all)."),
     storage: str = STORAGE,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (README)."),
 ) -> None:
     """Studies, trials by state and failure class, best value, running trials' heartbeats."""
     with errors():
@@ -25,6 +26,12 @@ def status(
 
         st = read_storage(storage)
         names = [study] if study else study_names(st)
+        if as_json:
+            from sweep.json_views import status_document
+
+            document = status_document([describe(st, load(st, name)) for name in names])
+            typer.echo(json.dumps(document, indent=2))
+            return
         if not names:
             typer.echo("no studies yet")
         from sweep.tables import show, status_view
@@ -45,6 +52,9 @@ def best(
         None, "--trial", min=0, help="With --export: export trial N instead of the best."
     ),
     storage: str = STORAGE,
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object on stdout (README); --export's line goes to stderr."
+    ),
 ) -> None:
     """The best trials as a table; --export writes the best one (or --trial N) as a
     self-contained bundle, atomically: rerunning it is safe.
@@ -66,11 +76,17 @@ def best(
         if not configs:
             raise SweepError(f"study {name!r} has no completed trial yet")
         metric = load(read_storage(storage), name).user_attrs.get("spec", {}).get("metric")
-        show(ranked_view(name, configs[:top], metric or "value", test))
+        if as_json:
+            from sweep.json_views import best_document
+
+            document = best_document(name, metric or "value", configs[:top], test)
+            typer.echo(json.dumps(document, indent=2))
+        else:
+            show(ranked_view(name, configs[:top], metric or "value", test))
         if export is not None:
             dest = export_best(name, folder, storage=storage, trial=trial)
             shown = json.loads((dest / "metrics.json").read_text())["trial"]
-            typer.echo(f"exported trial {shown} to {dest}")
+            typer.echo(f"exported trial {shown} to {dest}", err=as_json)
 
 
 @app.command()
