@@ -39,7 +39,8 @@ def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, stor
     report = mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir, artifact_store=store)
 
     assert report.ok and report.mirrored == [0, 1, 2], report
-    assert "wandb sync" in str(report)
+    assert f"upload later with `wandb sync {wandb_dir / 'wandb'}`" in str(report)
+    assert _dry_run_sync(wandb_dir / "wandb") == 4  # three trials and the study run
     runs = {r["run_id"]: r for r in map(inspect, run_dirs(wandb_dir))}
     records = mirrored_runs(url, "demo")
     assert sorted(runs) == sorted(
@@ -66,6 +67,12 @@ def test_one_run_per_trial_with_config_history_summary_and_masks(sweep_dir, stor
 
     pruned, failed = runs[records[1].run_id], runs[records[2].run_id]
     assert pruned["summary"]["state"] == "pruned" and "pruned" in pruned["tags"]
+    # a trial that stopped early has no objective and no val/ or best/ figures to sort by
+    for stopped in (pruned, failed):
+        assert not {k for k in stopped["summary"] if k == "objective"
+                    or k.startswith(("val/", "best/"))}, stopped["summary"]
+    assert pruned["summary"]["partial/val/iou"] == pytest.approx(
+        study.trials[1].user_attrs["metrics"]["iou"])  # its best epoch, kept apart
     assert failed["summary"]["state"] == "failed" and failed["summary"]["failure"] == "oom"
     assert "failure:oom" in failed["tags"] and failed["exit_code"] == 1
     assert sorted(failed["history"]) == [1, 2]
@@ -191,6 +198,50 @@ def test_overlay_masks_bundle_round_trip_and_shape_check(tmp_path):
     assert patch["prediction"].sum() == 8 and patch["ground_truth"].sum() == 56
     with pytest.raises(ValueError, match="same H, W"):
         save_overlay_masks(tmp_path / "bad.npz", image, mask[:4], mask)
+
+
+def _dry_run_sync(folder) -> int:
+    """`wandb sync --dry-run FOLDER` (wandb's own CLI, offline): the runs it would upload. It
+    lists them and stops before any login or network."""
+    import os
+    import re
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "false"}
+    done = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(folder)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    found = re.search(r"Would sync (\d+) run", output)
+    assert found, output
+    return int(found.group(1))
+
+
+def test_sweep_run_prints_the_sync_folder_of_its_offline_runs(sweep_dir, store, monkeypatch):
+    """`sweep run --wandb offline` ends with the folder `wandb sync` accepts (the mirror table
+    says which runs this machine wrote during the run, whichever worker wrote them)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import sweep.execution.runner as runner
+    from sweep.cli import app
+
+    url = f"sqlite:///{sweep_dir / 'sweeps.db'}"
+    wandb_dir = sweep_dir / "wb"
+
+    def fake_run_study(spec, trials, **kw):  # the trials and the mirror, without training
+        make_study(url, sweep_dir, store, n=1, outcomes={})
+        assert kw["hooks"]["wandb"].mode == "offline"
+        mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir, artifact_store=store)
+        return SimpleNamespace(study="demo", complete=1, pruned=0, failed=0, target=1,
+                               best_number=0, best_value=0.5, confirmations=0, lost_workers=[])
+
+    monkeypatch.setattr(runner, "run_study", fake_run_study)
+    out = CliRunner().invoke(app, ["run", "--study", "demo", "--trials", "1", "--storage", url,
+                                   "--wandb", "offline"])
+    assert out.exit_code == 0, out.output
+    line = out.output.strip().splitlines()[-1]
+    assert line == f"W&B runs written offline: upload later with `wandb sync {wandb_dir}/wandb`"
 
 
 def test_importing_the_mirror_does_not_import_wandb():

@@ -4,6 +4,7 @@ any machine).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import typer
@@ -42,6 +43,7 @@ def run(
         spec = load_spec(study, overrides)
         hooks = (None if wandb is WandbMode.off
                  else {"wandb": MirrorOptions.model_validate({"mode": wandb.value})})
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the mirror table's clock
         summary = run_study(
             spec, trials, storage=storage, data=data, workers=workers, timeout=timeout,
             hooks=hooks, progress=progress,
@@ -55,6 +57,12 @@ def run(
             + (f"; {summary.confirmations} confirmation runs (see `sweep best`)"
                if summary.confirmations else "")
         )
+        if hooks is not None:  # online without an API key writes offline runs too
+            from sweep.mirror.sync_hint import offline_hint
+
+            hint = offline_hint(storage, summary.study, since=started)
+            if hint:
+                typer.echo(f"W&B runs written offline: {hint}")
         if summary.lost_workers:
             typer.echo(f"note: {len(summary.lost_workers)} local worker process(es) ended "
                        f"early (exit codes {list(summary.lost_workers)}); the others finished "

@@ -29,6 +29,7 @@ from sweep.mirror.payload import (
     trial_run_id,
 )
 from sweep.mirror.state import STUDY_ROW, MirrorRecord, MirrorState
+from sweep.mirror.sync_hint import sync_hint
 from sweep.mirror.upload import (
     Mode,
     RunMode,
@@ -55,6 +56,7 @@ class MirrorReport:
     summary_run: str | None = None
     aborted: bool = False  # stopped after MAX_CONSECUTIVE_FAILURES errors in a row
     wandb_dir: str | None = None
+    run_dirs: list[str] = field(default_factory=list)  # the offline run folders written
 
     @property
     def ok(self) -> bool:
@@ -68,8 +70,9 @@ class MirrorReport:
         )
         if self.aborted:
             text += "; W&B kept failing, stopped early: run `sweep mirror` again later"
-        if self.mode == "offline" and self.mirrored and self.wandb_dir:
-            text += f"; upload later with `wandb sync {self.wandb_dir}`"
+        hint = sync_hint(self.run_dirs) if self.mode == "offline" else None
+        if hint:
+            text += f"; {hint}"
         return text
 
 
@@ -192,6 +195,8 @@ def mirror_study(
                     break
                 continue
             streak = 0
+            if run_dir:
+                report.run_dirs.append(str(run_dir))
             state.record(
                 study_name,
                 trial.number,
@@ -242,6 +247,8 @@ def _mirror_summary(
     except Exception as exc:
         report.failed[STUDY_ROW] = redact(f"{type(exc).__name__}: {exc}")[:500]
         return
+    if run_dir:
+        report.run_dirs.append(str(run_dir))
     state.record(
         study_name,
         STUDY_ROW,

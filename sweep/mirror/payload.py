@@ -90,6 +90,9 @@ class TrialPayload:
     exit_code: int
     artifacts: dict[str, str] = field(default_factory=dict)  # name → optuna artifact id
     media_step: int | None = None  # the epoch whose model the overlay shows (the best one)
+    # Summary keys W&B fills from the last history row that must not stay: a trial that
+    # stopped early has no `objective` or `val/` headline (its best epoch is under `partial/`).
+    summary_drop: tuple[str, ...] = ()
 
 
 def history_rows(trial: FrozenTrial) -> list[tuple[int, dict[str, float]]]:
@@ -136,7 +139,7 @@ def _tags(record: TrialRecord, state: str) -> list[str]:
 
 def _summary(trial: FrozenTrial, record: TrialRecord, state: str, history: list) -> dict[str, Any]:
     summary: dict[str, Any] = {"state": state, "trial_number": trial.number, "epochs": len(history)}
-    if trial.values is not None:
+    if trial.values is not None and trial.state == TrialState.COMPLETE:  # not a pruned one's
         summary["objective"] = trial.values[0] if len(trial.values) == 1 else list(trial.values)
     if record.failure is not None:
         summary["failure"] = record.failure.value
@@ -149,14 +152,19 @@ def _summary(trial: FrozenTrial, record: TrialRecord, state: str, history: list)
     summary.update({k: v for k, v in recorded_values.items() if v is not None})
     recorded = {k: num for k, v in (record.metrics or {}).items()
                 if (num := _number(v)) is not None}
-    for key, num in recorded.items():
-        summary[f"best/{key}"] = num
     # The run's headline values ("val/iou", ...) are the best epoch's, as the study recorded
     # them: W&B would otherwise show the last epoch's, which is not the model that was kept.
+    # Only a complete trial has them (and an `objective`): a pruned or failed trial's best
+    # epoch goes under `partial/`, so a table sorted by `objective` or `val/<metric>` never
+    # ranks a trial that stopped early above one that finished.
     step = summary_step(record, history)
+    values = dict(dict(history)[step]) if step is not None else {}
+    values.update({f"val/{k}": num for k, num in recorded.items()})
+    values.update({f"best/{k}": num for k, num in recorded.items()})
+    if trial.state != TrialState.COMPLETE:
+        values = {f"partial/{k}": v for k, v in values.items() if not k.startswith("best/")}
+    summary.update(values)
     if step is not None:
-        summary.update(dict(history)[step])
-        summary.update({f"val/{k}": num for k, num in recorded.items()})
         summary["summary_epoch"] = step
     if trial.datetime_start and trial.datetime_complete:
         summary["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -189,6 +197,9 @@ def trial_payload(trial: FrozenTrial, study_name: str, salt: str) -> TrialPayloa
         exit_code=1 if trial.state == TrialState.FAIL else 0,
         artifacts=record.artifacts.by_name(),
         media_step=summary_step(record, history),
+        summary_drop=() if trial.state == TrialState.COMPLETE else tuple(sorted(
+            {k for _, row in history for k in row if k == "objective" or k.startswith("val/")}
+        )),
     )
 
 
@@ -202,13 +213,15 @@ def trials_table_rows(trials: list[FrozenTrial], salt: str, study_name: str) -> 
     rows = []
     for t, record in zip(trials, records, strict=True):
         metrics = record.metrics or {}
-        value = t.values[0] if t.values and len(t.values) == 1 else None
+        value = (t.values[0] if t.values and len(t.values) == 1
+                 and t.state == TrialState.COMPLETE else None)
         state = STATE_NAMES.get(t.state, t.state.name.lower())
         failure = None if record.failure is None else record.failure.value
         rows.append(
             [t.number, state, failure, _number(value)]
             + [_cell(t.params.get(p)) for p in params]
-            + [_number(metrics.get(k)) for k in metric_keys]
+            + [_number(metrics.get(k)) if t.state == TrialState.COMPLETE else None
+               for k in metric_keys]
             + [trial_run_id(study_name, salt, t.number)]
         )
     return columns, rows

@@ -150,6 +150,10 @@ def upload_trial(
         for step, values in rows:
             run.log(values, step=step, commit=True)  # flushed now: the summary below wins
         run.summary.update(payload.summary)
+        present = set(run.summary.keys())  # wandb's Summary has no `in` of its own
+        for key in payload.summary_drop:
+            if key in present:
+                del run.summary[key]
         exit_code = payload.exit_code
         return _run_path(run, project), getattr(run.settings, "sync_dir", None)
     finally:
