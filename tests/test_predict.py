@@ -11,17 +11,26 @@ import rasterio
 import torch
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 
 from cloudseg.cli import main
 from cloudseg.config import ModelConfig, RunConfig, TrainConfig
 from cloudseg.data import BANDS, find_layout, index_dataset
 from cloudseg.metrics import confusion_counts
 from cloudseg.scenes.evaluate import evaluate_scenes
+from cloudseg.scenes.geotiff import (
+    mask_product,
+    probability_product,
+    to_uint8_mask,
+    to_uint8_probability,
+    write_uint8,
+)
 from cloudseg.scenes.inference import WindowPredictor, predict_mosaic
 from cloudseg.scenes.metrics import SceneMeter
 from cloudseg.scenes.predict import predict_with_model
 from cloudseg.scenes.stitch import blend_weights, stitch, window_offsets
 from cloudseg.training.checkpoint import save_bundle
+from tests.cog_check import validate_cog
 
 K = 9  # the box filter's side: it sees zero padding within K//2 pixels of a window border
 
@@ -114,10 +123,42 @@ def test_predict_writes_cropped_compressed_tiled_uint8(synthetic_root, tmp_path)
                 assert src.dtypes == ("uint8",) and src.compression.name.lower() == "deflate"
                 assert profile["tiled"] and src.block_shapes == [(256, 256)]
                 assert src.crs is None
+                assert src.overviews(1) and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+                assert src.mask_flag_enums == ([MaskFlags.per_dataset],)  # the footprint
+                assert src.nodata is None
+                assert validate_cog(path) == ([], [])
                 values = set(np.unique(src.read(1)))
         assert values <= {0, 255}  # the mask
+        with rasterio.open(s.mask_path) as src:
+            assert float(src.tags()["CLOUDSEG_THRESHOLD"]) == TrainConfig().threshold
+            assert src.colormap(1)[255] == (255, 255, 255, 255)
+            assert src.descriptions[0].startswith("cloud mask")
+        with rasterio.open(s.prob_path) as src:
+            assert "ceil(255 * p)" in src.tags()["CLOUDSEG_SCALE"]
+            assert src.descriptions[0].startswith("cloud probability")
     report = evaluate_scenes(out, synthetic_root)  # what predict writes is what evaluate reads
     assert len(report.scenes) == 2 and 0 < report.mean["iou"] <= 1
+
+
+def test_a_2400_px_scene_is_a_valid_cog_without_warnings(tmp_path):
+    """The checks of GDAL's COG validator (tests/cog_check.py) on both products of a scene the
+    size the validator's "over 512 px: tiles and overviews" rules are about."""
+    rng = np.random.default_rng(0)
+    prob = rng.random((2400, 2400), dtype=np.float32)
+    footprint = np.ones(prob.shape, bool)
+    footprint[:, :300] = False  # a no-data margin
+    for name, array, product in (
+        ("prob", to_uint8_probability(prob), probability_product()),
+        ("mask", to_uint8_mask(prob, 12 / 255), mask_product(12 / 255)),
+    ):
+        path = write_uint8(tmp_path / f"{name}.tif", array, footprint=footprint, product=product)
+        assert validate_cog(path) == ([], []), name
+        with rasterio.open(path) as src:
+            assert src.overviews(1) == [2, 4, 8, 16]
+            assert np.array_equal(src.read(1), array)
+            assert not src.read_masks(1)[:, :300].any() and src.read_masks(1)[:, 300:].all()
+    with rasterio.open(tmp_path / "mask.tif") as src:
+        assert float(src.tags()["CLOUDSEG_THRESHOLD"]) == 12 / 255
 
 
 def test_georeferenced_sources_keep_crs_and_transform(synthetic_root, tmp_path):

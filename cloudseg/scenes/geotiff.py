@@ -1,14 +1,22 @@
-"""Scene products as GeoTIFFs (rasterio): compressed, tiled uint8, georeferenced when the source is.
+"""Scene products as Cloud-Optimized GeoTIFFs (rasterio, GDAL's COG driver): tiled, deflate,
+uint8, internal overviews (a GIS opens an 8,000 px scene at any zoom without reading it all),
+a band description and `CLOUDSEG_*` tags saying what the values mean, georeferenced when the
+source is.
 
 Encodings (documented in the README too):
 - probability `<scene>_prob.tif`: v = ceil(255·p), i.e. v means p ∈ ((v−1)/255, v/255]. Then
   `v > k` ⇔ `p > k/255` exactly for every integer k, so scoring the file at the official
   12/255 (or any k/255) gives the same counts as thresholding the float output itself; rounding
   would move pixels with 12/255 < p ≤ 12.5/255 to "clear".
-- mask `<scene>_mask.tif`: 255 where p > the bundle's threshold (compared in float), else 0.
+  Tagged `CLOUDSEG_SCALE`; overviews average.
+- mask `<scene>_mask.tif`: 255 where p > the bundle's threshold (compared in float), else 0;
+  the threshold is tagged `CLOUDSEG_THRESHOLD`; a colour table (0 clear black, 255 cloud
+  white); overviews take the nearest pixel, so they stay 0/255.
 - Both hold the network's output on every pixel (the official protocol scores no-data margins
   too) and declare the scene footprint (pixels where any band is non-zero) as a GDAL mask band:
-  GIS tools and `rasterio`'s `read(masked=True)` treat the margin as no-data.
+  GIS tools and `rasterio`'s `read(masked=True)` treat the margin as no-data. There is no
+  nodata value: every byte value is a valid probability bin or mask class (0 is "p = 0" or
+  "clear"), so any value chosen would turn real pixels into holes; the mask band loses nothing.
 
 38-Cloud's patches and whole-scene gts are plain TIFFs without a CRS, so their products carry
 none; a tree whose scene gt or patches do carry one passes it on. A patch's transform is moved
@@ -17,7 +25,7 @@ to the scene origin through the scene grid (`SceneGrid`: centred padding).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +55,44 @@ class Georef:
     def present(self) -> bool:
         """Whether there is a CRS to write."""
         return self.crs is not None
+
+
+VALUES_TAG = "CLOUDSEG_VALUES"  # GDAL metadata: what a written raster's values mean
+PROBABILITY_VALUES = "probability ceil(255*p)"  # v means p in ((v-1)/255, v/255]
+MASK_VALUES = "mask 0/255"
+
+
+@dataclass(frozen=True)
+class Product:
+    """What a product's values mean, written into its file: band description, tags (`KEY`:
+    text, GDAL's dataset metadata), an optional colour table and the overview resampling.
+    """
+
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    colormap: dict[int, tuple[int, int, int, int]] | None = None
+    resampling: str = "nearest"
+
+
+def probability_product() -> Product:
+    """`<scene>_prob.tif`: v = ceil(255·p)."""
+    return Product(
+        description="cloud probability: v = ceil(255 * p)",
+        tags={VALUES_TAG: PROBABILITY_VALUES,  # what `cloudseg evaluate` reads back
+              "CLOUDSEG_SCALE": "v = ceil(255 * p): v means (v - 1)/255 < p <= v/255; "
+                                "v > k exactly when p > k/255"},
+        resampling="average",
+    )
+
+
+def mask_product(threshold: float) -> Product:
+    """`<scene>_mask.tif`: 255 where p > `threshold`, with a colour table."""
+    return Product(
+        description=f"cloud mask: 255 cloud (p > {threshold:.6g}), 0 clear",
+        tags={VALUES_TAG: MASK_VALUES, "CLOUDSEG_THRESHOLD": repr(float(threshold)),
+              "CLOUDSEG_MASK": "255 = cloud (p > CLOUDSEG_THRESHOLD), 0 = clear"},
+        colormap={0: (0, 0, 0, 255), 255: (255, 255, 255, 255)},
+    )
 
 
 def open_raster(path: str | Path) -> DatasetReader:
@@ -80,23 +126,18 @@ def scene_georef_from_patch(path: str | Path, row: int, col: int, grid: SceneGri
     return Georef(ref.crs, ref.transform @ Affine.translation(ox - x0, oy - y0))
 
 
-VALUES_TAG = "CLOUDSEG_VALUES"  # GDAL metadata: what a written raster's values mean
-PROBABILITY_VALUES = "probability ceil(255*p)"  # v means p in ((v-1)/255, v/255]
-MASK_VALUES = "mask 0/255"
-
-
 def write_uint8(
     path: str | Path,
     array: np.ndarray,
     georef: Georef = Georef(),
     footprint: np.ndarray | None = None,
-    tags: dict[str, str] | None = None,
+    product: Product = Product(),
 ) -> Path:
-    """One-band uint8 GeoTIFF, deflate (level `ZLEVEL`) + horizontal predictor, 256×256 tiles,
-    with `footprint` (bool, True = valid) as its internal GDAL mask band when given and `tags`
-    as GDAL metadata (`VALUES_TAG` says what the values mean). Written to
-    a temporary name and renamed; a failure is a CloudsegError naming `path` (also when this
-    runs in a background thread) and leaves no partial file.
+    """One-band uint8 Cloud-Optimized GeoTIFF, deflate (level `ZLEVEL`) + horizontal
+    predictor, 256×256 tiles, internal overviews, with `footprint` (bool, True = valid) as its
+    internal GDAL mask band when given and `product`'s description, tags and colour table.
+    Written to a temporary name and renamed; a failure is a CloudsegError naming `path` (also
+    when this runs in a background thread) and leaves no partial file.
     """
     import rasterio
 
@@ -105,18 +146,20 @@ def write_uint8(
     if array.dtype != np.uint8 or array.ndim != 2:
         raise ValueError(f"expected a 2-D uint8 array, got {array.dtype} {array.shape}")
     path = Path(path)
+    # The COG driver writes the IFDs first, then the smallest overview's tiles up to the full
+    # resolution's (what GDAL's COG validator checks); rasterio buffers the raster in memory
+    # and GDAL copies it out on close.
     profile = {
-        "driver": "GTiff",
+        "driver": "COG",
         "height": array.shape[0],
         "width": array.shape[1],
         "count": 1,
         "dtype": "uint8",
         "compress": "deflate",
-        "zlevel": ZLEVEL,
-        "predictor": 2,
-        "tiled": True,
-        "blockxsize": BLOCK,
-        "blockysize": BLOCK,
+        "level": ZLEVEL,
+        "predictor": "YES",
+        "blocksize": BLOCK,
+        "overview_resampling": product.resampling,
     }
     if georef.present:
         profile.update(crs=georef.crs, transform=georef.transform)
@@ -125,10 +168,14 @@ def write_uint8(
         path.parent.mkdir(parents=True, exist_ok=True)
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array, 1)
-            if tags:
-                dst.update_tags(**tags)
             if footprint is not None:
                 dst.write_mask(np.multiply(footprint, 255, dtype=np.uint8))
+            if product.description:
+                dst.set_band_description(1, product.description)
+            if product.tags:
+                dst.update_tags(**product.tags)
+            if product.colormap is not None:
+                dst.write_colormap(1, product.colormap)
         tmp.replace(path)  # a reader never sees half a mask
     except Exception as err:  # OSError, rasterio/GDAL errors (no common base)
         if tmp.is_file():

@@ -33,11 +33,10 @@ from cloudseg.config import TrainConfig
 from cloudseg.errors import ConfigError
 from cloudseg.scenes.background import Background
 from cloudseg.scenes.geotiff import (
-    MASK_VALUES,
-    PROBABILITY_VALUES,
-    VALUES_TAG,
     Georef,
+    mask_product,
     open_raster,
+    probability_product,
     read_georef,
     scene_georef_from_patch,
     to_uint8_mask,
@@ -232,10 +231,9 @@ def _finish(
     mask, prob = to_uint8_mask(prob, cut), to_uint8_probability(prob)
     with ThreadPoolExecutor(1, thread_name_prefix="cloudseg-mask") as side:  # deflate both at once
         mask_file = out_dir / f"{job.scene}{MASK_SUFFIX}"
-        pending = side.submit(write_uint8, mask_file, mask, ref, footprint,
-                              {VALUES_TAG: MASK_VALUES})
+        pending = side.submit(write_uint8, mask_file, mask, ref, footprint, mask_product(cut))
         prob_path = write_uint8(out_dir / f"{job.scene}{PROB_SUFFIX}", prob, ref, footprint,
-                                {VALUES_TAG: PROBABILITY_VALUES})
+                                probability_product())
         mask_path = pending.result()
     shape = (grid.height, grid.width)
     return ScenePrediction(job.scene, shape, len(job.records), prob_path, mask_path, ref.present)
