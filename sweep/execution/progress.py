@@ -1,5 +1,7 @@
 """Live view of a running study, read from the storage (so it sees every worker, local or not):
-finished/target, running trials with their epoch and last IoU, best so far, pruned and failed.
+finished/target, running trials with their epoch and last IoU, best so far, pruned and failed,
+elapsed time, trials/hour and an ETA (sweep.execution.pace), and a line per finished trial
+printed above the live table, which stays in the terminal's scrollback.
 """
 
 from __future__ import annotations
@@ -88,8 +90,13 @@ def _ended_after(trial: FrozenTrial, other: FrozenTrial | None) -> bool:
     return other is None or key(trial) > key(other)
 
 
-def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
-    """The live view's lines and running-trials table for one `snapshot`."""
+def render(name: str, snap: dict[str, Any], target: int, epochs: int,
+           started: dt.datetime | None = None) -> Group:
+    """The live view's lines and running-trials table for one `snapshot`; with `started`
+    (when the view began, naive local time as Optuna's), a line of elapsed time, pace and ETA.
+    """
+    from sweep.execution.pace import pace_text
+
     finished = snap["complete"] + snap["pruned"]
     fails = ", ".join(f"{k} {v}" for k, v in sorted(snap["failures"].items())) or "none"
     best_text = headline_best(snap)
@@ -99,8 +106,12 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
         f"· {snap['confirmations']} confirmation runs " if snap["confirmations"] else "",
         f"({fails}) · best {best_text}",
     )
+    lines: list[Any] = [head]
+    if started is not None:
+        lines.append(Text(pace_text(snap["trials"], started, dt.datetime.now(),
+                                    target - finished, len(snap["running"])), style="dim"))
     if not snap["running"]:
-        return Group(head)
+        return Group(*lines)
     table = Table(box=None, pad_edge=False)
     for col in ("trial", "epoch", "IoU", "params"):
         table.add_column(col)
@@ -109,8 +120,11 @@ def render(name: str, snap: dict[str, Any], target: int, epochs: int) -> Group:
         epoch = max(steps) if steps else 0
         iou = f"{steps[epoch]:.4f}" if steps else "—"
         params = ", ".join(f"{_label(k)}={_short(v)}" for k, v in t.params.items())
-        table.add_row(str(t.number), f"{epoch}/{epochs}", iou, params)
-    return Group(head, table)
+        what = str(t.number)
+        if (origin := load(t, ("confirms",)).confirms) is not None:
+            what += f" (confirms #{origin})"
+        table.add_row(what, f"{epoch}/{epochs}", iou, params)
+    return Group(*lines, table)
 
 
 def _label(path: str) -> str:
@@ -136,20 +150,30 @@ class LiveView:
         import optuna
         from rich.live import Live
 
+        from sweep.execution.pace import ENDED, finished_line
         from sweep.storage import open_storage
 
+        started = dt.datetime.now()
         try:
             study = optuna.load_study(
                 study_name=self.study_name, storage=open_storage(self.storage_url)
             )
+            # Trials that ended before this run are not logged again (a resumed study).
+            seen = {t.number for t in study.get_trials(deepcopy=False)
+                    if t.state.name in ENDED}
             with Live(refresh_per_second=2, transient=False) as live:
                 while True:
-                    live.update(render(self.study_name, snapshot(study), self.target, self.epochs))
-                    if self._stop.wait(1.0):
-                        live.update(
-                            render(self.study_name, snapshot(study), self.target, self.epochs)
-                        )
+                    snap = snapshot(study)
+                    for t in sorted(snap["trials"], key=attrgetter("number")):
+                        if t.state.name in ENDED and t.number not in seen:
+                            seen.add(t.number)
+                            live.console.print(finished_line(t, self.epochs),
+                                               highlight=False, markup=False)
+                    live.update(render(self.study_name, snap, self.target, self.epochs,
+                                       started))
+                    if self._stop.is_set():
                         break
+                    self._stop.wait(1.0)  # one more pass after stop(): the last trials' lines
             live.console.print()  # the summary line starts on a line of its own
         finally:
             self._done.set()
