@@ -41,6 +41,22 @@ def _title(rank: int, config: Any) -> str:
     return f"#{rank} trial {config.origin.number}\n{config.describe()}\n{params}"
 
 
+def patch_label(name: str, width: int = 26) -> list[str]:
+    """A panel patch's name as label lines of at most `width` characters, nothing cut: the
+    patch part (`patch_12_2_by_4`) on its own line, then the scene id broken at underscores
+    (each broken line keeps its trailing `_`, so the lines joined are the name).
+    """
+    import re
+    import textwrap
+
+    found = re.match(r"^(patch_\d+_\d+_by_\d+)_(.+)$", name)
+    head, rest = (found.group(1) + "_", found.group(2)) if found else ("", name)
+    parts = textwrap.wrap(rest.replace("_", " "), width - 1, break_long_words=True) or [""]
+    lines = [p.replace(" ", "_") for p in parts]
+    lines = [line + "_" for line in lines[:-1]] + lines[-1:]
+    return ([head] if head else []) + lines
+
+
 def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "") -> Path:
     """Draw the grid of `configs` (sweep.ranking.ConfigRuns, best first) to `out`."""
     maximize = study.direction.name == "MAXIMIZE"
@@ -61,7 +77,8 @@ def compare_grid(study: Any, store: Any, configs: list, out: Path, note: str = "
     out.parent.mkdir(parents=True, exist_ok=True)
     return grid_png(
         rows, ["NIR-R-G", "ground truth", *(_title(i, c) for i, c in enumerate(configs, 1))],
-        out, row_labels=[f"{reasons.get(name, '')}\n{name[-24:]}" for name in names],
+        out, row_labels=["\n".join([reasons.get(name, ""), *patch_label(name)])
+                                for name in names],
         caption=f"{study.study_name}: hard-case panel · TP white · FP red · FN blue"
         + (f"\n{note}" if note else ""),
     )

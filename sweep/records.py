@@ -94,7 +94,9 @@ def study_note(spec: StudySpec) -> str:
     """The study's dashboard note: its metric, strategies and budget, then the spec as YAML."""
     import yaml
 
-    text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
+    # The fields the spec file (and any --set) gave, not every default: what the user wrote.
+    written = spec.model_dump(mode="json", exclude_unset=True)
+    text = yaml.safe_dump(written, sort_keys=False, allow_unicode=True)
     lines = [f"## Study `{spec.name}`"]
     if getattr(spec, "description", None):
         lines += ["", spec.description]
@@ -105,6 +107,9 @@ def study_note(spec: StudySpec) -> str:
         f"{spec.budget.epochs} epochs per trial.",
         "",
         "### Spec",
+        "As written (fields left out take their defaults; the study's `spec` attribute holds "
+        "the whole resolved spec).",
+        "",
         "```yaml",
         text.rstrip(),
         "```",
@@ -153,6 +158,33 @@ def trial_note(number: int, spec: StudySpec, record: TrialRecord, pruned: bool,
         lines += ["", "The checkpoint, the overlay and the summary metrics are those of the best "
                       "epoch; the curve image is under Artifacts."]
     return "\n".join(lines) + "\n"
+
+
+def failure_note(number: int, kind: str, message: str, history: int, worst: bool) -> str:
+    """A failed trial's note: why (its failure kind and message), how far it got, and where
+    its traceback is.
+    """
+    first, *rest = (message or "no message recorded").strip().splitlines() or [""]
+    lines = [f"## Trial {number}: failed ({kind})", "", f"**Why:** {first}"]
+    if rest:
+        lines += ["", "```", *rest[-20:], "```"]
+    lines += ["", f"It ran {history} epoch(s) before failing." if history
+              else "It failed before its first epoch ended."]
+    if worst:
+        lines.append("It is stored as COMPLETE with the worst value, so the sampler learns to "
+                     "avoid this region; no ranking or export picks it.")
+    lines.append("The full traceback, when there is one, is `traceback.txt` under Artifacts; "
+                 "`sweep status` lists failures by kind.")
+    return "\n".join(lines) + "\n"
+
+
+def write_failure_note(trial: optuna.Trial, kind: str, message: str, history: int,
+                       worst: bool) -> None:
+    """Write `failure_note` as the trial's dashboard note; a failure is only logged."""
+    try:
+        _save_note(trial, failure_note(trial.number, kind, message, history, worst))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the dashboard note of trial %s: %s", trial.number, exc)
 
 
 def _or_unknown(count: int | None) -> str:

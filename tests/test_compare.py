@@ -86,3 +86,21 @@ def test_every_trial_draws_the_study_panel_and_compare_grids_them(tmp_path, synt
     assert len(runs) == 1 and runs[0].state.name == "COMPLETE"
     assert "confirmed" in confirmed.output and "search run" in confirmed.output  # shown apart
     assert f"│ 1    │ {best.number} " in confirmed.output
+
+
+
+def test_row_labels_keep_the_whole_patch_name(tmp_path):
+    from sweep.artifacts import grid_png
+    from sweep.compare import patch_label
+
+    name = "patch_12_2_by_4_LC08_L1TP_029032_20160720_20160720_01_T1"
+    lines = patch_label(name)
+    assert lines[0] == "patch_12_2_by_4_" and "".join(lines) == name
+    assert all(len(line) <= 26 for line in lines)
+    cell = np.zeros((16, 16, 3), np.uint8)
+    label = "\n".join(["bright clear ground", *lines])
+    grid_png([[cell, cell]], ["a", "b"], tmp_path / "g.png", row_labels=[label], step=1)
+    picture = np.asarray(Image.open(tmp_path / "g.png").convert("L"))
+    assert picture.shape[0] >= 13 * 4  # the row grew to hold its four label lines
+    inked = np.flatnonzero((picture[:, :164] < 128).any(axis=1))
+    assert inked.size and inked[-1] < picture.shape[0] - 1  # the last line is not cut off

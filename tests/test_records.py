@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import yaml
 
 from sweep.errors import ExportError
 from sweep.export import check_destination
@@ -79,7 +80,10 @@ def test_dashboard_gets_the_metric_name_and_readable_notes(tmp_path):
     system_attrs = study._storage.get_study_system_attrs(study._study_id)
     note = get_note_from_system_attrs(system_attrs, None)["body"]
     assert note == study_note(spec) and "```yaml" in note and "optim.lr" in note
-    assert len(note) > 1024  # whole, where a user attr would be cut at 1,024 characters
+    # the spec as written: the fields it sets, not every default
+    written = yaml.safe_load(note.split("```yaml\n")[1].split("```")[0])
+    assert written == yaml.safe_load(yaml.safe_dump(tiny_spec_dict()))
+    assert "max_consecutive_failures" not in note and "heartbeat_interval" in note
 
     payload = {"history": [epoch(1, 0.587), epoch(2, 0.0001)], "best_epoch": 1,
                "config": {"loss": {"name": "weighted-bce", "pos_weight": 4.07}},

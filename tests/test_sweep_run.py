@@ -103,6 +103,12 @@ def test_failing_trial_is_classified_and_the_study_goes_on(finished):
         assert t.params["model.name"] == "unet"
         assert t.user_attrs["failure"] == "bug"
         assert "base_width" in t.user_attrs["failure_message"]
+    # the dashboard's note of a failed trial says why
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    note = get_note_from_system_attrs(failed[0].system_attrs, failed[0]._trial_id)["body"]
+    assert f"## Trial {failed[0].number}: failed (bug)" in note
+    assert "**Why:**" in note and "base_width" in note
 
 
 def test_trials_store_their_attrs_and_artifacts(finished, synthetic_root):

@@ -38,7 +38,7 @@ from sweep.record import (
     TrialRecord,
     save,
 )
-from sweep.records import write_trial_note
+from sweep.records import write_failure_note, write_trial_note
 from sweep.study.space import suggest
 from sweep.study.spec import StudySpec
 
@@ -166,7 +166,7 @@ class Objective:
             self._attach(trial, stored[0], {**payload["files"], **curve}, keep_all=not pruned)
         except TrialFailure as failure:
             save(trial, TrialRecord(history=_curve(history)))
-            return self._failed(trial, failure)
+            return self._failed(trial, failure, epochs=len(history))
         except KeyboardInterrupt:
             save(trial, TrialRecord(history=_curve(history), failure=FailureKind.INTERRUPTED,
                                     failure_message="stopped by Ctrl-C"))
@@ -177,8 +177,10 @@ class Objective:
             raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
         return float(payload["metrics"][metric])
 
-    def _failed(self, trial: optuna.trial.Trial, failure: TrialFailure) -> float:
+    def _failed(self, trial: optuna.trial.Trial, failure: TrialFailure, epochs: int = 0) -> float:
         save(trial, TrialRecord(failure=failure.kind, failure_message=failure.message))
+        write_failure_note(trial, failure.kind.value, failure.message, epochs,  # the dashboard's
+                           worst=failure.kind == FailureKind.OOM)  # "why"
         if failure.traceback and self.store is not None:  # kept where `sweep run` points to
             folder = Path(tempfile.mkdtemp(prefix=f"cloudsweep-trial-{trial.number}-tb-"))
             try:
