@@ -121,6 +121,7 @@ _LAZY = {
     "file_sha256": "cloudseg.training.checkpoint",
     "load_bundle": "cloudseg.training.checkpoint",
     "save_bundle": "cloudseg.training.checkpoint",
+    "bundle_yaml": "cloudseg.training.checkpoint",
     # scenes
     "predict_scenes": "cloudseg.scenes.predict",
     "WindowPredictor": "cloudseg.scenes.inference",

@@ -146,15 +146,8 @@ class RunConfig(_Frozen):
             raise ConfigError(format_validation_error(err, source)) from None
 
     def to_yaml(self) -> str:
-        """The YAML that `load_run_config` reads back to an equal config. A from-scratch
-        model's section leaves out `encoder` (it has none; the field's default fills it back).
-        """
-        from cloudseg.models import MODELS
-
-        data = self.to_dict()
-        if self.model.name in MODELS and not MODELS.get(self.model.name).uses_encoder:
-            data["model"].pop("encoder", None)
-        return yaml.safe_dump(data, sort_keys=False)
+        """The YAML that `load_run_config` reads back to an equal config."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -154,7 +154,7 @@ def _write_bundle(study: optuna.Study, trial: FrozenTrial, record: TrialRecord, 
                   store: FileSystemArtifactStore, confirmation: dict[str, Any] | None,
                   extra: dict[str, Any] | None = None) -> None:
     """Write and check the bundle in `tmp`, flushed to the disk."""
-    from cloudseg import check_bundle, file_sha256
+    from cloudseg import bundle_yaml, check_bundle, file_sha256
     from sweep.artifacts import download
     from sweep.study.spec import study_threshold_rule
 
@@ -165,7 +165,7 @@ def _write_bundle(study: optuna.Study, trial: FrozenTrial, record: TrialRecord, 
     threshold = bundle_threshold(config, record, study_threshold_rule(study.user_attrs))
     train = config.train.model_copy(update={"threshold": threshold["value"]})
     config = config.model_copy(update={"train": train})  # predict's masks use it
-    (tmp / "config.yaml").write_text(config.to_yaml())
+    (tmp / "config.yaml").write_text(bundle_yaml(config))
     weights = download(store, checkpoint, tmp / "model.safetensors")
     digest = file_sha256(weights)
     recorded = record.weights_sha256

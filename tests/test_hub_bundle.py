@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from cloudseg import build_model, parse_run_config, save_bundle
+from cloudseg import build_model, bundle_yaml, parse_run_config, save_bundle
 from cloudseg.training.checkpoint import load_bundle
 from sweep.hub_card import hub_card, smp_config
 
@@ -59,5 +59,5 @@ def test_the_card_carries_the_hub_metadata(smp_bundle):
 def test_a_from_scratch_model_has_no_hub_config_and_no_encoder():
     config = parse_run_config({"model": {"name": "vanilla-unet", "base_width": 8}})
     assert smp_config(config) is None
-    assert "encoder" not in config.to_yaml()
+    assert "encoder" not in bundle_yaml(config)
     assert hub_card("x", config, {}, "# c").data.library_name == "pytorch"

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from cloudseg.config import RunConfig, load_run_config, parse_run_config
 from cloudseg.errors import ConfigError
 
@@ -48,6 +50,18 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
+def bundle_yaml(config: RunConfig) -> str:
+    """A bundle's config.yaml: `config.to_yaml()`, except that a from-scratch model's section
+    leaves out `encoder` (it has none; the field's default fills it back when read).
+    """
+    from cloudseg.models import MODELS
+
+    data = config.to_dict()
+    if config.model.name in MODELS and not MODELS.get(config.model.name).uses_encoder:
+        data["model"].pop("encoder", None)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def save_bundle(
     directory: str | Path,
     model: nn.Module,
@@ -62,7 +76,7 @@ def save_bundle(
     meta = {"format": "pt", "cloudseg_config": json.dumps(config.to_dict())}
     # save_model drops tied duplicates and makes channels_last weights contiguous.
     _write_atomic(directory / WEIGHTS_FILE, lambda p: save_model(model, str(p), metadata=meta))
-    _write_atomic(directory / CONFIG_FILE, lambda p: p.write_text(config.to_yaml()))
+    _write_atomic(directory / CONFIG_FILE, lambda p: p.write_text(bundle_yaml(config)))
     if metrics is not None:
         text = json.dumps(metrics, indent=2, sort_keys=True)
         _write_atomic(directory / METRICS_FILE, lambda p: p.write_text(text + "\n"))

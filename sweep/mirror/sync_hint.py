@@ -11,10 +11,6 @@ import shlex
 import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from optuna.storages import BaseStorage
 
 
 def sync_folders(run_dirs: Iterable[str | None]) -> list[str]:
@@ -31,16 +27,18 @@ def sync_hint(run_dirs: Iterable[str | None]) -> str | None:
 
 
 def offline_hint(
-    storage: str | BaseStorage, study_name: str, since: dt.datetime | None = None
+    storage_url: str, study_name: str, since: dt.datetime | None = None
 ) -> str | None:
     """The sync line for the offline runs this machine wrote for `study_name` (since `since`,
     a naive UTC time, when given): what `sweep run --wandb offline` prints at its end. The
     mirror table records each run's folder and host, whichever worker process wrote it.
     """
-    from sweep.mirror.core import mirrored_runs
+    from sweep.mirror.state import MirrorState
 
     host = socket.gethostname()
-    dirs = [r.run_dir for r in mirrored_runs(storage, study_name).values()
+    with MirrorState(storage_url) as state:
+        records = state.all(study_name)
+    dirs = [r.run_dir for r in records.values()
             if r.mode == "offline" and r.host == host and r.run_dir
             and (since is None or (r.mirrored_at is not None and r.mirrored_at >= since))
             and Path(r.run_dir).is_dir()]
