@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweep.ranking import ConfigRuns, PairedTest
+    from sweep.ranking import Comparison, ConfigRuns
 
 FORMAT = 1  # bumped when a key changes meaning or goes away
 
@@ -44,19 +44,23 @@ def status_document(studies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def best_document(
-    name: str, metric: str, configs: list[ConfigRuns], test: PairedTest | None
+    name: str, metric: str, configs: list[ConfigRuns], comparison: Comparison | None
 ) -> dict[str, Any]:
-    """`sweep best --json`: the ranked configs, best first, and the test of #1 against #2."""
+    """`sweep best --json`: the ranked configs, best first, and #1 against #2."""
+    rows = []
+    for rank, c in enumerate(configs, 1):
+        interval = c.interval()
+        rows.append({
+            "rank": rank, "trial": c.origin.number, "confirmed": c.confirmed,
+            "score": c.mean, "interval": None if interval is None else list(interval),
+            "sd": c.sd, "n_runs": c.n, "runs": [t.number for t in c.runs],
+            "values": c.values, "search_value": c.search_value,
+            "params": dict(c.origin.params),
+        })
     return {
         "format": FORMAT,
         "study": name,
         "metric": metric,
-        "configs": [
-            {"rank": rank, "trial": c.origin.number, "mean": c.mean, "sd": c.sd,
-             "n_runs": len(c.runs), "runs": [t.number for t in c.runs], "values": c.values,
-             "single_run": c.origin.value, "confirmed": c.confirmed,
-             "params": dict(c.origin.params)}
-            for rank, c in enumerate(configs, 1)
-        ],
-        "paired_test": None if test is None else test.as_dict(),
+        "configs": rows,
+        "comparison": None if comparison is None else comparison.as_dict(),
     }

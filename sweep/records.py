@@ -24,6 +24,7 @@ from sweep.record import DataInfo, TrialRecord
 
 log = logging.getLogger(__name__)
 
+WRITTEN_KEY = "spec_as_written"  # study user attr: the spec's fields the user set
 METRIC_LABELS = {"iou": "val IoU", "scene-iou": "val scene IoU (mean over scenes)",
                  "dice": "val Dice"}
 # Per-epoch columns of a trial note: (record key, column title).
@@ -47,6 +48,9 @@ def record_study(study: optuna.Study, spec: StudySpec) -> None:
         with warnings.catch_warnings():  # set_metric_names is "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([metric_label(spec.metric)])
+        # The spec as its file and --set gave it: a worker rebuilding the spec from the stored
+        # (resolved, complete) one can no longer tell which fields the user set.
+        study.set_user_attr(WRITTEN_KEY, written_spec(spec))
         record_ranking(study, spec)
     except Exception as exc:  # noqa: BLE001 - a note is not worth a failed run
         log.warning("could not write the dashboard note of study %s: %s", study.study_name, exc)
@@ -57,7 +61,8 @@ def record_ranking(study: optuna.Study, spec: StudySpec) -> None:
     run, so the study page tells the confirmed story, not the best single run's).
     """
     try:
-        _save_note(study, ranking_section(study, spec) + study_note(spec))
+        written = study.user_attrs.get(WRITTEN_KEY)
+        _save_note(study, ranking_section(study, spec) + study_note(spec, written))
     except Exception as exc:  # noqa: BLE001 - a note is not worth a failed run
         log.warning("could not write the ranking note of study %s: %s", study.study_name, exc)
 
@@ -90,13 +95,19 @@ def ranking_section(study: optuna.Study, spec: StudySpec, top: int = 5) -> str:
                       "flips; `sweep best` shows the same table.", "", ""])
 
 
-def study_note(spec: StudySpec) -> str:
-    """The study's dashboard note: its metric, strategies and budget, then the spec as YAML."""
+def written_spec(spec: StudySpec) -> dict[str, Any]:
+    """The fields the spec file (and any --set) gave, not every default: what the user wrote."""
+    return spec.model_dump(mode="json", exclude_unset=True)
+
+
+def study_note(spec: StudySpec, written: dict[str, Any] | None = None) -> str:
+    """The study's dashboard note: its metric, strategies and budget, then the spec as the user
+    wrote it (`written`, else the fields `spec` was given) as YAML.
+    """
     import yaml
 
-    # The fields the spec file (and any --set) gave, not every default: what the user wrote.
-    written = spec.model_dump(mode="json", exclude_unset=True)
-    text = yaml.safe_dump(written, sort_keys=False, allow_unicode=True)
+    text = yaml.safe_dump(written if written is not None else written_spec(spec),
+                          sort_keys=False, allow_unicode=True)
     lines = [f"## Study `{spec.name}`"]
     if getattr(spec, "description", None):
         lines += ["", spec.description]

@@ -84,6 +84,14 @@ def test_dashboard_gets_the_metric_name_and_readable_notes(tmp_path):
     written = yaml.safe_load(note.split("```yaml\n")[1].split("```")[0])
     assert written == yaml.safe_load(yaml.safe_dump(tiny_spec_dict()))
     assert "max_consecutive_failures" not in note and "heartbeat_interval" in note
+    # a worker rewrites the note from the stored (complete) spec: still as written
+    from sweep.records import record_ranking
+    from sweep.study.spec import StudySpec
+
+    record_ranking(study, StudySpec.from_stored(spec.to_dict(), "stored"))
+    again = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id),
+                                       None)["body"]
+    assert again == note
 
     payload = {"history": [epoch(1, 0.587), epoch(2, 0.0001)], "best_epoch": 1,
                "config": {"loss": {"name": "weighted-bce", "pos_weight": 4.07}},
