@@ -219,8 +219,6 @@ def _dry_run_sync(folder) -> int:
 def test_sweep_run_prints_the_sync_folder_of_its_offline_runs(sweep_dir, store, monkeypatch):
     """`sweep run --wandb offline` ends with the folder `wandb sync` accepts (the mirror table
     says which runs this machine wrote during the run, whichever worker wrote them)."""
-    from types import SimpleNamespace
-
     from typer.testing import CliRunner
 
     import sweep.execution.runner as runner
@@ -233,8 +231,8 @@ def test_sweep_run_prints_the_sync_folder_of_its_offline_runs(sweep_dir, store, 
         make_study(url, sweep_dir, store, n=1, outcomes={})
         assert kw["hooks"]["wandb"].mode == "offline"
         mirror_study(url, "demo", mode="offline", wandb_dir=wandb_dir, artifact_store=store)
-        return SimpleNamespace(study="demo", complete=1, pruned=0, failed=0, target=1,
-                               best_number=0, best_value=0.5, confirmations=0, lost_workers=[])
+        return runner.RunSummary(study="demo", storage=url, target=1, complete=1, pruned=0,
+                                 failed=0, best_number=0, best_value=0.5, headline="0.5000")
 
     monkeypatch.setattr(runner, "run_study", fake_run_study)
     out = CliRunner().invoke(app, ["run", "--study", "demo", "--trials", "1", "--storage", url,

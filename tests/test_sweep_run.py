@@ -106,7 +106,9 @@ def test_failing_trial_is_classified_and_the_study_goes_on(finished):
     # the dashboard's note of a failed trial says why
     from optuna_dashboard._note import get_note_from_system_attrs
 
-    note = get_note_from_system_attrs(failed[0].system_attrs, failed[0]._trial_id)["body"]
+    study = finished["study"]  # notes live in the study's system attrs, keyed by trial id
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    note = get_note_from_system_attrs(attrs, failed[0]._trial_id)["body"]
     assert f"## Trial {failed[0].number}: failed (bug)" in note
     assert "**Why:**" in note and "base_width" in note
 
