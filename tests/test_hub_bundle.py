@@ -61,3 +61,12 @@ def test_a_from_scratch_model_has_no_hub_config_and_no_encoder():
     assert smp_config(config) is None
     assert "encoder" not in bundle_yaml(config)
     assert hub_card("x", config, {}, "# c").data.library_name == "pytorch"
+
+
+def test_a_confirmed_config_leads_with_its_confirmed_mean():
+    config = parse_run_config({"model": {"name": "vanilla-unet", "base_width": 8}})
+    metrics = {"metric": "iou", "validation": VALIDATION,
+               "confirmation": {"runs": [3, 4], "mean": 0.6543211, "values": [0.6, 0.7]}}
+    results = hub_card("x", config, metrics, "# c").data.eval_results
+    assert results[0].metric_name == "iou, confirmed: mean of 2 confirmation run(s)"
+    assert results[0].metric_value == 0.654321 and results[1].metric_value == 0.712346
