@@ -85,7 +85,7 @@ def test_interrupted_final_fit_resumes_and_the_report_is_cloudseg_evaluate(tmp_p
     metrics = json.loads((bundle / "metrics.json").read_text())
     assert metrics["test"]["official"]["per_scene_percent"] == reported
     assert metrics["test"]["cloudnet"]["shared_scenes"] == 2
-    card = (bundle / "MODEL_CARD.md").read_text()
+    card = (bundle / "README.md").read_text()
     assert "## Final fit and test set" in card and "held out of the final fit" in card
     recorded = optuna.load_study(study_name="fin.final", storage=url)  # the answer is stored
     assert recorded.user_attrs["test_summary"][0]["test_jaccard_per_scene_mean"] == (
