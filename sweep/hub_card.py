@@ -1,5 +1,6 @@
 """What makes an exported bundle a Hugging Face Hub model repository: the card's YAML metadata
-(licence, library, pipeline tag, data set, `model-index` with the validation figures), written
+(licence, library, pipeline tag, data set, `model-index` with the validation figures and,
+for a `sweep finalize` bundle, the test split's), written
 with `huggingface_hub`'s `ModelCard`, the 38-Cloud citation, and for smp architectures the
 `config.json` that `segmentation_models_pytorch.from_pretrained(folder)` reads.
 """
@@ -74,7 +75,7 @@ def hub_card(name: str, config: RunConfig, metrics: dict[str, Any], body: str) -
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     val = metrics.get("validation") or {}
-    results = confirmed_result(metrics)
+    results = confirmed_result(metrics) + test_results(metrics)
     results += [
         EvalResult(task_type="image-segmentation", task_name="cloud segmentation",
                    dataset_type=DATASET, dataset_name=f"{DATASET} (validation scenes)",
@@ -115,6 +116,27 @@ def confirmed_result(metrics: dict[str, Any]) -> list[Any]:
         metric_name=f"{metric}, confirmed: mean of {n} confirmation run(s)",
         metric_value=round(float(confirmation["mean"]), 6),
     )]
+
+
+def test_results(metrics: dict[str, Any]) -> list[Any]:
+    """The test split's 38-Cloud figures (a `sweep finalize` bundle): per-scene means at 12/255,
+    the protocol papers report, in percent as the card's table shows them.
+    """
+    from huggingface_hub import EvalResult
+
+    test = metrics.get("test") or {}
+    figures = (test.get("official") or {}).get("per_scene_mean_percent") or {}
+    return [
+        EvalResult(task_type="image-segmentation", task_name="cloud segmentation",
+                   dataset_type=DATASET, dataset_name=f"{DATASET} (test scenes)",
+                   dataset_split=str(test.get("split", "test")), metric_type=metric,
+                   metric_name=f"{key} % (38-Cloud protocol, 12/255, per-scene mean)",
+                   metric_value=round(float(figures[key]), 4))
+        for key, metric in (("Jaccard", "jaccard"), ("Precision", "precision"),
+                            ("Recall", "recall"), ("Specificity", "specificity"),
+                            ("Accuracy", "accuracy"))
+        if isinstance(figures.get(key), int | float)
+    ]
 
 
 def load_lines(config: RunConfig) -> list[str]:

@@ -70,3 +70,16 @@ def test_a_confirmed_config_leads_with_its_confirmed_mean():
     results = hub_card("x", config, metrics, "# c").data.eval_results
     assert results[0].metric_name == "iou, confirmed: mean of 2 confirmation run(s)"
     assert results[0].metric_value == 0.654321 and results[1].metric_value == 0.712346
+
+
+def test_a_final_bundle_carries_its_test_figures():
+    config = parse_run_config({"model": {"name": "vanilla-unet", "base_width": 8}})
+    figures = {"Jaccard": 78.5, "Precision": 91.24, "Recall": 84.86, "Specificity": 98.68,
+               "Accuracy": 96.49}
+    metrics = {"validation": VALIDATION,
+               "test": {"split": "test", "official": {"per_scene_mean_percent": figures}}}
+    results = hub_card("x", config, metrics, "# c").data.eval_results
+    tested = [r for r in results if r.dataset_split == "test"]
+    assert [(r.metric_type, r.metric_value) for r in tested] == [
+        ("jaccard", 78.5), ("precision", 91.24), ("recall", 84.86), ("specificity", 98.68),
+        ("accuracy", 96.49)]
