@@ -50,7 +50,9 @@ def ranked_configs(
     s = _study(study, storage)
     configs = rank_configs(s)
     confirm = _confirm_of(s)
-    level = confirm.level if confirm is not None else 0.95
+    # #1 vs #2 at the level the race tests at (each of its rounds is a look at the data), so
+    # the interval shown and the race's verdict agree
+    level = 0.95 if confirm is None else 1 - (1 - confirm.level) / confirm.settings().looks
     verdict = None
     if confirm is not None and configs and configs[0].confirmed:
         from sweep.execution.confirm import race_state
@@ -163,7 +165,7 @@ def export_best(
     if trial is None and configs and configs[0].confirmed:  # the best confirmed config's best run
         top = configs[0]
         best = top.best_run(maximize=s.direction.name == "MAXIMIZE")
-        ci = top.interval(test.level if test is not None else 0.95)
+        ci = top.interval()
         confirmation = {
             "config_trial": top.origin.number, "rank": 1, "search_value": top.search_value,
             "runs": [t.number for t in top.runs], "values": top.values, "mean": top.mean,

@@ -190,7 +190,7 @@ def compare(configs: list[ConfigRuns], maximize: bool = True, level: float = LEV
     else:
         found = "beats" if ci[0] > 0 else "tied"
         width = max(abs(ci[0]), abs(ci[1]))
-        reason = (f"#1 − #2 = {diff:+.4f}, {level:.0%} interval [{ci[0]:+.4f}, {ci[1]:+.4f}] "
+        reason = (f"#1 − #2 = {diff:+.4f}, {level:.1%} interval [{ci[0]:+.4f}, {ci[1]:+.4f}] "
                   f"over {first.n} and {second.n} runs"
                   + ("" if found == "beats" else f": tied within ±{width:.4f}"))
     return Comparison(first.origin.number, second.origin.number, (first.n, second.n), diff, ci,

@@ -76,7 +76,7 @@ def ranked_view(
     with its interval; the search trial that selected it is shown apart, never averaged in),
     and #1 against #2 with the margin, its interval and the probability that #1 is best.
     """
-    level = test.level if test is not None else 0.95
+    level = 0.95  # each config's interval; #1 vs #2 is at the race's corrected level
     table = Table(title=f"{name}: best {len(configs)} config(s)", title_justify="left")
     for col in ("rank", "trial", f"{metric} confirmed [{level:.0%} interval]", "runs",
                 "search run", "params"):
@@ -93,7 +93,7 @@ def ranked_view(
     if test is not None:
         best = ("" if test.prob_best is None
                 else f"; P(#1 is the best) = {test.prob_best:.2f}")
-        parts.append(Text(f"{test.line()}{best} ({test.level:.0%} Welch interval over "
+        parts.append(Text(f"{test.line()}{best} ({test.level:.1%} Welch interval over "
                           "confirmation runs; search runs excluded: they selected the configs)"))
     return Group(*parts)
 
