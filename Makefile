@@ -43,8 +43,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Two at a time (pytest-xdist) for the tests that only compute; then, alone, those that run
+# studies with workers, heartbeats, servers or SLURM (tests/conftest.py SERIAL), whose grace
+# periods and deadlines must not share the two cores.
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) data/synthetic exports artifacts sweeps.db* .pytest_cache .mypy_cache

@@ -9,6 +9,35 @@ import pytest
 
 pytest_plugins = ["tests.fixtures.data", "tests.fixtures.storage", "tests.mirror_helpers"]
 
+# Modules whose tests run studies with worker processes, heartbeats, signals, servers or
+# schedulers: `make test` runs them alone (`-m serial`), after the rest has run two at a time
+# (`-n 2 -m "not serial"`), so no test with a grace period or a deadline shares the cores.
+SERIAL = {
+    "test_bench_smoke", "test_compare", "test_confirm", "test_faults", "test_faults_edges",
+    "test_finalize", "test_live_view", "test_mirror_background", "test_sampling",
+    "test_settle", "test_shipped_studies", "test_slurm", "test_storage_backends",
+    "test_sweep_run", "test_sweep_scene_iou", "test_sweep_workers", "test_trial_killed",
+    "test_worker_join", "test_worker_visibility",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_reaches_children():
+    """A suite started in the background (as `cmd &` without job control) inherits SIGINT
+    ignored, and exec passes an ignored signal on: the workers and scripts the tests Ctrl-C
+    would never see it. A handled SIGINT is reset to the default in every child instead."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment(tmp_path_factory):

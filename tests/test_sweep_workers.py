@@ -32,12 +32,12 @@ def _one_thread_per_trial():
         yield
 
 
-def slow_spec(name: str):
+def slow_spec(name: str, epochs: int = 3):
     """Three epochs and no pruning or failing choice: time enough to interrupt a trial."""
     return parse_spec(tiny_spec_dict(
         name=name,
         pruner={"name": "none"},
-        budget={"epochs": 3, "train_fraction": 0.75, "crop": 64, "batches_per_epoch": 3},
+        budget={"epochs": epochs, "train_fraction": 0.75, "crop": 64, "batches_per_epoch": 3},
         space={"optim.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
                "loss.name": {"type": "categorical", "choices": ["bce", "dice"]}},
     ), f"{name}.yaml")
@@ -87,7 +87,7 @@ def test_killed_worker_trial_is_retried_with_the_same_params(tmp_path, synthetic
 
 
 def test_ctrl_c_marks_the_trial_interrupted_and_a_rerun_resumes(tmp_path, synthetic_root):
-    spec = slow_spec("interrupted")
+    spec = slow_spec("interrupted", epochs=12)  # still running after `sweep status` below
     url = started(spec, tmp_path, synthetic_root, target=1)
     worker = start_worker("interrupted", url, synthetic_root, tmp_path)
     trial = wait_for_running_trial(url, "interrupted", worker)

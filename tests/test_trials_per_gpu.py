@@ -29,7 +29,9 @@ def test_default_worker_count_is_trials_per_gpu_per_visible_gpu(monkeypatch):
 
 
 def test_a_trial_knows_its_share_and_the_fit_check_uses_it(monkeypatch):
-    spec = parse_spec({"name": "s", "execution": {"trials_per_gpu": 4}}, "s.yaml")
+    spec = parse_spec({"name": "s", "execution": {"trials_per_gpu": 4},
+                       "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}},
+                      "s.yaml")
     config = trial_config(spec, {}, Path("/data"), 0)
     assert config.data.device_share == 0.25
     free = 10 * subset_bytes(100)
