@@ -45,40 +45,12 @@ def ranked_configs(
     confirmation runs) and #1 against #2 (None unless both are confirmed), with the race's
     verdict once it is settled.
     """
-    from sweep.ranking import compare, rank_configs
+    from sweep.ranking import rank_configs, study_comparison
 
     s = _study(study, storage)
     configs = rank_configs(s)
-    confirm = _confirm_of(s)
-    # #1 vs #2 at the level the race tests at (each of its rounds is a look at the data), so
-    # the interval shown and the race's verdict agree
-    level = 0.95 if confirm is None else 1 - (1 - confirm.level) / confirm.settings().looks
-    verdict = None
-    if confirm is not None and configs and configs[0].confirmed:
-        from sweep.execution.confirm import race_state
-
-        state = race_state(s, confirm.settings())
-        verdict = state.verdict if state.settled and state.verdict != "alone" else None
-        if not state.settled:
-            verdict = "unsettled"
-    comparison = compare(configs, maximize=s.direction.name == "MAXIMIZE", level=level,
-                         verdict=verdict)
+    comparison = study_comparison(s, configs)
     return configs, comparison
-
-
-def _confirm_of(study: optuna.Study) -> Confirm | None:
-    """The stored spec's `confirm` section, if any (a read of one section: a spec an older
-    version stored need not validate whole for its ranking to show).
-    """
-    from pydantic import ValidationError
-
-    from sweep.study.spec import Confirm
-
-    raw = (study.user_attrs.get("spec") or {}).get("confirm")
-    try:
-        return Confirm.model_validate(raw) if raw else None
-    except ValidationError:
-        return None
 
 
 def confirm_study(
@@ -101,7 +73,8 @@ def confirm_study(
     from sweep.study.spec import Confirm
 
     s = _study(study, storage)
-    chosen = _confirm_of(s) or Confirm()
+    raw = (s.user_attrs.get("spec") or {}).get("confirm")
+    chosen = Confirm.model_validate(raw) if raw else Confirm()
     confirm = chosen.model_copy(update={k: v for k, v in (("top", top), ("repeats", repeats))
                                         if v is not None})
     confirm = Confirm.model_validate(confirm.model_dump())  # the overrides checked

@@ -195,3 +195,30 @@ def compare(configs: list[ConfigRuns], maximize: bool = True, level: float = LEV
                   + ("" if found == "beats" else f": tied within ±{width:.4f}"))
     return Comparison(first.origin.number, second.origin.number, (first.n, second.n), diff, ci,
                       p, prob_best(configs, maximize), verdict or found, reason, level)
+
+
+def study_comparison(study: Any, configs: list[ConfigRuns]) -> Comparison | None:
+    """#1 against #2 of a study as every view shows it: at the level its race tests at (each
+    round is a look at the data: 1 − (1 − level) / rounds) and with the race's verdict once the
+    race is settled, so the interval and the verdict agree (`sweep best`, the dashboard note,
+    metrics.json and the card).
+    """
+    from pydantic import ValidationError
+
+    from sweep.execution.confirm import race_state
+    from sweep.study.spec import Confirm
+
+    raw = (study.user_attrs.get("spec") or {}).get("confirm")
+    try:  # one section read: a spec an older version stored need not validate whole
+        confirm = Confirm.model_validate(raw) if raw else None
+    except ValidationError:
+        confirm = None
+    level, verdict = LEVEL, None
+    if confirm is not None:
+        level = 1 - (1 - confirm.level) / confirm.settings().looks
+        if configs and configs[0].confirmed:
+            state = race_state(study, confirm.settings())
+            verdict = "unsettled" if not state.settled else (
+                None if state.verdict == "alone" else state.verdict)
+    return compare(configs, maximize=study.direction.name == "MAXIMIZE", level=level,
+                   verdict=verdict)

@@ -71,7 +71,7 @@ def ranking_section(study: optuna.Study, spec: StudySpec, top: int = 5) -> str:
     """The confirmed ranking as Markdown: the winner marked, each config's confirmed mean and
     interval, its search run apart, and #1 against #2; empty before any confirmation run.
     """
-    from sweep.ranking import compare, rank_configs
+    from sweep.ranking import rank_configs, study_comparison
 
     configs = [c for c in rank_configs(study) if c.confirmed][:top]
     if not configs:
@@ -86,7 +86,7 @@ def ranking_section(study: optuna.Study, spec: StudySpec, top: int = 5) -> str:
         mark = " **(winner)**" if rank == 1 else ""
         rows.append(f"| {rank}{mark} | {c.origin.number} | {shown} | {c.n} | "
                     f"{c.search_value:.4f} |")
-    comparison = compare(configs, study.direction.name == "MAXIMIZE", level)
+    comparison = study_comparison(study, configs)
     verdict = [] if comparison is None else ["", comparison.line() + (
         "" if comparison.prob_best is None
         else f"; P(#1 is the best) = {comparison.prob_best:.2f}") + "."]
