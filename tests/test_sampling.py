@@ -163,10 +163,10 @@ def test_three_then_six_trials_and_three_processes_at_once_never_repeat(
     six = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(six) == 6 and len({tuple(sorted(t.params.items())) for t in six}) == 6
 
-    # Three processes started at once on the same study, target 12.
-    finish([sweep_run(spec_path, storage_url, synthetic_root, 12, tmp_path) for _ in range(3)])
+    # Three processes started at once on the same study, target 9: one trial or more each.
+    finish([sweep_run(spec_path, storage_url, synthetic_root, 9, tmp_path) for _ in range(3)])
     done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(done) == 12
+    assert len(done) == 9
     drawn = [tuple(sorted(t.params.items())) for t in study.get_trials()
              if "failed_trial" not in t.system_attrs]  # a retry repeats its trial on purpose
     assert len(set(drawn)) == len(drawn), drawn
