@@ -126,7 +126,7 @@ def export_trial(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the bundle of `trial` to `dest`, atomically; a bundle already there is replaced.
-    `confirmation` (sweep.ranking) records the spread of its config's runs and the paired test;
+    `confirmation` (sweep.ranking) records its config's confirmation runs and #1 vs #2;
     `extra` adds entries to metrics.json (a final fit's `test` figures, which the card shows).
     """
     record = load(trial)
