@@ -7,13 +7,15 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.data", "tests.fixtures.storage", "tests.mirror_helpers"]
+pytest_plugins = ["tests.fixtures.data", "tests.fixtures.storage", "tests.mirror_helpers",
+                  "tests.fault_helpers"]
 
 # Modules whose tests run studies with worker processes, heartbeats, signals, servers or
 # schedulers: `make test` runs them alone (`-m serial`), after the rest has run two at a time
 # (`-n 2 -m "not serial"`), so no test with a grace period or a deadline shares the cores.
 SERIAL = {
-    "test_compare", "test_confirm", "test_faults", "test_faults_edges", "test_finalize",
+    "test_compare", "test_confirm", "test_faults", "test_faults_disks", "test_faults_edges",
+    "test_finalize",
     "test_mirror_background", "test_sampling", "test_shipped_studies", "test_slurm",
     "test_storage_backends", "test_sweep_run", "test_sweep_scene_iou", "test_sweep_workers",
     "test_trial_killed", "test_worker_join", "test_worker_visibility",

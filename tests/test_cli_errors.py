@@ -11,14 +11,7 @@ import cloudseg.cli as cloudseg_cli
 import cloudseg.data
 import sweep.cli as sweep_cli
 import sweep.study.spec
-
-
-def sweep_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["sweep", *args])
-    monkeypatch.setitem(sweep_cli._DEBUG, "on", False)
-    with pytest.raises(SystemExit) as done:
-        sweep_cli.main()
-    return done.value.code, capsys.readouterr().err.strip()
+from tests.fault_helpers import sweep_main
 
 
 @pytest.fixture(autouse=True)
