@@ -70,11 +70,10 @@ def confirm_study(
     from cloudseg import ConfigError
     from sweep.execution.confirm import enqueue_confirmations, search_trials, top_trials
     from sweep.execution.workers import work
-    from sweep.study.spec import Confirm
+    from sweep.study.spec import Confirm, stored_confirm
 
     s = _study(study, storage)
-    raw = (s.user_attrs.get("spec") or {}).get("confirm")
-    chosen = Confirm.model_validate(raw) if raw else Confirm()
+    chosen = stored_confirm(s.user_attrs) or Confirm()
     confirm = chosen.model_copy(update={k: v for k, v in (("top", top), ("repeats", repeats))
                                         if v is not None})
     confirm = Confirm.model_validate(confirm.model_dump())  # the overrides checked

@@ -203,16 +203,10 @@ def study_comparison(study: Any, configs: list[ConfigRuns]) -> Comparison | None
     race is settled, so the interval and the verdict agree (`sweep best`, the dashboard note,
     metrics.json and the card).
     """
-    from pydantic import ValidationError
-
     from sweep.execution.confirm import race_state
-    from sweep.study.spec import Confirm
+    from sweep.study.spec import stored_confirm
 
-    raw = (study.user_attrs.get("spec") or {}).get("confirm")
-    try:  # one section read: a spec an older version stored need not validate whole
-        confirm = Confirm.model_validate(raw) if raw else None
-    except ValidationError:
-        confirm = None
+    confirm = stored_confirm(study.user_attrs)
     level, verdict = LEVEL, None
     if confirm is not None:
         level = 1 - (1 - confirm.level) / confirm.settings().looks

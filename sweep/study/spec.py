@@ -126,6 +126,17 @@ def study_threshold_rule(study_attrs: dict[str, Any]) -> str:
     return THRESHOLD_RULE.get(spec.get("threshold", 0.5), "fixed")
 
 
+def stored_confirm(study_attrs: dict[str, Any]) -> Confirm | None:
+    """The `confirm` section of a stored study's spec, read alone (a spec an older version
+    stored need not validate whole for its ranking to show); None when absent or unreadable.
+    """
+    raw = (study_attrs.get("spec") or {}).get("confirm")
+    try:
+        return Confirm.model_validate(raw) if raw else None
+    except ValidationError:
+        return None
+
+
 class StudySpec(_Frozen):
     """A study: metric, sampler, pruner, per-trial budget, fixed config and search space."""
 
